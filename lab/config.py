@@ -1,0 +1,240 @@
+"""lab.yml: the one file that describes a lab, validated once, here.
+
+Every other module receives a :class:`LabConfig` and may trust it. A bad file raises
+:class:`~lab.errors.ConfigError` with one line that names the file, the field and what was
+expected, e.g. ``lab.yml: servers.web.count: must be >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lab.errors import ConfigError
+
+CONFIG_FILE = "lab.yml"
+DEFAULT_IMAGE = "lab/base:bookworm"
+
+# Lab names end up in container, network and image names, file paths and shell commands,
+# so they are kept to a set of characters that is safe in all of them.
+LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+# Roles become Ansible group names, which may not contain '-'.
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HealthCheck(_Strict):
+    """How the balancer and the release gate decide a server is healthy: an HTTP GET."""
+
+    path: str = "/"
+    port: Port = 80
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError(f"must be a URL path starting with '/', got {value!r}")
+        return value
+
+
+class Role(_Strict):
+    """A group of identical servers: how many, how they are configured and tested."""
+
+    count: int = Field(default=1, ge=1, le=20)
+    playbook: Path | None = None
+    tests: list[Path] = Field(default_factory=list)
+    ports: list[Port] = Field(default_factory=list)
+    health: HealthCheck | None = None
+
+
+class Balancer(_Strict):
+    """The load balancer in front of one role: HAProxy locally, an ALB on AWS."""
+
+    kind: Literal["haproxy"] = "haproxy"
+    listen: int = Field(default=8080, ge=1024, le=65535)
+    routes_to: str
+
+
+class ReleasePolicy(_Strict):
+    """How a new generation is dipped into traffic, and when it is pulled back."""
+
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
+    step_seconds: float = Field(default=5.0, gt=0, le=3600)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_full(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= s <= 100 for s in steps):
+            raise ValueError(f"each step must be a percentage from 1 to 100, got {steps}")
+        if steps != sorted(set(steps)) or steps[-1] != 100:
+            raise ValueError(f"must rise strictly and end at 100, got {steps}")
+        return steps
+
+
+class LabConfig(_Strict):
+    """The whole of lab.yml. ``directory`` is where the file lives; paths are relative to it."""
+
+    name: str
+    target: Literal["docker", "vagrant", "aws"] = "docker"
+    image: str = DEFAULT_IMAGE
+    servers: dict[str, Role] = Field(min_length=1)
+    balancer: Balancer | None = None
+    release: ReleasePolicy = Field(default_factory=ReleasePolicy)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    directory: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not LAB_NAME.match(value):
+            raise ValueError(
+                "must be 1-32 lowercase letters, digits or '-', starting with a letter, "
+                f"got {value!r}"
+            )
+        return value
+
+    @field_validator("servers")
+    @classmethod
+    def _safe_roles(cls, servers: dict[str, Role]) -> dict[str, Role]:
+        for role in servers:
+            if not ROLE_NAME.match(role):
+                raise ValueError(
+                    "role names must be 1-20 lowercase letters, digits or '_', starting with a "
+                    f"letter (they become Ansible groups), got {role!r}"
+                )
+        return servers
+
+    @model_validator(mode="after")
+    def _balancer_routes_to_a_role(self) -> LabConfig:
+        if self.balancer and self.balancer.routes_to not in self.servers:
+            raise ValueError(
+                f"balancer.routes_to: must name a role in servers ({', '.join(self.servers)}), "
+                f"got {self.balancer.routes_to!r}"
+            )
+        return self
+
+    @property
+    def state_dir(self) -> Path:
+        """Where lab keeps what it knows about this lab: state, keys, inventory, runs."""
+        return self.directory / ".lab"
+
+    def role(self, name: str) -> Role:
+        return self.servers[name]
+
+
+def load_config(path: Path | str = CONFIG_FILE, target: str | None = None) -> LabConfig:
+    """Read, parse and validate lab.yml; ``target`` overrides the file's target."""
+    path = Path(path)
+    label = path.name if path.parent == Path(".") else str(path)
+    if not path.is_file():
+        raise ConfigError(f"{label}: not found (run `lab init` to create an example lab)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{label}{where}: invalid YAML: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: must be a mapping of fields, got {_kind(data)}")
+    if target is not None:
+        data["target"] = target
+    directory = path.resolve().parent
+    try:
+        config = LabConfig.model_validate({**data, "directory": directory})
+    except ValidationError as exc:
+        raise ConfigError(f"{label}: {describe(exc)}") from None
+    _check_files(config, label)
+    return config
+
+
+def describe(exc: ValidationError) -> str:
+    """Turn pydantic's first error into ``field.path: what was expected, got what``."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    where = _location(first["loc"])
+    text = _explain(first)
+    extra = len(errors) - 1
+    more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
+    return f"{where}: {text}{more}" if where else f"{text}{more}"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _explain(error: Any) -> str:
+    kind, ctx, value = error["type"], error.get("ctx", {}), error.get("input")
+    got = f", got {_short(value)}"
+    match kind:
+        case "missing":
+            return "is required"
+        case "extra_forbidden":
+            return "unknown field (check its spelling; `lab init` writes a complete example)"
+        case "greater_than_equal":
+            return f"must be >= {ctx['ge']}{got}"
+        case "greater_than":
+            return f"must be > {ctx['gt']}{got}"
+        case "less_than_equal":
+            return f"must be <= {ctx['le']}{got}"
+        case "too_short":
+            return f"must have at least {ctx.get('min_length', 1)} item(s){got}"
+        case "int_parsing" | "int_type" | "int_from_float":
+            return f"must be a whole number{got}"
+        case "float_parsing" | "float_type":
+            return f"must be a number{got}"
+        case "string_type":
+            return f"must be a string{got}"
+        case "dict_type" | "model_type" | "model_attributes_type":
+            return f"must be a mapping{got}"
+        case "list_type":
+            return f"must be a list{got}"
+        case "literal_error":
+            return f"must be one of {ctx['expected']}{got}"
+        case "value_error":
+            return str(ctx.get("error", error["msg"]))
+        case _:
+            return f"{error['msg'][0].lower()}{error['msg'][1:]}{got}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else _kind(value) if isinstance(
+        value, dict | list
+    ) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), repr(value))
+
+
+def _check_files(config: LabConfig, label: str) -> None:
+    """Every playbook and test file lab.yml names must exist, inside or beside the lab."""
+    for role_name, role in config.servers.items():
+        named = [("playbook", role.playbook)] if role.playbook else []
+        named += [(f"tests[{i}]", t) for i, t in enumerate(role.tests)]
+        for field, relative in named:
+            if not (config.directory / relative).is_file():
+                raise ConfigError(
+                    f"{label}: servers.{role_name}.{field}: file not found: {relative}"
+                )

@@ -1,0 +1,70 @@
+"""``lab doctor``: each prerequisite, whether it is there, and what to do when it is not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from lab.config import DEFAULT_IMAGE
+from lab.errors import LabError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def run_checks() -> list[Check]:
+    return [_python(), *_docker(), _binary("ssh", "OpenSSH client", "apt-get install -y "
+                                           "openssh-client"), _ansible(), _vagrant()]
+
+
+def _python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Check("python", sys.version_info >= (3, 11), version, "install Python 3.11 or newer")
+
+
+def _docker() -> list[Check]:
+    from lab.engine import docker_client
+    from lab.image import image_is_current
+
+    try:
+        client = docker_client(timeout=10)
+    except LabError as exc:
+        fix = ("run `make setup` (installs docker.io and starts dockerd)" if os.geteuid() == 0
+               else "install Docker Engine or Docker Desktop and start it")
+        return [Check("docker engine", False, str(exc).split(";")[0], fix)]
+    version = client.version().get("Version", "?")
+    current = image_is_current(client, DEFAULT_IMAGE)
+    image = Check("base image", current, DEFAULT_IMAGE if current else f"{DEFAULT_IMAGE} missing "
+                  "or out of date", "run `lab image build`")
+    return [Check("docker engine", True, f"Docker {version}"), image]
+
+
+def _binary(command: str, what: str, fix: str, required: bool = True) -> Check:
+    path = shutil.which(command)
+    return Check(what, path is not None, path or "not found", fix, required)
+
+
+def _ansible() -> Check:
+    try:
+        import ansible_runner  # noqa: F401
+        from ansible.release import __version__
+    except ImportError:
+        return Check("ansible", False, "not installed", "pip install ansible-core ansible-runner")
+    return Check("ansible", True, f"ansible-core {__version__}")
+
+
+def _vagrant() -> Check:
+    if shutil.which("vagrant") is None:
+        return Check("vagrant (optional)", False, "not found",
+                     "apt-get install -y --no-install-recommends vagrant", required=False)
+    out = subprocess.run(["vagrant", "--version"], capture_output=True, text=True, check=False)
+    return Check("vagrant (optional)", out.returncode == 0, out.stdout.strip(), required=False)

@@ -1,0 +1,154 @@
+"""A lab's servers as a whole: bring up what is missing, show what is there, destroy it all.
+
+The fleet joins three things: lab.yml (what should exist), the target (what does exist) and
+state (what lab remembers). The real world wins: :meth:`Fleet.reconcile` runs first in every
+verb, so a container state forgot is still found and a server that died is shown as dead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from lab.config import LabConfig
+from lab.errors import UsageError
+from lab.events import Event, Listener, ignore
+from lab.keys import KeyPair, ensure_keypair
+from lab.state import ServerRecord, State
+from lab.targets import ServerSpec, Target, get_target
+
+
+class Fleet:
+    """The library face of ``lab up``, ``lab status`` and ``lab destroy``."""
+
+    def __init__(self, config: LabConfig, on_event: Listener = ignore) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.state = State(config.state_dir)
+        self.key: KeyPair = ensure_keypair(config.state_dir, comment=f"lab-{config.name}")
+        self._target: Target | None = None
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = get_target(self.config.target)(self.config, self.key)
+        return self._target
+
+    def close(self) -> None:
+        if self._target is not None:
+            self._target.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # verbs ---------------------------------------------------------------------------------
+
+    def up(self, roles: Iterable[str] | None = None) -> list[ServerRecord]:
+        """Create only what is missing, replace what died, wait until every server is ready."""
+        wanted = list(roles) if roles is not None else list(self.config.servers)
+        for role in wanted:
+            if role not in self.config.servers:
+                raise UsageError(f"no role {role!r} in lab.yml (roles: {self._roles()})")
+        live = self.reconcile()
+        dead = [s.name for s in live if s.role in wanted and s.status in ("dead", "missing")]
+        if dead:
+            self._emit("replace", f"replacing dead or missing servers: {', '.join(dead)}")
+            self.destroy_servers(dead)
+            live = [s for s in live if s.name not in dead]
+        specs = self._missing(wanted, live)
+        if specs:
+            self._emit("create", f"creating {len(specs)} server(s) on {self.target.name}")
+            for spec in specs:
+                self.state.save(ServerRecord(spec.name, spec.role, self.target.name,
+                                             image=spec.image, generation=spec.generation))
+                self.state.log("named", spec.name, spec.name.rsplit("-", 1)[1])
+            created = self.target.create(specs, self.on_event)
+            for record in created:
+                self.state.save(record)
+                self.state.log("created", record.name, record.image)
+        pending = [s for s in self.state.servers()
+                   if s.role in wanted and s.status in ("creating", "running")]
+        self.target.wait_ready(pending, self.on_event)
+        for server in pending:
+            self.state.set_status(server.name, "ready")
+            self.state.log("ready", server.name)
+        return [s for s in self.state.servers() if s.role in wanted]
+
+    def status(self) -> list[ServerRecord]:
+        """Every server, as the target sees it now (dead and missing ones included)."""
+        return self.reconcile()
+
+    def destroy(self) -> list[str]:
+        """Remove everything with the lab's label, whether or not state remembers it."""
+        self._emit("destroy", f"destroying lab {self.config.name}")
+        removed = self.target.destroy(None, self.on_event)
+        for server in self.state.servers():
+            self.state.forget(server.name)
+        for name in removed:
+            self.state.log("destroyed", name)
+        return removed
+
+    def destroy_servers(self, names: list[str]) -> list[str]:
+        removed = self.target.destroy(names, self.on_event)
+        for name in names:
+            self.state.forget(name)
+            self.state.log("destroyed", name)
+        return removed
+
+    def find(self, name: str) -> ServerRecord:
+        """A server by name, or a UsageError that lists the names there are."""
+        server = self.state.server(name)
+        if server is None:
+            names = ", ".join(s.name for s in self.state.servers()) or "none; run `lab up`"
+            raise UsageError(f"no server {name!r} in lab {self.config.name} (servers: {names})")
+        return server
+
+    # reconciliation ------------------------------------------------------------------------
+
+    def reconcile(self) -> list[ServerRecord]:
+        """Make state agree with the target; returns the merged view."""
+        live = {s.name: s for s in self.target.list()}
+        known = {s.name: s for s in self.state.servers()}
+        for name, seen in live.items():
+            before = known.get(name)
+            if before is None:
+                self.state.save(seen)
+                self.state.log("adopted", name, "found by label, not in state")
+                continue
+            keep = seen.status == "running" and before.status not in ("dead", "missing")
+            status = before.status if keep else seen.status
+            merged = ServerRecord(**{**seen.to_dict(), "status": status,
+                                     "created": before.created})
+            if merged != before:
+                self.state.save(merged)
+            if before.status != "dead" and seen.status == "dead":
+                self.state.log("died", name)
+        for name, before in known.items():
+            if name not in live and before.status != "missing":
+                self.state.set_status(name, "missing")
+                self.state.log("missing", name, "no longer exists on the target")
+        return self.state.servers()
+
+    def _missing(self, roles: list[str], live: list[ServerRecord]) -> list[ServerSpec]:
+        specs = []
+        for role in roles:
+            members = [s for s in live if s.role == role]
+            generation = max((s.generation for s in members), default=1)
+            current = [s for s in members if s.generation == generation]
+            wanted = self.config.role(role).count - len(current)
+            index = self.state.next_index(role)
+            for offset in range(max(0, wanted)):
+                specs.append(ServerSpec(
+                    name=f"{role}-{index + offset}", role=role, generation=generation,
+                    image=self.config.image, ports=self.config.role(role).ports,
+                ))
+        return specs
+
+    def _roles(self) -> str:
+        return ", ".join(self.config.servers)
+
+    def _emit(self, kind: str, message: str) -> None:
+        self.on_event(Event(kind, message, data={"at": time.time()}))

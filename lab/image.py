@@ -1,0 +1,121 @@
+"""The base image every docker (and Vagrant docker) server starts from: ``lab image build``.
+
+The Dockerfile lives in ``lab/data/image``. It builds ``FROM debian:bookworm``; where that
+cannot be pulled (no registry reachable) and ``debootstrap`` can run, a minimal Debian root
+file system is bootstrapped locally and imported under that tag first. The image carries a
+label with the Dockerfile's hash, so a changed Dockerfile triggers a rebuild and an unchanged
+one returns at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from lab.config import DEFAULT_IMAGE
+from lab.errors import PrerequisiteError, TargetError
+from lab.events import Event, Listener, ignore
+
+BASE = "debian:bookworm"
+DEBOOTSTRAP_PACKAGES = "python3,openssh-server,sudo,iproute2"
+HASH_LABEL = "lab.dockerfile-sha256"
+
+
+def context_dir() -> Path:
+    return Path(str(files("lab") / "data" / "image"))
+
+
+def dockerfile_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(context_dir().iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE) -> bool:
+    try:
+        image = client.images.get(tag)
+    except ImageNotFound:
+        return False
+    return (image.labels or {}).get(HASH_LABEL) == dockerfile_hash()
+
+
+def build_base_image(
+    client: docker.DockerClient,
+    tag: str = DEFAULT_IMAGE,
+    rebuild: bool = False,
+    on_event: Listener = ignore,
+) -> str:
+    """Make sure ``tag`` exists and matches the Dockerfile; returns the tag."""
+    if not rebuild and image_is_current(client, tag):
+        on_event(Event("image", f"{tag} is up to date", subject=tag))
+        return tag
+    ensure_debian_base(client, on_event)
+    on_event(Event("image", f"building {tag}", subject=tag))
+    try:
+        stream = client.api.build(
+            path=str(context_dir()), tag=tag, rm=True, forcerm=True, decode=True,
+            labels={HASH_LABEL: dockerfile_hash()},
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise TargetError(f"building {tag} failed: {chunk['error'].strip()}")
+            line = (chunk.get("stream") or "").strip()
+            if line:
+                on_event(Event("build-log", line, subject=tag))
+    except (APIError, BuildError) as exc:
+        raise TargetError(f"building {tag} failed: {exc}") from None
+    on_event(Event("image", f"built {tag}", subject=tag))
+    return tag
+
+
+def ensure_debian_base(client: docker.DockerClient, on_event: Listener = ignore) -> None:
+    """Have ``debian:bookworm`` locally: present, pulled, or bootstrapped with debootstrap."""
+    try:
+        client.images.get(BASE)
+        return
+    except ImageNotFound:
+        pass
+    on_event(Event("image", f"pulling {BASE}", subject=BASE))
+    try:
+        client.images.pull("debian", tag="bookworm")
+        return
+    except APIError as exc:
+        on_event(Event("image", f"pull failed ({exc.explanation}); bootstrapping locally"))
+    bootstrap_debian(client, on_event)
+
+
+def bootstrap_debian(client: docker.DockerClient, on_event: Listener = ignore) -> None:
+    """debootstrap a minimal bookworm and import it as ``debian:bookworm`` (about a minute)."""
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        raise PrerequisiteError(
+            f"{BASE} cannot be pulled and cannot be bootstrapped here: run as root with "
+            "debootstrap installed (`apt-get install -y debootstrap`), or make the registry "
+            "reachable and run `docker pull debian:bookworm`"
+        )
+    with tempfile.TemporaryDirectory(prefix="lab-rootfs-") as root:
+        command = ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}",
+                   "bookworm", root]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                on_event(Event("build-log", line.rstrip(), subject=BASE))
+        if process.returncode != 0:
+            raise TargetError(f"debootstrap failed (exit {process.returncode}); see output above")
+        on_event(Event("image", f"importing {BASE}", subject=BASE))
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        assert tar.stdout is not None
+        try:
+            client.api.import_image_from_stream(tar.stdout, repository="debian", tag="bookworm")
+        finally:
+            tar.stdout.close()
+            tar.wait()

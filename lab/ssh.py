@@ -1,0 +1,59 @@
+"""SSH to a lab server with the lab's key: the one way lab, Ansible and users reach servers.
+
+Host keys are not pinned: each server makes its own at first boot and servers come and go on
+reused 127.0.0.1 ports, so a known_hosts file would only ever hold stale entries.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from lab.errors import TargetError
+from lab.keys import KeyPair
+from lab.state import ServerRecord
+
+SSH_OPTIONS = [
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "LogLevel=ERROR",
+    "-o", "ConnectTimeout=5",
+]  # fmt: skip
+
+
+def ssh_argv(server: ServerRecord, key: KeyPair, command: list[str] | None = None,
+             batch: bool = True) -> list[str]:
+    """The ``ssh`` command line that reaches ``server``; runs ``command`` when given."""
+    argv = ["ssh", *SSH_OPTIONS, "-i", str(key.private), "-p", str(server.ssh_port)]
+    if batch:
+        argv += ["-o", "BatchMode=yes"]
+    if command is None:
+        argv.append("-t")
+    argv.append(f"{server.ssh_user}@{server.ssh_host}")
+    return argv + (command or [])
+
+
+def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0) -> str:
+    """Block until sshd accepts the lab key and systemd has finished booting.
+
+    Returns systemd's state (``running``, or ``degraded`` when some unit failed). Raises
+    :class:`TargetError` naming the server when it does not get there within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    command = ["systemctl", "is-system-running", "--wait"]
+    last = "no answer"
+    while time.monotonic() < deadline:
+        result = subprocess.run(
+            ssh_argv(server, key, command), capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL, check=False,
+        )
+        state = result.stdout.strip()
+        if state in ("running", "degraded"):
+            return state
+        last = state or result.stderr.strip() or f"ssh exit {result.returncode}"
+        time.sleep(0.2)
+    raise TargetError(
+        f"{server.name}: not ready after {timeout:.0f} s ({last}); "
+        f"see `lab ssh {server.name}` or the target's logs"
+    )

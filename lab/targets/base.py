@@ -1,0 +1,82 @@
+"""The target interface: what every backend (docker, vagrant, aws) must do, and nothing more.
+
+A backend is one module with one :class:`Target` subclass. It creates servers from
+:class:`ServerSpec`, finds the lab's servers by label in the real world, and destroys them.
+Everything above it (state, provisioning, release) works from :class:`ServerRecord` alone.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from lab.config import LabConfig
+from lab.events import Listener, ignore
+from lab.keys import KeyPair
+from lab.state import ServerRecord
+
+LABEL_PREFIX = "lab."
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server to be made: which role, which generation, from which image."""
+
+    name: str
+    role: str
+    generation: int
+    image: str
+    ports: list[int] = field(default_factory=list)
+
+
+def labels_for(lab: str, spec: ServerSpec | None = None) -> dict[str, str]:
+    """Labels (tags on AWS) that let lab find what it made even after state is lost.
+
+    ``LAB_LABELS="k=v,k2=v2"`` adds labels, so a test run can mark everything it makes.
+    """
+    labels = {f"{LABEL_PREFIX}managed": "true", f"{LABEL_PREFIX}name": lab}
+    if spec is not None:
+        labels |= {
+            f"{LABEL_PREFIX}server": spec.name,
+            f"{LABEL_PREFIX}role": spec.role,
+            f"{LABEL_PREFIX}generation": str(spec.generation),
+        }
+    for pair in filter(None, os.environ.get("LAB_LABELS", "").split(",")):
+        key, _, value = pair.partition("=")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+class Target(ABC):
+    """Where servers run. Subclasses set ``name`` and implement the abstract verbs."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: LabConfig, key: KeyPair) -> None:
+        self.config = config
+        self.key = key
+
+    @abstractmethod
+    def create(self, specs: list[ServerSpec], on_event: Listener = ignore) -> list[ServerRecord]:
+        """Make the servers (in parallel where the backend allows) and return their records."""
+
+    @abstractmethod
+    def list(self) -> list[ServerRecord]:
+        """Every server of this lab that exists now, found by label, with its live status."""
+
+    @abstractmethod
+    def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
+        """Remove the named servers, or everything the lab made when ``names`` is None."""
+
+    @abstractmethod
+    def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
+        """Block until each server accepts the lab key over SSH and has finished booting."""
+
+    def bake(self, server: ServerRecord, tag: str) -> str:
+        """Snapshot a server into an image; returns the image reference."""
+        raise NotImplementedError(f"the {self.name} target cannot bake images yet")
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing open
+        """Release connections; called once the target is no longer needed."""

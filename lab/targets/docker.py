@@ -1,0 +1,198 @@
+"""Docker target: each server is a systemd container with sshd, on a per-lab network.
+
+Ports are published on 127.0.0.1 only. The lab's public key is copied in before the
+container starts, so the first SSH attempt after boot succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.models.containers import Container
+
+from lab.errors import PrerequisiteError, TargetError
+from lab.events import Event, Listener, ignore
+from lab.ssh import wait_until_ready
+from lab.state import ServerRecord
+from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
+
+LOOPBACK = "127.0.0.1"
+# What systemd needs to be PID 1 in an unprivileged container (see ENVIRONMENT.md).
+SYSTEMD_RUN_OPTIONS = {
+    "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},
+    "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
+    "stop_signal": "SIGRTMIN+3",
+    "command": ["/sbin/init"],
+}
+LIVE_STATUS = {"running": "running", "created": "creating", "restarting": "restarting"}
+
+
+class DockerTarget(Target):
+    name = "docker"
+
+    def __init__(self, config, key) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(config, key)
+        from lab.engine import docker_client
+
+        self.client = docker_client()
+        self.network_name = f"lab-{config.name}"
+
+    # create --------------------------------------------------------------------------------
+
+    def create(self, specs: list[ServerSpec], on_event: Listener = ignore) -> list[ServerRecord]:
+        if not specs:
+            return []
+        for image in {s.image for s in specs}:
+            self._require_image(image)
+        self._ensure_network()
+        with ThreadPoolExecutor(max_workers=min(8, len(specs))) as pool:
+            return list(pool.map(lambda spec: self._create_one(spec, on_event), specs))
+
+    def _create_one(self, spec: ServerSpec, on_event: Listener) -> ServerRecord:
+        ports = {"22/tcp": (LOOPBACK, None)} | {f"{p}/tcp": (LOOPBACK, None) for p in spec.ports}
+        try:
+            container = self.client.containers.create(
+                spec.image,
+                name=self.container_name(spec.name),
+                hostname=spec.name,
+                labels=labels_for(self.config.name, spec) | {f"{LABEL_PREFIX}image": spec.image},
+                network=self.network_name,
+                ports=ports,
+                detach=True,
+                **SYSTEMD_RUN_OPTIONS,
+            )
+            container.put_archive("/root/.ssh", _authorized_keys_tar(self.key.public_text))
+            container.start()
+            container.reload()
+        except APIError as exc:
+            raise TargetError(
+                f"{spec.name}: docker could not create it: {exc.explanation}"
+            ) from None
+        on_event(Event("created", f"{spec.name} started", subject=spec.name))
+        return self._record(container)
+
+    def _require_image(self, image: str) -> None:
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            raise PrerequisiteError(
+                f"image {image} not found: run `lab image build` (or set `image:` in lab.yml)"
+            ) from None
+
+    def _ensure_network(self) -> None:
+        if not self.client.networks.list(names=[self.network_name]):
+            self.client.networks.create(
+                self.network_name, driver="bridge", labels=labels_for(self.config.name)
+            )
+
+    # list / wait ---------------------------------------------------------------------------
+
+    def list(self) -> list[ServerRecord]:
+        return [self._record(c) for c in self._containers()]
+
+    def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
+        def wait(server: ServerRecord) -> None:
+            started = time.monotonic()
+            state = wait_until_ready(server, self.key)
+            took = time.monotonic() - started
+            on_event(Event("ready", f"{server.name} ready ({state}, {took:.1f} s)", server.name))
+
+        if servers:
+            with ThreadPoolExecutor(max_workers=min(8, len(servers))) as pool:
+                list(pool.map(wait, servers))
+
+    # destroy -------------------------------------------------------------------------------
+
+    def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
+        containers = self._containers()
+        if names is not None:
+            containers = [c for c in containers if c.labels.get(f"{LABEL_PREFIX}server") in names]
+
+        def remove(container: Container) -> str:
+            server = container.labels.get(f"{LABEL_PREFIX}server", container.name)
+            with contextlib.suppress(NotFound):
+                container.remove(force=True, v=True)
+            on_event(Event("destroyed", f"{server} removed", subject=server))
+            return server
+
+        removed: list[str] = []
+        if containers:
+            with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
+                removed = list(pool.map(remove, containers))
+        if names is None:
+            self._remove_networks()
+        return removed
+
+    def _remove_networks(self) -> None:
+        for network in self.client.networks.list(filters={"label": self._lab_label()}):
+            with contextlib.suppress(NotFound, APIError):
+                network.remove()
+
+    def bake(self, server: ServerRecord, tag: str) -> str:
+        container = self.client.containers.get(self.container_name(server.name))
+        image = container.commit(repository=tag.split(":")[0], tag=tag.partition(":")[2] or None)
+        return tag if ":" in tag else image.id
+
+    def close(self) -> None:
+        self.client.close()
+
+    # helpers -------------------------------------------------------------------------------
+
+    def container_name(self, server: str) -> str:
+        return f"{self.config.name}-{server}"
+
+    def _lab_label(self) -> str:
+        return f"{LABEL_PREFIX}name={self.config.name}"
+
+    def _containers(self) -> list[Container]:
+        return self.client.containers.list(all=True, filters={"label": self._lab_label()})
+
+    def _record(self, container: Container) -> ServerRecord:
+        labels = container.labels
+        attrs = container.attrs
+        networks = attrs["NetworkSettings"].get("Networks") or {}
+        address = (networks.get(self.network_name) or {}).get("IPAddress", "")
+        published: dict[int, int] = {}
+        for port, bindings in (attrs["NetworkSettings"].get("Ports") or {}).items():
+            if bindings:
+                published[int(port.split("/")[0])] = int(bindings[0]["HostPort"])
+        created = attrs.get("Created", "")
+        return ServerRecord(
+            name=labels.get(f"{LABEL_PREFIX}server", container.name),
+            role=labels.get(f"{LABEL_PREFIX}role", "unknown"),
+            target=self.name,
+            address=address,
+            ssh_host=LOOPBACK,
+            ssh_port=published.pop(22, 0),
+            ssh_user="root",
+            image=labels.get(f"{LABEL_PREFIX}image", attrs["Config"].get("Image", "")),
+            generation=int(labels.get(f"{LABEL_PREFIX}generation", "1")),
+            status=LIVE_STATUS.get(container.status, "dead"),
+            ports=published,
+            created=_docker_time(created),
+        )
+
+
+def _authorized_keys_tar(public_key: str) -> bytes:
+    """A tar holding ``authorized_keys`` (0600, root), for ``put_archive`` into /root/.ssh."""
+    data = (public_key + "\n").encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("authorized_keys")
+        info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _docker_time(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return time.time()
