@@ -24,13 +24,14 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.config import CONFIG_FILE, LabConfig, load_config
-from lab.errors import ExitStatus, LabError
+from lab.errors import CheckFailed, ExitStatus, LabError
 from lab.events import Event
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Wide enough for tables when output goes to a file or a pipe (rich assumes 80 columns).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 app = typer.Typer(
     name="lab",
@@ -98,7 +99,10 @@ def handled(command: F) -> F:
 
 # progress ----------------------------------------------------------------------------------
 
-MILESTONES = {"created", "ready", "destroyed", "image", "create", "destroy", "replace"}
+MILESTONES = {"created", "ready", "destroyed", "image", "create", "destroy", "replace", "task",
+              "role", "phase", "verified"}
+RESULT_COLORS = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red",
+                 "skipped": "dim", "passed": "green", "error": "red"}
 
 
 @contextmanager
@@ -111,6 +115,10 @@ def progress(title: str, verbose: bool = False) -> Iterator[Callable[[Event], No
             elapsed = time.monotonic() - started
             if event.kind in MILESTONES:
                 err.print(f"[dim]{elapsed:5.1f}s[/dim] {event.message}", soft_wrap=True)
+            elif event.kind == "task-result":
+                color = RESULT_COLORS.get(event.data.get("status", ""), "white")
+                err.print(f"[dim]{elapsed:5.1f}s[/dim]   {event.subject}: "
+                          f"[{color}]{event.data.get('status')}[/{color}]")
             elif verbose or event.message.startswith("Step "):
                 err.print(f"[dim]{elapsed:5.1f}s {event.message}[/dim]", soft_wrap=True)
             status.update(f"{title}: {event.message[:70]}")
@@ -223,6 +231,137 @@ def destroy() -> None:
     err.print(f"destroyed {len(removed)} server(s) in {time.monotonic() - started:.1f} s")
 
 
+Names = Annotated[list[str] | None, typer.Argument(help="Servers (default: all).")]
+SetVars = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a lab.yml var: --set version=v2 (repeatable).")]
+
+
+@app.command()
+@handled
+def provision(
+    names: Names = None,
+    set_vars: SetVars = None,
+    idempotence: Annotated[bool, typer.Option(
+        help="Run twice; fail naming each task that changed on the second run.")] = False,
+) -> None:
+    """Configure servers with their role's playbook (Ansible, through ansible-runner).
+
+    Example:  lab provision --set version=v2 web-1
+    """
+    from lab.fleet import Fleet
+    from lab.harness import provision as run
+    from lab.provision import parse_overrides
+
+    overrides = parse_overrides(set_vars or [])
+    config = _config()
+    with progress(f"lab provision {config.name}") as listener, Fleet(config) as fleet:
+        report = run(fleet, names, overrides, idempotence, listener)
+    for result in report.runs:
+        _print_run(result)
+    if report.second:
+        err.print("second run (idempotence):")
+        for result in report.second:
+            _print_run(result)
+    if not report.ok:
+        raise CheckFailed(report.problem)
+
+
+@app.command()
+@handled
+def drift(names: Names = None, set_vars: SetVars = None) -> None:
+    """Show what on the running servers differs from the code (check mode, with diff).
+
+    The teaching moment: someone makes a "simple one-line change" over SSH; this finds it.
+    Exit status 1 when anything drifted.
+    """
+    from lab.fleet import Fleet
+    from lab.harness import drift as run
+    from lab.provision import parse_overrides
+
+    config = _config()
+    with progress(f"lab drift {config.name}") as listener, Fleet(config) as fleet:
+        report = run(fleet, names, parse_overrides(set_vars or []), listener)
+    if report.problem:
+        raise CheckFailed(report.problem)
+    for task in report.drifted:
+        out.print(f"[yellow]drift[/yellow] {task.host}: {task.task}")
+        if task.diff:
+            out.print(task.diff, markup=False, highlight=False)
+    if report.drifted:
+        hosts = sorted({t.host for t in report.drifted})
+        raise CheckFailed(f"{len(report.drifted)} task(s) differ from code on "
+                          f"{', '.join(hosts)}; `lab provision` puts them back (or better: "
+                          "replace the servers)")
+    out.print("no drift: the servers match the code")
+
+
+@app.command()
+@handled
+def verify(
+    names: Names = None,
+    set_vars: SetVars = None,
+    junit: Annotated[Path | None, typer.Option(help="Also write a JUnit XML report.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Prove servers with their role's testinfra tests, all servers at once.
+
+    Example:  lab verify --junit report.xml
+    """
+    from lab.fleet import Fleet
+    from lab.harness import verify as run
+    from lab.provision import parse_overrides
+    from lab.verify import failure_summary, merge_junit
+
+    config = _config()
+    with progress(f"lab verify {config.name}") as listener, Fleet(config) as fleet:
+        result = run(fleet, names, parse_overrides(set_vars or []), listener)
+    if junit is not None:
+        merge_junit(result, junit)
+    if as_json:
+        out.print_json(json.dumps([o.__dict__ for o in result.outcomes]))
+    else:
+        table = Table("host", "test", "result", "message", box=None)
+        for o in result.outcomes:
+            color = RESULT_COLORS.get(o.status, "white")
+            table.add_row(o.host, o.test, f"[{color}]{o.status}[/{color}]", o.message[:80])
+        out.print(table)
+    if not result.ok:
+        raise CheckFailed(failure_summary(result))
+
+
+@app.command("test")
+@handled
+def test_command(
+    destroy_policy: Annotated[str, typer.Option(
+        "--destroy", help="always | passing (keep failed servers to debug) | never.")]
+    = "always",
+    set_vars: SetVars = None,
+) -> None:
+    """The whole harness cycle on fresh servers: create, provision, idempotence, verify, destroy.
+
+    Uses its own lab name (NAME-test), so the servers `lab up` made are never touched.
+    """
+    from lab.harness import run_test_cycle
+    from lab.provision import parse_overrides
+
+    if destroy_policy not in ("always", "passing", "never"):
+        raise typer.BadParameter("must be always, passing or never", param_hint="--destroy")
+    config = _config()
+    started = time.monotonic()
+    with progress(f"lab test {config.name}") as listener:
+        report = run_test_cycle(config, destroy_policy,  # type: ignore[arg-type]
+                                parse_overrides(set_vars or []), listener)
+    table = Table("phase", "result", "seconds", "detail", box=None)
+    for phase in report.phases:
+        mark = "[green]ok[/green]" if phase.ok else "[red]failed[/red]"
+        table.add_row(phase.name, mark, f"{phase.seconds:.1f}", phase.detail[:100])
+    out.print(table)
+    total = time.monotonic() - started
+    if not report.ok:
+        raise CheckFailed(f"lab test failed after {total:.1f} s: {report.problem}")
+    out.print(f"[green]passed[/green] in {total:.1f} s")
+
+
 @app.command()
 @handled
 def doctor() -> None:
@@ -260,6 +399,21 @@ def image_build(
 
 
 # rendering ---------------------------------------------------------------------------------
+
+
+def _print_run(result: Any) -> None:
+    table = Table("host", "ok", "changed", "failed", "unreachable", "skipped", box=None,
+                  title=f"{result.playbook.name}  ({result.seconds:.1f} s, run {result.run_id})",
+                  title_justify="left")
+    for host, stats in sorted(result.hosts.items()):
+        table.add_row(host, str(stats.ok), _nonzero(stats.changed, "yellow"),
+                      _nonzero(stats.failed, "red"), _nonzero(stats.unreachable, "red"),
+                      str(stats.skipped))
+    out.print(table)
+
+
+def _nonzero(count: int, color: str) -> str:
+    return f"[{color}]{count}[/{color}]" if count else "0"
 
 
 def _print_servers(servers: list[Any]) -> None:

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lab.errors import ConfigError
 
@@ -91,7 +99,10 @@ class LabConfig(_Strict):
     balancer: Balancer | None = None
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)
     vars: dict[str, Any] = Field(default_factory=dict)
-    directory: Path = Field(default=Path("."), exclude=True)
+    # Where lab.yml lives (paths are relative to it) and where lab keeps state; set by
+    # load_config, not by the file.
+    _directory: Path = PrivateAttr(default=Path("."))
+    _state_dir: Path | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -124,9 +135,24 @@ class LabConfig(_Strict):
         return self
 
     @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
     def state_dir(self) -> Path:
         """Where lab keeps what it knows about this lab: state, keys, inventory, runs."""
-        return self.directory / ".lab"
+        return self._state_dir or self._directory / ".lab"
+
+    def located(self, directory: Path, state_dir: Path | None = None) -> LabConfig:
+        """This config, placed in ``directory`` (and keeping state in ``state_dir``)."""
+        self._directory = directory
+        self._state_dir = state_dir
+        return self
+
+    def renamed(self, name: str, state_dir: Path) -> LabConfig:
+        """A copy under another name and state directory: a lab beside this one."""
+        copy = self.model_copy(update={"name": name})
+        return copy.located(self.directory, state_dir)
 
     def role(self, name: str) -> Role:
         return self.servers[name]
@@ -153,7 +179,7 @@ def load_config(path: Path | str = CONFIG_FILE, target: str | None = None) -> La
         data["target"] = target
     directory = path.resolve().parent
     try:
-        config = LabConfig.model_validate({**data, "directory": directory})
+        config = LabConfig.model_validate(data).located(directory)
     except ValidationError as exc:
         raise ConfigError(f"{label}: {describe(exc)}") from None
     _check_files(config, label)

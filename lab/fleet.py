@@ -98,6 +98,29 @@ class Fleet:
             self.state.log("destroyed", name)
         return removed
 
+    def select(self, names: list[str] | None = None, roles: list[str] | None = None,
+               ) -> list[ServerRecord]:
+        """Live servers by name (all when none given); a dead or unknown name is an error."""
+        servers = self.reconcile()
+        if names:
+            chosen = [self.find(name) for name in names]
+        else:
+            chosen = [s for s in servers if s.status not in ("dead", "missing")]
+        if roles is not None:
+            chosen = [s for s in chosen if s.role in roles]
+        down = [s.name for s in chosen if s.status in ("dead", "missing")]
+        if down:
+            raise UsageError(f"{', '.join(down)}: not running (run `lab up` to replace it)")
+        if not chosen:
+            raise UsageError(f"lab {self.config.name} has no servers: run `lab up` first")
+        return chosen
+
+    def mark(self, names: list[str], status: str, detail: str = "") -> None:
+        """Record that servers reached a stage (provisioned, verified, ...) in state."""
+        for name in names:
+            self.state.set_status(name, status)
+            self.state.log(status, name, detail)
+
     def find(self, name: str) -> ServerRecord:
         """A server by name, or a UsageError that lists the names there are."""
         server = self.state.server(name)

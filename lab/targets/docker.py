@@ -85,7 +85,9 @@ class DockerTarget(Target):
             ) from None
 
     def _ensure_network(self) -> None:
-        if not self.client.networks.list(names=[self.network_name]):
+        # Docker's name filter matches substrings: lab-t would find lab-t2 and skip creation.
+        found = self.client.networks.list(names=[self.network_name])
+        if not any(n.name == self.network_name for n in found):
             self.client.networks.create(
                 self.network_name, driver="bridge", labels=labels_for(self.config.name)
             )

@@ -1,0 +1,196 @@
+"""The harness cycle: converge, check idempotence, look for drift, verify, and `lab test`.
+
+Each function works on a :class:`~lab.fleet.Fleet`, records in state what each server has
+been through, and returns a report with ``ok`` and ``problem`` (one line for the user); the
+CLI renders the report and turns ``not ok`` into exit status 1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lab.config import LabConfig
+from lab.errors import LabError
+from lab.events import Event, Listener, ignore
+from lab.fleet import Fleet
+from lab.provision import RunResult, TaskOutcome, failure_summary, provision_lab
+from lab.verify import VerifyResult, verify_lab
+from lab.verify import failure_summary as verify_summary
+
+DestroyPolicy = Literal["always", "passing", "never"]
+
+
+@dataclass
+class ProvisionReport:
+    runs: list[RunResult] = field(default_factory=list)
+    second: list[RunResult] = field(default_factory=list)  # the idempotence run, if asked
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+    @property
+    def not_idempotent(self) -> list[TaskOutcome]:
+        return [t for r in self.second for t in r.changed]
+
+
+def provision(fleet: Fleet, names: list[str] | None = None,
+              overrides: dict[str, Any] | None = None, idempotence: bool = False,
+              on_event: Listener = ignore) -> ProvisionReport:
+    """Run the playbooks; with ``idempotence``, run again and fail on any change."""
+    servers = fleet.select(names)
+    report = ProvisionReport(provision_lab(fleet.config, servers, fleet.key, overrides,
+                                           on_event=on_event))
+    failed_hosts = {f.host for r in report.runs for f in r.failures}
+    fleet.mark(sorted(failed_hosts), "failed", report.runs[0].run_id if report.runs else "")
+    if not all(r.ok for r in report.runs):
+        report.problem = failure_summary(report.runs)
+        return report
+    fleet.mark([s.name for s in servers], "provisioned",
+               ",".join(r.run_id for r in report.runs))
+    if idempotence:
+        on_event(Event("phase", "second run: checking idempotence"))
+        second = check_idempotence(fleet, overrides, on_event)
+        report.second, report.problem = second.second, second.problem
+    return report
+
+
+def check_idempotence(fleet: Fleet, overrides: dict[str, Any] | None = None,
+                      on_event: Listener = ignore) -> ProvisionReport:
+    """Run the playbooks again; any task that changes anything is named with its host."""
+    report = ProvisionReport()
+    report.second = provision_lab(fleet.config, fleet.select(), fleet.key, overrides,
+                                  on_event=on_event)
+    if not all(r.ok for r in report.second):
+        report.problem = "second run failed: " + failure_summary(report.second)
+    elif report.not_idempotent:
+        named = "; ".join(f"{t.host}: {t.task}" for t in report.not_idempotent)
+        report.problem = f"not idempotent: changed on the second run: {named}"
+    return report
+
+
+@dataclass
+class DriftReport:
+    runs: list[RunResult] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def drifted(self) -> list[TaskOutcome]:
+        return [t for r in self.runs for t in r.changed]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem and not self.drifted
+
+
+def drift(fleet: Fleet, names: list[str] | None = None,
+          overrides: dict[str, Any] | None = None, on_event: Listener = ignore) -> DriftReport:
+    """Check mode with diff: what on the running servers differs from the code."""
+    servers = fleet.select(names)
+    report = DriftReport(provision_lab(fleet.config, servers, fleet.key, overrides, check=True,
+                                       on_event=on_event))
+    if not all(r.ok for r in report.runs):
+        report.problem = "drift check failed: " + failure_summary(report.runs)
+    for task in report.drifted:
+        fleet.state.log("drift", task.host, task.task)
+    return report
+
+
+def verify(fleet: Fleet, names: list[str] | None = None,
+           overrides: dict[str, Any] | None = None, on_event: Listener = ignore) -> VerifyResult:
+    """Run the testinfra suites; servers that pass are marked verified in state."""
+    servers = fleet.select(names)
+    result = verify_lab(fleet.config, servers, fleet.key, on_event, overrides)
+    failed = {o.host for o in result.failures}
+    fleet.mark([s.name for s in servers if s.name not in failed], "verified")
+    fleet.mark(sorted(failed), "verify-failed")
+    return result
+
+
+@dataclass
+class Phase:
+    name: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class TestReport:
+    __test__ = False
+
+    lab: str
+    phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.phases) and all(p.ok for p in self.phases)
+
+    @property
+    def problem(self) -> str:
+        failed = [p for p in self.phases if not p.ok]
+        return f"{failed[0].name} failed: {failed[0].detail}" if failed else ""
+
+
+def test_lab_name(config: LabConfig) -> str:
+    """The throwaway lab `lab test` uses, so it never touches the servers `lab up` made."""
+    return f"{config.name[:27].rstrip('-')}-test"
+
+
+def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
+                   overrides: dict[str, Any] | None = None,
+                   on_event: Listener = ignore) -> TestReport:
+    """Fresh servers, provision, idempotence, verify, destroy: Molecule's `test`, faster."""
+    test_config = config.renamed(test_lab_name(config), config.state_dir / "test")
+    report = TestReport(test_config.name)
+    with Fleet(test_config, on_event) as fleet:
+        try:
+            fleet.destroy()  # leftovers of an earlier, interrupted test
+            _phase(report, "create", lambda: (fleet.up(), "")[1], on_event)
+            _phase(report, "provision", lambda: _problem(
+                provision(fleet, overrides=overrides, on_event=on_event)), on_event)
+            _phase(report, "idempotence", lambda: _problem(
+                check_idempotence(fleet, overrides, on_event)), on_event)
+            _phase(report, "verify", lambda: _verify_problem(fleet, overrides, on_event),
+                   on_event)
+        finally:
+            if destroy == "always" or (destroy == "passing" and report.ok):
+                _phase(report, "destroy", lambda: (fleet.destroy(), "")[1], on_event,
+                       always=True)
+            else:
+                on_event(Event("phase", f"kept servers of {fleet.config.name} (--destroy "
+                                        f"{destroy}); remove them with `lab test --destroy "
+                                        "always` or `lab destroy -f` on that lab"))
+    return report
+
+
+def _verify_problem(fleet: Fleet, overrides: dict[str, Any] | None, on_event: Listener) -> str:
+    result = verify(fleet, overrides=overrides, on_event=on_event)
+    return "" if result.ok else verify_summary(result)
+
+
+def _problem(report: ProvisionReport) -> str:
+    return report.problem
+
+
+def _phase(report: TestReport, name: str, body: Callable[[], str], on_event: Listener,
+           always: bool = False) -> None:
+    """Run one phase unless an earlier one failed; a phase returns its problem or ''."""
+    if not always and not report.ok and report.phases:
+        return
+    on_event(Event("phase", f"{name}..."))
+    started = time.monotonic()
+    try:
+        problem = body()
+    except LabError as exc:
+        problem = str(exc)
+    except BaseException as exc:  # a bug or Ctrl-C: record it, let it through
+        report.phases.append(Phase(name, False, time.monotonic() - started, repr(exc)))
+        raise
+    report.phases.append(Phase(name, not problem, time.monotonic() - started, problem))
+    on_event(Event("phase", f"{name} {'ok' if not problem else 'FAILED'} "
+                            f"({report.phases[-1].seconds:.1f} s)"))

@@ -1,0 +1,77 @@
+"""One inventory, generated from state, for Ansible, testinfra and people.
+
+``.lab/inventory.yml`` has a group per role and, per host, how to reach it (127.0.0.1, the
+forwarded SSH port, user, the lab key, the Python interpreter). ``.lab/ssh_config`` says the
+same for ssh, so ``ssh -F .lab/ssh_config web-1`` and testinfra's ``ssh://web-1`` both work.
+A user can run ``ansible-playbook -i .lab/inventory.yml site.yml`` by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.keys import KeyPair
+from lab.ssh import SSH_OPTIONS
+from lab.state import ServerRecord
+
+PYTHON = "/usr/bin/python3"
+
+
+def build_inventory(servers: Iterable[ServerRecord], key: KeyPair,
+                    variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The inventory as a dict: ``all.children.<role>.hosts.<name>`` with connection vars."""
+    groups: dict[str, dict[str, Any]] = {}
+    for server in servers:
+        hosts = groups.setdefault(server.role, {"hosts": {}})["hosts"]
+        hosts[server.name] = {
+            "ansible_host": server.ssh_host,
+            "ansible_port": server.ssh_port,
+            "ansible_user": server.ssh_user,
+            "lab_address": server.address,
+            "lab_generation": server.generation,
+            "lab_image": server.image,
+        }
+    return {
+        "all": {
+            "vars": {
+                "ansible_ssh_private_key_file": str(key.private.resolve()),
+                "ansible_python_interpreter": PYTHON,
+                "ansible_ssh_common_args": " ".join(SSH_OPTIONS),
+                **(variables or {}),
+            },
+            "children": groups,
+        }
+    }
+
+
+def write_inventory(state_dir: Path, servers: list[ServerRecord], key: KeyPair,
+                    variables: dict[str, Any] | None = None) -> Path:
+    """Write ``inventory.yml`` and ``ssh_config`` under ``state_dir``; returns the inventory."""
+    path = state_dir / "inventory.yml"
+    header = "# Written by lab from .lab/state.db; rewritten on every provision and verify.\n"
+    body = yaml.safe_dump(build_inventory(servers, key, variables), sort_keys=False)
+    path.write_text(header + body, encoding="utf-8")
+    write_ssh_config(state_dir / "ssh_config", servers, key)
+    return path
+
+
+def write_ssh_config(path: Path, servers: list[ServerRecord], key: KeyPair) -> Path:
+    lines = ["# Written by lab: ssh -F .lab/ssh_config NAME"]
+    for server in servers:
+        lines += [
+            f"Host {server.name}",
+            f"  HostName {server.ssh_host}",
+            f"  Port {server.ssh_port}",
+            f"  User {server.ssh_user}",
+            f"  IdentityFile {key.private.resolve()}",
+            "  IdentitiesOnly yes",
+            "  StrictHostKeyChecking no",
+            "  UserKnownHostsFile /dev/null",
+            "  LogLevel ERROR",
+        ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,266 @@
+"""Configure servers with Ansible, through ansible-runner: provision, idempotence, drift.
+
+Each run keeps everything under ``.lab/runs/<id>/`` (ansible-runner's artifacts: stdout and
+every event), and is summarised from ansible-runner's per-task events rather than the recap
+text, so a changed or failed task is named with its host, whatever stdout callback is set.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lab.config import LabConfig
+from lab.events import Event, Listener, ignore
+from lab.inventory import write_inventory
+from lab.keys import KeyPair
+from lab.state import ServerRecord
+
+# Fast by default: pipelining and connection reuse, no retry files, facts gathered only
+# when a play asks and cached between runs.
+ANSIBLE_ENV = {
+    "ANSIBLE_PIPELINING": "True",
+    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s",
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_GATHERING": "smart",
+    "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+    "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    "ANSIBLE_SYSTEM_WARNINGS": "False",
+    "ANSIBLE_FORCE_COLOR": "False",
+    "ANSIBLE_NOCOLOR": "True",
+}
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """One task on one host: what happened, and the module's message or diff."""
+
+    host: str
+    task: str
+    status: str  # ok | changed | failed | unreachable | skipped
+    message: str = ""
+    diff: str = ""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    playbook: Path
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    tasks: list[TaskOutcome] = field(default_factory=list)
+    rc: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failures
+
+    @property
+    def failures(self) -> list[TaskOutcome]:
+        return [t for t in self.tasks if t.status in ("failed", "unreachable")]
+
+    @property
+    def changed(self) -> list[TaskOutcome]:
+        return [t for t in self.tasks if t.status == "changed"]
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: Path,
+    runs_dir: Path,
+    hosts: list[str],
+    extravars: dict[str, Any] | None = None,
+    check: bool = False,
+    label: str = "provision",
+    on_event: Listener = ignore,
+) -> RunResult:
+    """Run ``playbook`` on ``hosts`` and return what each task did on each host."""
+    import ansible_runner
+
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = RunResult(run_id, run_dir, playbook)
+    collector = _EventCollector(result, on_event)
+    started = time.monotonic()
+    env = ANSIBLE_ENV | {
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(runs_dir.parent / "facts"),
+        # ansible-playbook comes with lab's Python, whether or not its venv is activated.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    runner = ansible_runner.run(
+        private_data_dir=str(run_dir),
+        playbook=str(playbook.resolve()),
+        inventory=str(inventory.resolve()),
+        limit=",".join(hosts),
+        forks=max(1, len(hosts)),
+        extravars=extravars or {},
+        envvars=env,
+        cmdline="--check --diff" if check else None,
+        quiet=True,
+        event_handler=collector,
+        settings={"suppress_ansible_output": True},
+    )
+    result.rc = runner.rc if runner.rc is not None else 1
+    result.seconds = time.monotonic() - started
+    for host in hosts:
+        result.hosts.setdefault(host, HostStats())
+    return result
+
+
+class _EventCollector:
+    """Turns ansible-runner's event dicts into TaskOutcomes and lab Events as they arrive."""
+
+    STATUS: ClassVar[dict[str, str]] = {
+        "runner_on_ok": "ok",
+        "runner_on_failed": "failed",
+        "runner_on_unreachable": "unreachable",
+        "runner_on_skipped": "skipped",
+    }
+
+    def __init__(self, result: RunResult, on_event: Listener) -> None:
+        self.result = result
+        self.on_event = on_event
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_task_start":
+            self.on_event(Event("task", f"task: {data.get('task', '?')}"))
+        elif kind in self.STATUS:
+            self._outcome(kind, data)
+        elif kind == "playbook_on_stats":
+            self._stats(data)
+        return True
+
+    def _outcome(self, kind: str, data: dict[str, Any]) -> None:
+        res = data.get("res") or {}
+        status = self.STATUS[kind]
+        if status == "failed" and data.get("ignore_errors"):
+            status = "ok"
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        outcome = TaskOutcome(
+            host=data.get("host", "?"),
+            task=data.get("task", "?"),
+            status=status,
+            message=_message(res) if status in ("failed", "unreachable") else "",
+            diff=_render_diff(res.get("diff")),
+        )
+        self.result.tasks.append(outcome)
+        self.on_event(Event("task-result", f"{outcome.host}: {outcome.task}: {status}",
+                            subject=outcome.host, data={"status": status}))
+
+    def _stats(self, data: dict[str, Any]) -> None:
+        names = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
+                 "skipped": "skipped"}
+        for key, attribute in names.items():
+            for host, count in (data.get(key) or {}).items():
+                stats = self.result.hosts.setdefault(host, HostStats())
+                setattr(stats, attribute, count)
+
+
+def _message(res: dict[str, Any]) -> str:
+    for key in ("msg", "stderr", "module_stderr", "stdout"):
+        value = res.get(key)
+        if value:
+            return " ".join(str(value).split())[:400]
+    return "failed (no message; see the run's stdout)"
+
+
+def _render_diff(diff: Any) -> str:
+    """ansible's diff (a dict or a list of dicts with before/after) as a unified diff."""
+    if not diff:
+        return ""
+    parts = diff if isinstance(diff, list) else [diff]
+    out: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if "prepared" in part:
+            out.append(str(part["prepared"]).rstrip())
+            continue
+        before, after = part.get("before", ""), part.get("after", "")
+        if isinstance(before, dict) or isinstance(after, dict):
+            before, after = _dict_lines(before), _dict_lines(after)
+        lines = difflib.unified_diff(
+            str(before).splitlines(), str(after).splitlines(),
+            fromfile=str(part.get("before_header", "running server")),
+            tofile=str(part.get("after_header", "code")), lineterm="",
+        )
+        out.extend(lines)
+    return "\n".join(out)
+
+
+def _dict_lines(value: Any) -> str:
+    if not isinstance(value, dict):
+        return str(value or "")
+    return "\n".join(f"{k}: {v}" for k, v in sorted(value.items()))
+
+
+
+def provision_lab(
+    config: LabConfig,
+    servers: list[ServerRecord],
+    key: KeyPair,
+    overrides: dict[str, Any] | None = None,
+    check: bool = False,
+    on_event: Listener = ignore,
+) -> list[RunResult]:
+    """Run each role's playbook on that role's servers, lab.yml's ``vars`` as extra vars."""
+    inventory = write_inventory(config.state_dir, servers, key)
+    extravars = config.vars | (overrides or {})
+    results = []
+    for role_name, role in config.servers.items():
+        members = [s.name for s in servers if s.role == role_name]
+        if not members or role.playbook is None:
+            continue
+        on_event(Event("role", f"{'checking' if check else 'provisioning'} {role_name}: "
+                               f"{', '.join(members)}", subject=role_name))
+        results.append(run_playbook(
+            config.directory / role.playbook, inventory, config.state_dir / "runs", members,
+            extravars, check=check, label="drift" if check else "provision", on_event=on_event,
+        ))
+    return results
+
+
+def failure_summary(results: list[RunResult]) -> str:
+    """One line naming each failed host, its task and the module's message."""
+    failures = [f for r in results for f in r.failures]
+    if not failures:
+        failed = [r for r in results if not r.ok]
+        return "; ".join(f"ansible-playbook exited {r.rc}, see {r.run_dir}" for r in failed)
+    shown = "; ".join(f"{f.host}: task '{f.task}' {f.status}: {f.message}" for f in failures[:3])
+    more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+    return f"{shown}{more}; full run in {results[0].run_dir}"
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are read as YAML scalars (``2`` is a number)."""
+    import yaml
+
+    from lab.errors import UsageError
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"--set {pair!r}: expected key=value with a variable name as key")
+        overrides[key.strip()] = yaml.safe_load(value) if value else ""
+    return overrides

@@ -1,0 +1,165 @@
+"""Prove servers with testinfra: each role's test files against each of its servers.
+
+Every host gets its own pytest process (in parallel), reaching the server over SSH through
+``.lab/ssh_config``. Results come back as JUnit XML, which lab reads into
+:class:`TestOutcome` rows and can merge into one report for CI (``--junit``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.config import LabConfig
+from lab.errors import ConfigError
+from lab.events import Event, Listener, ignore
+from lab.inventory import write_inventory
+from lab.keys import KeyPair
+from lab.state import ServerRecord
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    __test__ = False  # not a pytest test class
+
+    host: str
+    test: str
+    status: str  # passed | failed | error | skipped
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class VerifyResult:
+    outcomes: list[TestOutcome] = field(default_factory=list)
+    reports: dict[str, Path] = field(default_factory=dict)  # host -> its JUnit XML
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.outcomes) and all(o.status in ("passed", "skipped")
+                                           for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[TestOutcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "error")]
+
+
+def check_test_files(config: LabConfig, roles: list[str]) -> None:
+    """A test file that does not compile is the user's input error, named with its line."""
+    for role in roles:
+        for relative in config.role(role).tests:
+            path = config.directory / relative
+            try:
+                compile(path.read_bytes(), str(relative), "exec")
+            except SyntaxError as exc:
+                raise ConfigError(
+                    f"{relative}:{exc.lineno}: syntax error: {exc.msg} (fix the test file)"
+                ) from None
+
+
+def verify_lab(
+    config: LabConfig,
+    servers: list[ServerRecord],
+    key: KeyPair,
+    on_event: Listener = ignore,
+    extra_vars: dict[str, object] | None = None,
+) -> VerifyResult:
+    """Run each server's role tests against it, all hosts at once; returns every outcome."""
+    roles = sorted({s.role for s in servers})
+    check_test_files(config, roles)
+    write_inventory(config.state_dir, servers, key)
+    run_dir = config.state_dir / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-verify-{os.getpid()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    todo = [s for s in servers if config.role(s.role).tests]
+    variables = config.vars | (extra_vars or {})
+
+    def one(server: ServerRecord) -> tuple[str, Path, list[TestOutcome]]:
+        report = run_dir / f"{server.name}.xml"
+        outcomes = _run_pytest(config, server, report, variables)
+        failed = sum(o.status in ("failed", "error") for o in outcomes)
+        on_event(Event("verified", f"{server.name}: {len(outcomes) - failed} passed, "
+                                   f"{failed} failed", subject=server.name))
+        return server.name, report, outcomes
+
+    result = VerifyResult()
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            for name, report, outcomes in pool.map(one, todo):
+                result.reports[name] = report
+                result.outcomes.extend(outcomes)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _run_pytest(config: LabConfig, server: ServerRecord, report: Path,
+                variables: dict[str, object]) -> list[TestOutcome]:
+    tests = [str(config.directory / t) for t in config.role(server.role).tests]
+    argv = [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        f"--rootdir={config.directory}", f"--hosts=ssh://{server.name}",
+        f"--ssh-config={config.state_dir / 'ssh_config'}", f"--junitxml={report}",
+        "-o", "junit_family=xunit1", *tests,
+    ]
+    if server.ssh_user != "root":
+        argv.insert(4, "--sudo")
+    env = os.environ | {
+        "LAB_SERVER": server.name, "LAB_ROLE": server.role,
+        "LAB_VARS": json.dumps(variables, default=str),
+    }
+    proc = subprocess.run(argv, cwd=config.directory, env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, check=False)
+    outcomes = read_junit(report, server.name) if report.is_file() else []
+    if not outcomes:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        outcomes = [TestOutcome(server.name, "(pytest)", "error",
+                                f"pytest exited {proc.returncode}: {tail[0]}")]
+    return outcomes
+
+
+def read_junit(path: Path, host: str) -> list[TestOutcome]:
+    """Test outcomes from a JUnit XML file; the ``[ssh://host]`` parameter is dropped."""
+    outcomes = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        name = case.get("name", "?").split("[", 1)[0]
+        file = Path(case.get("file") or case.get("classname", "").replace(".", "/")).stem
+        status, message = "passed", ""
+        for child, label in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+            node = case.find(child)
+            if node is not None:
+                status = label
+                message = " ".join((node.get("message") or node.text or "").split())[:300]
+                break
+        outcomes.append(TestOutcome(host, f"{file}::{name}" if file else name, status, message,
+                                    float(case.get("time") or 0)))
+    return outcomes
+
+
+def merge_junit(result: VerifyResult, destination: Path) -> Path:
+    """One JUnit file with a test suite per host, for CI systems to read."""
+    root = ET.Element("testsuites", name="lab verify")
+    for host, report in sorted(result.reports.items()):
+        if not report.is_file():
+            continue
+        source = ET.parse(report).getroot()
+        for suite in source.iter("testsuite"):
+            suite.set("name", host)
+            root.append(suite)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(destination, encoding="utf-8", xml_declaration=True)
+    return destination
+
+
+def failure_summary(result: VerifyResult) -> str:
+    failures = result.failures
+    shown = "; ".join(f"{f.host}: {f.test}: {f.message or f.status}" for f in failures[:3])
+    more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+    return f"verify failed: {shown}{more}" if failures else "verify ran no tests"
