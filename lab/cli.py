@@ -100,7 +100,7 @@ def handled(command: F) -> F:
 # progress ----------------------------------------------------------------------------------
 
 MILESTONES = {"created", "ready", "destroyed", "image", "create", "destroy", "replace", "task",
-              "role", "phase", "verified"}
+              "role", "phase", "verified", "rollback", "bake", "warning"}
 RESULT_COLORS = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red",
                  "skipped": "dim", "passed": "green", "error": "red"}
 
@@ -115,6 +115,9 @@ def progress(title: str, verbose: bool = False) -> Iterator[Callable[[Event], No
             elapsed = time.monotonic() - started
             if event.kind in MILESTONES:
                 err.print(f"[dim]{elapsed:5.1f}s[/dim] {event.message}", soft_wrap=True)
+            elif event.kind == "tick":
+                status.update(f"{title}: {_tick_line(event.data)}")
+                return
             elif event.kind == "task-result":
                 color = RESULT_COLORS.get(event.data.get("status", ""), "white")
                 err.print(f"[dim]{elapsed:5.1f}s[/dim]   {event.subject}: "
@@ -124,6 +127,16 @@ def progress(title: str, verbose: bool = False) -> Iterator[Callable[[Event], No
             status.update(f"{title}: {event.message[:70]}")
 
         yield listener
+
+
+def _tick_line(data: dict[str, Any]) -> str:
+    """The live view of a canary step: weights, traffic, errors, latency, versions."""
+    total = sum(data["versions"].values()) or 1
+    versions = " ".join(f"{v} {100 * n / total:.0f}%" for v, n in sorted(data["versions"].items()))
+    weights = " ".join(f"{n}={w}" for n, w in sorted(data["weights"].items()))
+    return (f"[bold]{data['percent']}%[/bold] new | weights {weights} | {data['rps']} req/s | "
+            f"errors {data['errors']}/{data['requests']} | p50 {data['p50_ms']} ms "
+            f"p99 {data['p99_ms']} ms | {versions}")
 
 
 def _config() -> LabConfig:
@@ -217,7 +230,10 @@ def ssh(
 
 @app.command()
 @handled
-def destroy() -> None:
+def destroy(
+    images: Annotated[bool, typer.Option(help="Also remove the images `lab bake` made.")]
+    = False,
+) -> None:
     """Remove everything the lab made: servers and network, found by label.
 
     Works even after .lab/state.db is deleted or a `lab up` was killed half-way.
@@ -227,7 +243,7 @@ def destroy() -> None:
     config = _config()
     started = time.monotonic()
     with progress(f"lab destroy {config.name}") as listener, Fleet(config, listener) as fleet:
-        removed = fleet.destroy()
+        removed = fleet.destroy(images)
     err.print(f"destroyed {len(removed)} server(s) in {time.monotonic() - started:.1f} s")
 
 
@@ -364,6 +380,91 @@ def test_command(
 
 @app.command()
 @handled
+def release(
+    set_vars: SetVars = None,
+    from_image: Annotated[str | None, typer.Option(
+        help="Start the new servers from this baked image, without provisioning.")] = None,
+) -> None:
+    """Replace the balanced role with a new generation, canary by canary, under live traffic.
+
+    New servers are built and verified out of rotation, then get lab.yml's release steps of
+    traffic while a probe watches errors and latency. Any failed gate, or Ctrl-C, rolls back:
+    the old servers were never touched and get all traffic again. Exit 1 after a rollback.
+
+    Example:  lab release --set version=v2
+    """
+    from lab.fleet import Fleet
+    from lab.provision import parse_overrides
+    from lab.release import release as run
+
+    config = _config()
+    with progress(f"lab release {config.name}") as listener, Fleet(config) as fleet:
+        report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
+    _print_release(report.to_dict())
+
+
+@app.command()
+@handled
+def rollback() -> None:
+    """Release again what ran before the last promoted release (its baked image if any)."""
+    from lab.fleet import Fleet
+    from lab.release import release as run
+    from lab.release import rollback_target
+
+    config = _config()
+    with progress(f"lab rollback {config.name}") as listener, Fleet(config) as fleet:
+        previous = rollback_target(fleet)
+        report = run(fleet, previous["vars"], previous["image"], listener)
+    _print_release(report.to_dict())
+
+
+@app.command()
+@handled
+def history(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the lab's releases with their outcome and figures."""
+    from lab.state import State
+
+    releases = State(_config().state_dir).releases()
+    if as_json:
+        out.print_json(json.dumps(releases))
+        return
+    table = Table("release", "outcome", "version", "from image", "requests", "errors", "p99 ms",
+                  "seconds", "reason", box=None)
+    for r in releases:
+        color = "green" if r["outcome"] == "promoted" else "red"
+        traffic = r.get("traffic", {})
+        took = (r.get("finished") or r["started"]) - r["started"]
+        table.add_row(r["id"], f"[{color}]{r['outcome']}[/{color}]",
+                      str(r["vars"].get("version", "")), r.get("image") or "-",
+                      str(traffic.get("requests", "")), str(traffic.get("errors", "")),
+                      str(traffic.get("p99_ms", "")), f"{took:.1f}", r.get("reason", "")[:60])
+    out.print(table if releases else "no releases yet (run `lab release`)")
+
+
+@app.command()
+@handled
+def bake(
+    role: Annotated[str | None, typer.Argument(help="Role (default: the balanced one).")]
+    = None,
+    version: Annotated[str | None, typer.Option(help="Image version tag.")] = None,
+) -> None:
+    """Snapshot a provisioned, verified server into an image: lab/<lab>-<role>:<version>.
+
+    Then:  lab release --from-image lab/<lab>-<role>:<version>
+    """
+    from lab.bake import bake as run
+    from lab.fleet import Fleet
+
+    config = _config()
+    with progress(f"lab bake {config.name}") as listener, Fleet(config) as fleet:
+        tag = run(fleet, role, version, listener)
+    out.print(tag)
+
+
+@app.command()
+@handled
 def doctor() -> None:
     """Check each prerequisite and say how to fix what is missing (exit 3 if any)."""
     from lab.doctor import run_checks
@@ -399,6 +500,25 @@ def image_build(
 
 
 # rendering ---------------------------------------------------------------------------------
+
+
+def _print_release(report: dict[str, Any]) -> None:
+    table = Table("step", "requests", "errors", "rps", "p50 ms", "p99 ms", "versions", "gate",
+                  box=None, title=f"release {report['id']}: {report['outcome']}",
+                  title_justify="left")
+    for step in report["steps"]:
+        w = step["window"]
+        versions = " ".join(f"{v}:{n}" for v, n in sorted(w.get("versions", {}).items()))
+        table.add_row(f"{step['percent']}%", str(w.get("requests", "")),
+                      str(w.get("errors", "")), str(w.get("rps", "")), str(w.get("p50_ms", "")),
+                      str(w.get("p99_ms", "")), versions, step["gate"])
+    out.print(table)
+    phases = "  ".join(f"{name} {seconds:.1f}s" for name, seconds in report["phases"].items())
+    traffic = report["traffic"]
+    out.print(f"phases: {phases}")
+    out.print(f"traffic during the release: {traffic.get('requests')} requests, "
+              f"{traffic.get('errors')} failed, p99 {traffic.get('p99_ms')} ms")
+    out.print(f"new: {', '.join(report['new'])}  old (destroyed): {', '.join(report['old'])}")
 
 
 def _print_run(result: Any) -> None:

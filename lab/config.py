@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,14 +27,18 @@ from lab.errors import ConfigError
 
 CONFIG_FILE = "lab.yml"
 DEFAULT_IMAGE = "lab/base:bookworm"
+BALANCER_ROLE = "lb"  # the balancer's own role, added by lab when lab.yml has `balancer:`
 
 # Lab names end up in container, network and image names, file paths and shell commands,
-# so they are kept to a set of characters that is safe in all of them.
-LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+# so they are kept to a set of characters that is safe in all of them. \Z, not $: $ also
+# matches before a trailing newline, which would let "web\n" through.
+LAB_NAME = re.compile(r"\A(?:[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z])\Z")
 # Roles become Ansible group names, which may not contain '-'.
-ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
+ROLE_NAME = re.compile(r"\A[a-z][a-z0-9_]{0,19}\Z")
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+# Numbers are strict: YAML already types them, and lax mode would take `count: true` (or
+# `on`) as 1 and `ports: ["80"]` as 80.
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 
 
 class _Strict(BaseModel):
@@ -57,7 +62,7 @@ class HealthCheck(_Strict):
 class Role(_Strict):
     """A group of identical servers: how many, how they are configured and tested."""
 
-    count: int = Field(default=1, ge=1, le=20)
+    count: int = Field(default=1, ge=1, le=20, strict=True)
     playbook: Path | None = None
     tests: list[Path] = Field(default_factory=list)
     ports: list[Port] = Field(default_factory=list)
@@ -68,16 +73,16 @@ class Balancer(_Strict):
     """The load balancer in front of one role: HAProxy locally, an ALB on AWS."""
 
     kind: Literal["haproxy"] = "haproxy"
-    listen: int = Field(default=8080, ge=1024, le=65535)
+    listen: int = Field(default=8080, ge=1024, le=65535, strict=True)
     routes_to: str
 
 
 class ReleasePolicy(_Strict):
     """How a new generation is dipped into traffic, and when it is pulled back."""
 
-    steps: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
-    step_seconds: float = Field(default=5.0, gt=0, le=3600)
-    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    steps: list[StrictInt] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
+    step_seconds: float = Field(default=5.0, gt=0, le=3600, strict=True)
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, strict=True)
 
     @field_validator("steps")
     @classmethod
@@ -127,6 +132,8 @@ class LabConfig(_Strict):
 
     @model_validator(mode="after")
     def _balancer_routes_to_a_role(self) -> LabConfig:
+        if self.balancer and BALANCER_ROLE in self.servers:
+            raise ValueError(f"servers.{BALANCER_ROLE}: the name is reserved for the balancer")
         if self.balancer and self.balancer.routes_to not in self.servers:
             raise ValueError(
                 f"balancer.routes_to: must name a role in servers ({', '.join(self.servers)}), "
@@ -155,7 +162,35 @@ class LabConfig(_Strict):
         return copy.located(self.directory, state_dir)
 
     def role(self, name: str) -> Role:
-        return self.servers[name]
+        return self.roles()[name]
+
+    def roles(self) -> dict[str, Role]:
+        """lab.yml's roles, plus the balancer's when there is one (provisioned last)."""
+        if self.balancer is None:
+            return dict(self.servers)
+        from lab.balancer import balancer_role
+
+        return self.servers | {BALANCER_ROLE: balancer_role(self)}
+
+    def group_vars(self) -> dict[str, dict[str, Any]]:
+        """Variables per role for the inventory: what the balancer's playbook needs to know."""
+        if self.balancer is None:
+            return {}
+        health = self.health_of(self.balancer.routes_to)
+        return {BALANCER_ROLE: {"lab_backend_role": self.balancer.routes_to,
+                                "lab_health_path": health.path,
+                                "lab_health_port": health.port}}
+
+    def fixed_ports(self, role: str) -> dict[int, int]:
+        """Server ports published on a chosen 127.0.0.1 port: the balancer's listen port."""
+        if self.balancer is not None and role == BALANCER_ROLE:
+            return {80: self.balancer.listen}
+        return {}
+
+    def health_of(self, role: str) -> HealthCheck:
+        """The role's health check; without one, GET / on its first port (or 80)."""
+        spec = self.role(role)
+        return spec.health or HealthCheck(port=spec.ports[0] if spec.ports else 80)
 
 
 def load_config(path: Path | str = CONFIG_FILE, target: str | None = None) -> LabConfig:
@@ -203,7 +238,9 @@ def _location(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            # A key from the file may hold a newline or an escape sequence: show it quoted.
+            text = part if part.isprintable() else repr(part)
+            out += f".{text}" if out else text
     return out
 
 

@@ -48,9 +48,9 @@ class Fleet:
 
     def up(self, roles: Iterable[str] | None = None) -> list[ServerRecord]:
         """Create only what is missing, replace what died, wait until every server is ready."""
-        wanted = list(roles) if roles is not None else list(self.config.servers)
+        wanted = list(roles) if roles is not None else list(self.config.roles())
         for role in wanted:
-            if role not in self.config.servers:
+            if role not in self.config.roles():
                 raise UsageError(f"no role {role!r} in lab.yml (roles: {self._roles()})")
         live = self.reconcile()
         dead = [s.name for s in live if s.role in wanted and s.status in ("dead", "missing")]
@@ -61,30 +61,25 @@ class Fleet:
         specs = self._missing(wanted, live)
         if specs:
             self._emit("create", f"creating {len(specs)} server(s) on {self.target.name}")
-            for spec in specs:
-                self.state.save(ServerRecord(spec.name, spec.role, self.target.name,
-                                             image=spec.image, generation=spec.generation))
-                self.state.log("named", spec.name, spec.name.rsplit("-", 1)[1])
-            created = self.target.create(specs, self.on_event)
-            for record in created:
-                self.state.save(record)
-                self.state.log("created", record.name, record.image)
+            self._create(specs)
+        # Servers found running but never seen ready (adopted, or an interrupted `up`).
         pending = [s for s in self.state.servers()
                    if s.role in wanted and s.status in ("creating", "running")]
         self.target.wait_ready(pending, self.on_event)
-        for server in pending:
-            self.state.set_status(server.name, "ready")
-            self.state.log("ready", server.name)
+        self.mark([s.name for s in pending], "ready")
         return [s for s in self.state.servers() if s.role in wanted]
 
     def status(self) -> list[ServerRecord]:
         """Every server, as the target sees it now (dead and missing ones included)."""
         return self.reconcile()
 
-    def destroy(self) -> list[str]:
+    def destroy(self, images: bool = False) -> list[str]:
         """Remove everything with the lab's label, whether or not state remembers it."""
         self._emit("destroy", f"destroying lab {self.config.name}")
         removed = self.target.destroy(None, self.on_event)
+        if images:
+            for tag in self.target.remove_images():
+                self._emit("destroyed", f"image {tag} removed")
         for server in self.state.servers():
             self.state.forget(server.name)
         for name in removed:
@@ -114,6 +109,10 @@ class Fleet:
         if not chosen:
             raise UsageError(f"lab {self.config.name} has no servers: run `lab up` first")
         return chosen
+
+    def live(self) -> list[ServerRecord]:
+        """Servers that exist and run now (state reconciled with the target first)."""
+        return [s for s in self.reconcile() if s.status not in ("dead", "missing")]
 
     def mark(self, names: list[str], status: str, detail: str = "") -> None:
         """Record that servers reached a stage (provisioned, verified, ...) in state."""
@@ -164,14 +163,46 @@ class Fleet:
             wanted = self.config.role(role).count - len(current)
             index = self.state.next_index(role)
             for offset in range(max(0, wanted)):
-                specs.append(ServerSpec(
-                    name=f"{role}-{index + offset}", role=role, generation=generation,
-                    image=self.config.image, ports=self.config.role(role).ports,
-                ))
+                specs.append(self._spec(role, index + offset, generation, self.config.image))
         return specs
 
+    def _spec(self, role: str, index: int, generation: int, image: str) -> ServerSpec:
+        return ServerSpec(name=f"{role}-{index}", role=role, generation=generation, image=image,
+                          ports=self.config.role(role).ports,
+                          fixed_ports=self.config.fixed_ports(role))
+
+    def add_generation(self, role: str, image: str | None = None) -> list[ServerRecord]:
+        """Create a new generation of a role beside the current one, and wait until ready.
+
+        The current generation is not touched: this is how a release starts.
+        """
+        current = [s for s in self.reconcile() if s.role == role]
+        generation = max((s.generation for s in current), default=0) + 1
+        index = self.state.next_index(role)
+        specs = [self._spec(role, index + i, generation, image or self.config.image)
+                 for i in range(self.config.role(role).count)]
+        return self._create(specs)
+
+    def _create(self, specs: list[ServerSpec]) -> list[ServerRecord]:
+        """Create, record and wait for servers; on any failure, remove what was made."""
+        for spec in specs:
+            self.state.save(ServerRecord(spec.name, spec.role, self.target.name,
+                                         image=spec.image, generation=spec.generation))
+            self.state.log("named", spec.name, spec.name.rsplit("-", 1)[1])
+        try:
+            created = self.target.create(specs, self.on_event)
+            for record in created:
+                self.state.save(record)
+                self.state.log("created", record.name, record.image)
+            self.target.wait_ready(created, self.on_event)
+        except BaseException:
+            self.destroy_servers([s.name for s in specs])
+            raise
+        self.mark([r.name for r in created], "ready")
+        return [self.find(r.name) for r in created]
+
     def _roles(self) -> str:
-        return ", ".join(self.config.servers)
+        return ", ".join(self.config.roles())
 
     def _emit(self, kind: str, message: str) -> None:
         self.on_event(Event(kind, message, data={"at": time.time()}))

@@ -7,6 +7,7 @@ CLI renders the report and turns ``not ok`` into exit status 1.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,27 +45,30 @@ def provision(fleet: Fleet, names: list[str] | None = None,
     """Run the playbooks; with ``idempotence``, run again and fail on any change."""
     servers = fleet.select(names)
     report = ProvisionReport(provision_lab(fleet.config, servers, fleet.key, overrides,
-                                           on_event=on_event))
+                                           on_event=on_event, everyone=fleet.live()))
     failed_hosts = {f.host for r in report.runs for f in r.failures}
     fleet.mark(sorted(failed_hosts), "failed", report.runs[0].run_id if report.runs else "")
     if not all(r.ok for r in report.runs):
         report.problem = failure_summary(report.runs)
         return report
-    fleet.mark([s.name for s in servers], "provisioned",
-               ",".join(r.run_id for r in report.runs))
+    fleet.mark([s.name for s in servers], "provisioned", json.dumps({
+        "runs": [r.run_id for r in report.runs],
+        "vars": fleet.config.vars | (overrides or {})}, default=str))
     if idempotence:
         on_event(Event("phase", "second run: checking idempotence"))
-        second = check_idempotence(fleet, overrides, on_event)
+        second = check_idempotence(fleet, overrides, on_event, names)
         report.second, report.problem = second.second, second.problem
     return report
 
 
 def check_idempotence(fleet: Fleet, overrides: dict[str, Any] | None = None,
-                      on_event: Listener = ignore) -> ProvisionReport:
+                      on_event: Listener = ignore, names: list[str] | None = None,
+                      ) -> ProvisionReport:
     """Run the playbooks again; any task that changes anything is named with its host."""
     report = ProvisionReport()
-    report.second = provision_lab(fleet.config, fleet.select(), fleet.key, overrides,
-                                  on_event=on_event)
+    servers = fleet.select(names)
+    report.second = provision_lab(fleet.config, servers, fleet.key, overrides,
+                                  on_event=on_event, everyone=fleet.live())
     if not all(r.ok for r in report.second):
         report.problem = "second run failed: " + failure_summary(report.second)
     elif report.not_idempotent:
@@ -92,7 +96,7 @@ def drift(fleet: Fleet, names: list[str] | None = None,
     """Check mode with diff: what on the running servers differs from the code."""
     servers = fleet.select(names)
     report = DriftReport(provision_lab(fleet.config, servers, fleet.key, overrides, check=True,
-                                       on_event=on_event))
+                                       on_event=on_event, everyone=fleet.live()))
     if not all(r.ok for r in report.runs):
         report.problem = "drift check failed: " + failure_summary(report.runs)
     for task in report.drifted:
@@ -104,7 +108,7 @@ def verify(fleet: Fleet, names: list[str] | None = None,
            overrides: dict[str, Any] | None = None, on_event: Listener = ignore) -> VerifyResult:
     """Run the testinfra suites; servers that pass are marked verified in state."""
     servers = fleet.select(names)
-    result = verify_lab(fleet.config, servers, fleet.key, on_event, overrides)
+    result = verify_lab(fleet.config, servers, fleet.key, on_event, overrides, fleet.live())
     failed = {o.host for o in result.failures}
     fleet.mark([s.name for s in servers if s.name not in failed], "verified")
     fleet.mark(sorted(failed), "verify-failed")

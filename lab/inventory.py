@@ -22,11 +22,14 @@ PYTHON = "/usr/bin/python3"
 
 
 def build_inventory(servers: Iterable[ServerRecord], key: KeyPair,
-                    variables: dict[str, Any] | None = None) -> dict[str, Any]:
+                    group_vars: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The inventory as a dict: ``all.children.<role>.hosts.<name>`` with connection vars."""
     groups: dict[str, dict[str, Any]] = {}
     for server in servers:
-        hosts = groups.setdefault(server.role, {"hosts": {}})["hosts"]
+        group = groups.setdefault(server.role, {"hosts": {}})
+        if (group_vars or {}).get(server.role):
+            group["vars"] = group_vars[server.role]  # type: ignore[index]
+        hosts = group["hosts"]
         hosts[server.name] = {
             "ansible_host": server.ssh_host,
             "ansible_port": server.ssh_port,
@@ -41,7 +44,6 @@ def build_inventory(servers: Iterable[ServerRecord], key: KeyPair,
                 "ansible_ssh_private_key_file": str(key.private.resolve()),
                 "ansible_python_interpreter": PYTHON,
                 "ansible_ssh_common_args": " ".join(SSH_OPTIONS),
-                **(variables or {}),
             },
             "children": groups,
         }
@@ -49,11 +51,11 @@ def build_inventory(servers: Iterable[ServerRecord], key: KeyPair,
 
 
 def write_inventory(state_dir: Path, servers: list[ServerRecord], key: KeyPair,
-                    variables: dict[str, Any] | None = None) -> Path:
+                    group_vars: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write ``inventory.yml`` and ``ssh_config`` under ``state_dir``; returns the inventory."""
     path = state_dir / "inventory.yml"
     header = "# Written by lab from .lab/state.db; rewritten on every provision and verify.\n"
-    body = yaml.safe_dump(build_inventory(servers, key, variables), sort_keys=False)
+    body = yaml.safe_dump(build_inventory(servers, key, group_vars), sort_keys=False)
     path.write_text(header + body, encoding="utf-8")
     write_ssh_config(state_dir / "ssh_config", servers, key)
     return path

@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,6 +91,7 @@ def run_playbook(
     check: bool = False,
     label: str = "provision",
     on_event: Listener = ignore,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
     """Run ``playbook`` on ``hosts`` and return what each task did on each host."""
     import ansible_runner
@@ -115,6 +118,7 @@ def run_playbook(
         cmdline="--check --diff" if check else None,
         quiet=True,
         event_handler=collector,
+        cancel_callback=(lambda: cancel.is_set()) if cancel else None,
         settings={"suppress_ansible_output": True},
     )
     result.rc = runner.rc if runner.rc is not None else 1
@@ -222,22 +226,34 @@ def provision_lab(
     overrides: dict[str, Any] | None = None,
     check: bool = False,
     on_event: Listener = ignore,
+    everyone: list[ServerRecord] | None = None,
 ) -> list[RunResult]:
-    """Run each role's playbook on that role's servers, lab.yml's ``vars`` as extra vars."""
-    inventory = write_inventory(config.state_dir, servers, key)
+    """Run each role's playbook on ``servers`` of that role, lab.yml's ``vars`` as extra vars.
+
+    ``everyone`` (default: ``servers``) goes into the inventory, so a playbook sees the
+    whole lab (the balancer lists its backends) while only ``servers`` are changed.
+    """
+    inventory = write_inventory(config.state_dir, everyone or servers, key, config.group_vars())
     extravars = config.vars | (overrides or {})
-    results = []
-    for role_name, role in config.servers.items():
+    jobs = []
+    for role_name, role in config.roles().items():
         members = [s.name for s in servers if s.role == role_name]
-        if not members or role.playbook is None:
-            continue
-        on_event(Event("role", f"{'checking' if check else 'provisioning'} {role_name}: "
-                               f"{', '.join(members)}", subject=role_name))
-        results.append(run_playbook(
-            config.directory / role.playbook, inventory, config.state_dir / "runs", members,
-            extravars, check=check, label="drift" if check else "provision", on_event=on_event,
-        ))
-    return results
+        if members and role.playbook is not None:
+            on_event(Event("role", f"{'checking' if check else 'provisioning'} {role_name}: "
+                                   f"{', '.join(members)}", subject=role_name))
+            jobs.append((config.directory / role.playbook, members))
+    # Roles run side by side. Each run is in a worker thread, so ansible-runner leaves the
+    # main thread's Ctrl-C handling alone; on Ctrl-C the runs are cancelled, then it goes on.
+    cancel = threading.Event()
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        futures = [pool.submit(run_playbook, playbook, inventory, config.state_dir / "runs",
+                               members, extravars, check, "drift" if check else "provision",
+                               on_event, cancel) for playbook, members in jobs]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            cancel.set()
+            raise
 
 
 def failure_summary(results: list[RunResult]) -> str:

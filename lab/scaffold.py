@@ -7,7 +7,7 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-from lab.config import CONFIG_FILE
+from lab.config import CONFIG_FILE, LAB_NAME
 from lab.errors import UsageError
 
 
@@ -24,6 +24,13 @@ def lab_name_for(directory: Path) -> str:
 
 def init_lab(directory: Path, name: str | None = None, force: bool = False) -> list[Path]:
     """Copy the example lab into ``directory``; returns the files written."""
+    # The name is pasted into lab.yml as it is: anything but a valid lab name could break
+    # (or add to) the YAML.
+    if name is not None and not LAB_NAME.match(name):
+        raise UsageError(
+            "lab name must be 1-32 lowercase letters, digits or '-', starting with a letter, "
+            f"got {name!r}"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CONFIG_FILE).exists() and not force:
         raise UsageError(f"{directory / CONFIG_FILE} already exists (use --force to overwrite)")

@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS events (
     kind     TEXT NOT NULL,
     detail   TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS releases (
+    id        TEXT PRIMARY KEY,
+    started   REAL NOT NULL,
+    finished  REAL,
+    role      TEXT NOT NULL,
+    outcome   TEXT NOT NULL,
+    reason    TEXT NOT NULL DEFAULT '',
+    report    TEXT NOT NULL DEFAULT '{}'
+);
 CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
@@ -123,16 +132,36 @@ class State:
 
     def next_index(self, role: str) -> int:
         """The next free number for a role's server names; numbers are never reused."""
+        # An exact prefix, not LIKE: '_' (allowed in role names) is a LIKE wildcard, so role
+        # a_b would see axb's events and hand out a_b numbers already used.
         with self._connect() as db:
             row = db.execute(
-                "SELECT detail FROM events WHERE kind = 'named' AND server LIKE ? "
-                "ORDER BY id DESC LIMIT 1",
-                (f"{role}-%",),
+                "SELECT MAX(CAST(detail AS INTEGER)) AS last FROM events "
+                "WHERE kind = 'named' AND substr(server, 1, ?) = ?",
+                (len(role) + 1, f"{role}-"),
             ).fetchone()
         used = [int(r.name.rsplit("-", 1)[1]) for r in self.servers(role)]
-        if row:
-            used.append(int(row["detail"]))
+        if row and row["last"] is not None:
+            used.append(int(row["last"]))
         return max(used, default=0) + 1
+
+    # releases -------------------------------------------------------------------------------
+
+    def save_release(self, report: dict[str, Any]) -> None:
+        """Store a release's report (``id``, ``started``, ``role``, ``outcome`` required)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO releases (id, started, finished, role, outcome, reason, "
+                "report) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (report["id"], report["started"], report.get("finished"), report["role"],
+                 report["outcome"], report.get("reason", ""), json.dumps(report)),
+            )
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Every release's report, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT report FROM releases ORDER BY started")
+            return [json.loads(row["report"]) for row in rows]
 
     # events --------------------------------------------------------------------------------
 

@@ -71,11 +71,12 @@ def verify_lab(
     key: KeyPair,
     on_event: Listener = ignore,
     extra_vars: dict[str, object] | None = None,
+    everyone: list[ServerRecord] | None = None,
 ) -> VerifyResult:
     """Run each server's role tests against it, all hosts at once; returns every outcome."""
     roles = sorted({s.role for s in servers})
     check_test_files(config, roles)
-    write_inventory(config.state_dir, servers, key)
+    write_inventory(config.state_dir, everyone or servers, key, config.group_vars())
     run_dir = config.state_dir / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-verify-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

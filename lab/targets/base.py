@@ -28,7 +28,8 @@ class ServerSpec:
     role: str
     generation: int
     image: str
-    ports: list[int] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # published on a free 127.0.0.1 port
+    fixed_ports: dict[int, int] = field(default_factory=dict)  # server port -> 127.0.0.1 port
 
 
 def labels_for(lab: str, spec: ServerSpec | None = None) -> dict[str, str]:
@@ -74,9 +75,13 @@ class Target(ABC):
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
         """Block until each server accepts the lab key over SSH and has finished booting."""
 
-    def bake(self, server: ServerRecord, tag: str) -> str:
-        """Snapshot a server into an image; returns the image reference."""
+    def bake(self, server: ServerRecord, tag: str, labels: dict[str, str]) -> str:
+        """Snapshot a server into an image tagged ``tag``; returns the image reference."""
         raise NotImplementedError(f"the {self.name} target cannot bake images yet")
+
+    def remove_images(self) -> list[str]:
+        """Remove the images this lab baked; targets without images have none."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing open
         """Release connections; called once the target is no longer needed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,14 +23,20 @@ from lab.state import ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
 
 LOOPBACK = "127.0.0.1"
-# What systemd needs to be PID 1 in an unprivileged container (see ENVIRONMENT.md).
+# What systemd needs to be PID 1 in a container (see ENVIRONMENT.md). CAP_SYS_ADMIN (not
+# --privileged) lets systemd sandbox services as on a real server: Debian's haproxy unit,
+# among others, fails without mount namespaces.
 SYSTEMD_RUN_OPTIONS = {
+    "cap_add": ["SYS_ADMIN"],
     "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},
     "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
     "stop_signal": "SIGRTMIN+3",
     "command": ["/sbin/init"],
 }
-LIVE_STATUS = {"running": "running", "created": "creating", "restarting": "restarting"}
+# "created" is a container that was never started (a `lab up` killed between create and
+# start, or a start that failed): it has no published ports and will not start by itself, so
+# it counts as dead and `lab up` replaces it instead of waiting 90 s for SSH on port 0.
+LIVE_STATUS = {"running": "running", "restarting": "restarting"}
 
 
 class DockerTarget(Target):
@@ -55,6 +62,7 @@ class DockerTarget(Target):
 
     def _create_one(self, spec: ServerSpec, on_event: Listener) -> ServerRecord:
         ports = {"22/tcp": (LOOPBACK, None)} | {f"{p}/tcp": (LOOPBACK, None) for p in spec.ports}
+        ports |= {f"{p}/tcp": (LOOPBACK, host) for p, host in spec.fixed_ports.items()}
         try:
             container = self.client.containers.create(
                 spec.image,
@@ -135,10 +143,25 @@ class DockerTarget(Target):
             with contextlib.suppress(NotFound, APIError):
                 network.remove()
 
-    def bake(self, server: ServerRecord, tag: str) -> str:
+    def bake(self, server: ServerRecord, tag: str, labels: dict[str, str]) -> str:
         container = self.client.containers.get(self.container_name(server.name))
-        image = container.commit(repository=tag.split(":")[0], tag=tag.partition(":")[2] or None)
-        return tag if ":" in tag else image.id
+        repository, _, version = tag.partition(":")
+        changes = [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
+        container.commit(repository=repository, tag=version or "latest", changes=changes,
+                         pause=True)
+        return tag
+
+    def remove_images(self) -> list[str]:
+        """Remove the images this lab baked (labelled lab.name=<lab>, lab.version)."""
+        removed = []
+        for image in self.client.images.list(filters={"label": self._lab_label()}):
+            if "lab.version" not in (image.labels or {}):
+                continue
+            for tag in image.tags or [image.id]:
+                with contextlib.suppress(NotFound, APIError):
+                    self.client.images.remove(tag, force=True)
+                    removed.append(tag)
+        return removed
 
     def close(self) -> None:
         self.client.close()

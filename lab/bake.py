@@ -1,0 +1,52 @@
+"""``lab bake``: snapshot a provisioned, verified server into an image, the immutable artifact.
+
+What Packer does for a cloud: the image carries everything the playbook did, so a release
+from it (``lab release --from-image``) starts servers that need no provisioning. The image is
+tagged ``lab/<lab>-<role>:<version>`` and labelled with lab, role and version.
+"""
+
+from __future__ import annotations
+
+import json
+
+from lab.errors import UsageError
+from lab.events import Event, Listener, ignore
+from lab.fleet import Fleet
+from lab.ssh import ssh_argv
+
+# Host keys and machine identity belong to one server, never to an image.
+SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id"
+
+
+def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
+         on_event: Listener = ignore) -> str:
+    """Commit a verified server of ``role`` to an image; returns the image tag."""
+    import subprocess
+
+    config = fleet.config
+    role = role or (config.balancer.routes_to if config.balancer else next(iter(config.servers)))
+    if role not in config.servers:
+        raise UsageError(f"no role {role!r} in lab.yml (roles: {', '.join(config.servers)})")
+    verified = [s for s in fleet.live() if s.role == role and s.status == "verified"]
+    if not verified:
+        raise UsageError(f"no verified server of role {role}: run `lab provision && lab verify`")
+    server = max(verified, key=lambda s: (s.generation, s.created))
+    version = version or _deployed_version(fleet, server.name) or "latest"
+    tag = f"lab/{config.name}-{role}:{version}"
+    on_event(Event("bake", f"baking {server.name} into {tag}", subject=server.name))
+    subprocess.run(ssh_argv(server, fleet.key, ["sh", "-c", SCRUB]), check=True,
+                   capture_output=True, stdin=subprocess.DEVNULL)
+    fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
+                                    "lab.version": version, "lab.baked-from": server.name})
+    fleet.state.log("baked", server.name, tag)
+    on_event(Event("bake", f"baked {tag}", subject=tag))
+    return tag
+
+
+def _deployed_version(fleet: Fleet, server: str) -> str | None:
+    """The ``version`` var the server was last provisioned with, from state's events."""
+    for event in reversed(fleet.state.events(server)):
+        if event["kind"] == "provisioned" and event["detail"].startswith("{"):
+            version = json.loads(event["detail"]).get("vars", {}).get("version")
+            return str(version) if version is not None else None
+    return None

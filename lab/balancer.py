@@ -1,0 +1,164 @@
+"""The HAProxy balancer: its role (shipped playbook and tests) and its runtime API.
+
+lab never rewrites the configuration to move traffic: it adds and removes servers and sets
+weights through HAProxy's runtime API (``add server``, ``set server ... weight``, ``set server
+... state drain|maint|ready``, ``show stat``). The API socket is root-only inside the balancer;
+lab reaches it over SSH with the lab key, so nothing else on the machine can.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab.errors import TargetError
+from lab.keys import KeyPair
+from lab.ssh import ssh_argv
+from lab.state import ServerRecord
+
+if TYPE_CHECKING:
+    from lab.config import HealthCheck, LabConfig, Role
+
+BACKEND = "app"
+SOCKET = "/run/haproxy/admin.sock"
+FULL_WEIGHT = 100
+# ssh connection reuse: a weight change should cost milliseconds, not a handshake.
+MULTIPLEX = ["-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/lab-ssh-%C",
+             "-o", "ControlPersist=120"]
+
+
+def balancer_role(config: LabConfig) -> Role:
+    """The balancer as a role: one server, lab's own playbook and tests, port 80."""
+    from lab.config import Role
+
+    data = Path(str(files("lab") / "data" / "balancer"))
+    return Role(count=1, playbook=data / "haproxy.yml", tests=[data / "test_haproxy.py"],
+                ports=[])
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    """One row of ``show stat`` for a server of the backend."""
+
+    name: str
+    status: str  # UP, DOWN, MAINT, DRAIN, "UP 1/2", "no check", ...
+    weight: int
+    current_sessions: int
+    total_sessions: int
+    check: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.status.startswith("UP") or self.status == "no check"
+
+
+class Balancer:
+    """Talks to one HAProxy's runtime API over SSH."""
+
+    def __init__(self, server: ServerRecord, key: KeyPair) -> None:
+        self.server = server
+        self.key = key
+
+    def command(self, *commands: str) -> str:
+        """Send commands (joined with ';') and return HAProxy's answer."""
+        argv = ssh_argv(self.server, self.key, ["socat", "stdio", SOCKET])
+        argv[1:1] = MULTIPLEX
+        result = subprocess.run(argv, input="; ".join(commands) + "\n", capture_output=True,
+                                text=True, timeout=30, check=False)
+        if result.returncode != 0:
+            raise TargetError(f"balancer {self.server.name}: runtime API unreachable: "
+                              f"{result.stderr.strip() or result.returncode}")
+        return result.stdout
+
+    def servers(self) -> dict[str, BackendServer]:
+        """The backend's servers as HAProxy sees them now."""
+        text = self.command("show stat").lstrip("# ")
+        rows = csv.DictReader(io.StringIO(text))
+        found = {}
+        for row in rows:
+            if row.get("pxname") != BACKEND or row.get("svname") in ("BACKEND", "FRONTEND"):
+                continue
+            found[row["svname"]] = BackendServer(
+                name=row["svname"], status=row.get("status", ""),
+                weight=int(row.get("weight") or 0), current_sessions=int(row.get("scur") or 0),
+                total_sessions=int(row.get("stot") or 0), check=row.get("check_status", ""),
+            )
+        return found
+
+    def add(self, server: ServerRecord, health: HealthCheck, weight: int = 0) -> None:
+        """Add a server at ``weight`` (0: in the pool, no traffic) with health checks on."""
+        target = f"{BACKEND}/{server.name}"
+        answer = self.command(
+            "experimental-mode on",
+            f"add server {target} {server.address}:{health.port} weight {weight} "
+            "check inter 1s fall 2 rise 2",
+        )
+        if "New server registered" not in answer and "Already exists" not in answer:
+            raise TargetError(f"balancer: could not add {server.name}: {answer.strip()}")
+        self.command(f"enable health {target}", f"enable server {target}")
+
+    def set_weight(self, name: str, weight: int) -> None:
+        self._expect_empty(f"set server {BACKEND}/{name} weight {weight}")
+
+    def set_state(self, name: str, state: str) -> None:
+        """``ready``, ``drain`` (no new requests, in-flight ones finish) or ``maint``."""
+        self._expect_empty(f"set server {BACKEND}/{name} state {state}")
+
+    def remove(self, name: str, timeout: float = 10.0) -> bool:
+        """Drain, wait for in-flight requests, then delete the server. False if it lingers."""
+        if name not in self.servers():
+            return True
+        self.set_state(name, "drain")
+        self.wait_idle([name], timeout)
+        self.set_state(name, "maint")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self.command("experimental-mode on", f"del server {BACKEND}/{name}")
+            if "Server deleted" in answer or name not in self.servers():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def wait_idle(self, names: list[str], timeout: float = 10.0) -> None:
+        """Wait until none of ``names`` has a request in flight."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.servers()
+            if all(rows[n].current_sessions == 0 for n in names if n in rows):
+                return
+            time.sleep(0.2)
+
+    def wait_healthy(self, names: list[str], timeout: float = 15.0) -> list[str]:
+        """Wait until each of ``names`` passes its health check; returns those that did not."""
+        deadline = time.monotonic() + timeout
+        unhealthy = list(names)
+        while time.monotonic() < deadline:
+            rows = self.servers()
+            unhealthy = [n for n in names if n not in rows or not _passed(rows[n])]
+            if not unhealthy:
+                return []
+            time.sleep(0.3)
+        return unhealthy
+
+    def _expect_empty(self, command: str) -> None:
+        answer = self.command(command).strip()
+        if answer:
+            raise TargetError(f"balancer: `{command}` answered: {answer}")
+
+
+def _passed(row: BackendServer) -> bool:
+    """Healthy by a completed check (L7OK), not merely not-yet-checked."""
+    return row.healthy and row.check.startswith("L7OK")
+
+
+def share_of_traffic(rows: dict[str, BackendServer]) -> dict[str, float]:
+    """Each server's expected share of new requests, from weights of healthy servers."""
+    live = {n: r.weight for n, r in rows.items() if r.healthy and r.status != "DRAIN"}
+    total = sum(live.values())
+    return {n: (w / total if total else 0.0) for n, w in live.items()}

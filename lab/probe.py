@@ -1,0 +1,126 @@
+"""A steady stream of HTTP requests to the balancer, measuring what users would see.
+
+The probe runs in background threads during a release: every answer is recorded with its
+status, latency and the version that served it (the last word of the page), so each canary
+step can be judged on error rate and latency, and the split of traffic between versions is
+visible. It only ever talks to 127.0.0.1, and stops by itself after ``max_seconds``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    ok: bool
+    latency: float
+    version: str
+
+
+@dataclass
+class Window:
+    """What the probe saw over a stretch of time."""
+
+    seconds: float
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    versions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"seconds": round(self.seconds, 2), "requests": self.requests,
+                "errors": self.errors, "error_rate": round(self.error_rate, 4),
+                "rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 1),
+                "p99_ms": round(self.p99_ms, 1), "versions": self.versions}
+
+
+class Probe:
+    """``rate`` requests per second to http://127.0.0.1:port/path, from ``workers`` threads."""
+
+    def __init__(self, port: int, path: str = "/", rate: float = 40.0, workers: int = 4,
+                 max_seconds: float = 900.0, timeout: float = 5.0) -> None:
+        self.port, self.path, self.timeout = port, path, timeout
+        self.interval = workers / rate
+        self.workers = workers
+        self.max_seconds = max_seconds
+        self.samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Probe:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._stop.clear()
+        deadline = time.monotonic() + self.max_seconds
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._loop, args=(deadline, i), daemon=True,
+                                      name=f"lab-probe-{i}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 1)
+        self._threads.clear()
+
+    def window(self, since: float, until: float | None = None) -> Window:
+        """Statistics of the samples taken between two ``time.monotonic()`` instants."""
+        until = until or time.monotonic()
+        with self._lock:
+            chosen = [s for s in self.samples if since <= s.at < until]
+        window = Window(seconds=max(until - since, 1e-9), requests=len(chosen),
+                        errors=sum(not s.ok for s in chosen))
+        latencies = sorted(s.latency for s in chosen)
+        if latencies:
+            window.p50_ms = 1000 * latencies[len(latencies) // 2]
+            window.p99_ms = 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        window.versions = dict(Counter(s.version for s in chosen if s.ok))
+        return window
+
+    def _loop(self, deadline: float, offset: int) -> None:
+        next_at = time.monotonic() + offset * self.interval / self.workers
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            delay = next_at - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            next_at += self.interval
+            sample = self._request()
+            with self._lock:
+                self.samples.append(sample)
+
+    def _request(self) -> Sample:
+        started = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        try:
+            connection.request("GET", self.path, headers={"Connection": "close"})
+            response = connection.getresponse()
+            body = response.read().decode("utf-8", "replace").split()
+            ok = response.status == 200
+            version = body[-1] if ok and body else ""
+        except (OSError, http.client.HTTPException):
+            ok, version = False, ""
+        finally:
+            connection.close()
+        return Sample(started, ok, time.monotonic() - started, version)

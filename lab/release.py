@@ -1,0 +1,261 @@
+"""The throwaway-and-replace cycle: ``lab release``.
+
+A change never touches a running server. A new generation of the role is built beside the
+old one, provisioned (or started from a baked image) and verified out of rotation, then
+dipped into traffic step by step while a probe measures errors, latency and which version
+answers. Every step is gated; any failure, or Ctrl-C, rolls back: the new generation leaves
+the balancer and is destroyed, the old one is back at full weight. The old generation is
+never modified; once the new one carries all traffic, the old one is drained and destroyed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lab.balancer import FULL_WEIGHT, Balancer, share_of_traffic
+from lab.config import BALANCER_ROLE
+from lab.errors import CheckFailed, LabError, UsageError
+from lab.events import Event, Listener, ignore
+from lab.fleet import Fleet
+from lab.harness import provision, verify
+from lab.probe import Probe, Window
+from lab.state import ServerRecord
+from lab.verify import failure_summary
+
+
+class ReleaseFailed(CheckFailed):
+    """A gate said no; the release was rolled back."""
+
+
+@dataclass
+class StepReport:
+    percent: int
+    window: dict[str, Any]
+    gate: str = "passed"
+
+
+@dataclass
+class ReleaseReport:
+    id: str
+    role: str
+    started: float
+    vars: dict[str, Any]
+    image: str | None
+    previous: dict[str, Any]
+    old: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    outcome: str = "running"  # promoted | rolled-back
+    reason: str = ""
+    finished: float | None = None
+    traffic: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
+            from_image: str | None = None, on_event: Listener = ignore,
+            probe_rate: float = 40.0) -> ReleaseReport:
+    """Replace the balanced role's servers with a new generation; roll back on any failure.
+
+    Raises :class:`ReleaseFailed` (after rolling back) when a gate fails, and lets
+    KeyboardInterrupt through after rolling back. The report is saved either way.
+    """
+    config = fleet.config
+    if config.balancer is None:
+        raise UsageError("lab.yml has no `balancer:`; a release needs one to move traffic")
+    role = config.balancer.routes_to
+    live = fleet.live()
+    balancers = [s for s in live if s.role == BALANCER_ROLE]
+    members = [s for s in live if s.role == role]
+    if not balancers or not members:
+        raise UsageError("nothing to release into: run `lab up && lab provision` first")
+    generation = max(s.generation for s in members)
+    old = [s for s in members if s.generation == generation]
+    balancer = Balancer(balancers[0], fleet.key)
+    in_pool = balancer.servers()
+    missing = [s.name for s in old if s.name not in in_pool]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} not behind the balancer: run `lab provision`")
+
+    previous = _current_deployment(fleet, old)
+    report = ReleaseReport(
+        id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], role=role,
+        started=time.time(), vars=config.vars | (overrides or {}), image=from_image,
+        previous=previous, old=[s.name for s in old],
+    )
+    health = config.health_of(role)
+    probe = Probe(config.balancer.listen, rate=probe_rate)
+    run = _Run(fleet, balancer, probe, report, on_event)
+    probe.start()
+    probe_started = time.monotonic()
+    try:
+        new = run.phase("create", lambda: fleet.add_generation(role, from_image))
+        report.new = [s.name for s in new]
+        if from_image is None:
+            run.phase("provision", lambda: run.gate_provision(new, overrides))
+        run.phase("verify", lambda: run.gate_verify(new, overrides))
+        run.phase("join", lambda: run.join(new, health))
+        for index, percent in enumerate(config.release.steps):
+            run.phase(f"canary {percent}%", lambda p=percent, i=index: run.step(
+                old, new, p, config.release.step_seconds, config.release.max_error_rate,
+                verify_first=(i == 0), overrides=overrides))
+        run.phase("promote", lambda: run.promote(old))
+        report.outcome = "promoted"
+    except (LabError, KeyboardInterrupt) as exc:
+        reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        run.rollback(old, reason)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise ReleaseFailed(f"release rolled back: {reason}") from None
+    finally:
+        probe.stop()
+        report.traffic = probe.window(probe_started).to_dict()
+        report.finished = time.time()
+        _save(fleet, report)
+    return report
+
+
+class _Run:
+    """One release in progress: the phases, the gates and the rollback."""
+
+    def __init__(self, fleet: Fleet, balancer: Balancer, probe: Probe, report: ReleaseReport,
+                 on_event: Listener) -> None:
+        self.fleet, self.balancer, self.probe = fleet, balancer, probe
+        self.report, self.on_event = report, on_event
+        self.new: list[ServerRecord] = []
+
+    def phase(self, name: str, body: Any) -> Any:
+        self.on_event(Event("phase", f"{name}..."))
+        started = time.monotonic()
+        result = body()
+        self.report.phases[name] = round(time.monotonic() - started, 2)
+        self.on_event(Event("phase", f"{name} ok ({self.report.phases[name]:.1f} s)"))
+        if name == "create":
+            self.new = result
+        return result
+
+    # gates ---------------------------------------------------------------------------------
+
+    def gate_provision(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
+        outcome = provision(self.fleet, [s.name for s in new], overrides, on_event=self.on_event)
+        if not outcome.ok:
+            raise ReleaseFailed(f"provisioning the new generation failed: {outcome.problem}")
+
+    def gate_verify(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
+        result = verify(self.fleet, [s.name for s in new], overrides, on_event=self.on_event)
+        if not result.ok:
+            raise ReleaseFailed(f"the new generation failed its tests: {failure_summary(result)}")
+
+    def join(self, new: list[ServerRecord], health: Any) -> None:
+        """Put the new servers in the pool at weight 0 and wait for their health checks."""
+        for server in new:
+            self.balancer.add(server, health, weight=0)
+        unhealthy = self.balancer.wait_healthy([s.name for s in new])
+        if unhealthy:
+            raise ReleaseFailed(f"health check {health.path} on port {health.port} failed on "
+                                f"{', '.join(unhealthy)}")
+
+    def step(self, old: list[ServerRecord], new: list[ServerRecord], percent: int,
+             seconds: float, max_error_rate: float, verify_first: bool,
+             overrides: dict[str, Any] | None) -> None:
+        """Move ``percent`` of traffic to the new generation, watch it, judge it."""
+        for server in new:
+            self.balancer.set_weight(server.name, percent)
+        for server in old:
+            self.balancer.set_weight(server.name, FULL_WEIGHT - percent)
+        started = time.monotonic()
+        step = StepReport(percent, {})
+        self.report.steps.append(step)
+        gate_tests = verify_first
+        while True:
+            time.sleep(min(1.0, max(0.0, started + seconds - time.monotonic())))
+            rows = self.balancer.servers()
+            window = self.probe.window(started)
+            self._tick(percent, rows, window)
+            down = [s.name for s in new if s.name not in rows or not rows[s.name].healthy]
+            if down:
+                step.window, step.gate = window.to_dict(), "health check failed"
+                raise ReleaseFailed(f"at {percent}%: health check failing on {', '.join(down)}")
+            if gate_tests:  # at the first step, the tests run again under real traffic
+                gate_tests = False
+                self.gate_verify(new, overrides)
+            if time.monotonic() - started >= seconds:
+                break
+        window = self.probe.window(started)
+        step.window = window.to_dict()
+        if window.error_rate > max_error_rate:
+            step.gate = "error rate too high"
+            raise ReleaseFailed(f"at {percent}%: error rate {window.error_rate:.1%} is above "
+                                f"{max_error_rate:.1%} ({window.errors}/{window.requests})")
+
+    def promote(self, old: list[ServerRecord]) -> None:
+        """Drain the old generation (in-flight requests finish), then throw it away."""
+        for server in old:
+            self.balancer.remove(server.name)
+        self.fleet.destroy_servers([s.name for s in old])
+
+    def rollback(self, old: list[ServerRecord], reason: str) -> None:
+        """Old generation back at full weight; new generation out and destroyed."""
+        self.report.outcome, self.report.reason = "rolled-back", reason
+        self.on_event(Event("rollback", f"rolling back: {reason}"))
+        for server in old:
+            try:
+                self.balancer.set_weight(server.name, FULL_WEIGHT)
+                self.balancer.set_state(server.name, "ready")
+            except LabError as exc:
+                self.on_event(Event("warning", f"rollback: {server.name}: {exc}"))
+        for server in self.new:
+            try:
+                self.balancer.remove(server.name, timeout=5)
+            except LabError as exc:
+                self.on_event(Event("warning", f"rollback: {server.name}: {exc}"))
+        names = self.report.new or [s.name for s in self.new]
+        created = [s.name for s in self.fleet.reconcile()
+                   if s.role == self.report.role and s.name not in self.report.old]
+        self.fleet.destroy_servers(sorted(set(names) | set(created)))
+        self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
+
+    def _tick(self, percent: int, rows: dict[str, Any], window: Window) -> None:
+        shares = share_of_traffic(rows)
+        self.on_event(Event("tick", f"{percent}% on the new generation", data={
+            "percent": percent, "rps": round(window.rps, 1), "errors": window.errors,
+            "requests": window.requests, "p50_ms": round(window.p50_ms, 1),
+            "p99_ms": round(window.p99_ms, 1), "versions": window.versions,
+            "weights": {n: r.weight for n, r in rows.items()},
+            "health": {n: r.status for n, r in rows.items()},
+            "share": {n: round(v, 3) for n, v in shares.items()},
+        }))
+
+
+def _current_deployment(fleet: Fleet, old: list[ServerRecord]) -> dict[str, Any]:
+    """What the old generation runs: the last promoted release, else lab.yml as it is."""
+    promoted = [r for r in fleet.state.releases() if r["outcome"] == "promoted"]
+    if promoted:
+        last = promoted[-1]
+        return {"vars": last["vars"], "image": last["image"]}
+    image = old[0].image if old and old[0].image != fleet.config.image else None
+    return {"vars": dict(fleet.config.vars), "image": image}
+
+
+def _save(fleet: Fleet, report: ReleaseReport) -> None:
+    data = report.to_dict()
+    fleet.state.save_release(data)
+    directory = fleet.config.state_dir / "releases"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{report.id}.json").write_text(json.dumps(data, indent=2))
+    fleet.state.log(f"release-{report.outcome}", None, report.id)
+
+
+def rollback_target(fleet: Fleet) -> dict[str, Any]:
+    """What `lab rollback` releases: what ran before the last promoted release."""
+    promoted = [r for r in fleet.state.releases() if r["outcome"] == "promoted"]
+    if not promoted:
+        raise UsageError("no promoted release to roll back (see `lab history`)")
+    return promoted[-1]["previous"]
