@@ -465,6 +465,35 @@ def bake(
 
 @app.command()
 @handled
+def demo(
+    keep: Annotated[bool, typer.Option(help="Leave the demo lab running afterwards.")] = False,
+    step_seconds: Annotated[float, typer.Option(help="Seconds per canary step.")] = 3.0,
+) -> None:
+    """The whole story in a throwaway lab: v1 up, v2 released under load, broken v3 rolled back.
+
+    Takes about two minutes once the base image exists (`make demo` builds it).
+    """
+    from lab.demo import run_demo
+
+    started = time.monotonic()
+    with progress("lab demo") as listener:
+        report = run_demo(keep, step_seconds, on_event=listener)
+    table = Table("step", "expected", "outcome", "seconds", "figures", box=None,
+                  title="lab demo", title_justify="left")
+    for step in report.steps:
+        color = "green" if step.ok else "red"
+        figures = "  ".join(f"{k}: {v}" for k, v in step.figures.items() if v != "")
+        table.add_row(step.name, step.expected, f"[{color}]{step.outcome}[/{color}]",
+                      f"{step.seconds:.1f}", figures)
+    out.print(table)
+    out.print(f"total {time.monotonic() - started:.1f} s"
+              + (f"; lab kept in {report.directory}" if keep else ""))
+    if not report.ok:
+        raise CheckFailed("the demo did not go as expected (see the table above)")
+
+
+@app.command()
+@handled
 def doctor() -> None:
     """Check each prerequisite and say how to fix what is missing (exit 3 if any)."""
     from lab.doctor import run_checks

@@ -74,6 +74,10 @@ def write_ssh_config(path: Path, servers: list[ServerRecord], key: KeyPair) -> P
             "  StrictHostKeyChecking no",
             "  UserKnownHostsFile /dev/null",
             "  LogLevel ERROR",
+            # Reuse one connection per server: testinfra runs a command per assertion.
+            "  ControlMaster auto",
+            "  ControlPath /tmp/lab-ssh-%C",
+            "  ControlPersist 60",
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

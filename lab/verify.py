@@ -137,7 +137,8 @@ def read_junit(path: Path, host: str) -> list[TestOutcome]:
             node = case.find(child)
             if node is not None:
                 status = label
-                message = " ".join((node.get("message") or node.text or "").split())[:300]
+                text = (node.get("message") or node.text or "").strip().splitlines()
+                message = " ".join(text[0].split())[:160] if text else ""
                 break
         outcomes.append(TestOutcome(host, f"{file}::{name}" if file else name, status, message,
                                     float(case.get("time") or 0)))

@@ -1,0 +1,111 @@
+"""``lab demo``: the whole story in one command, in a throwaway lab.
+
+Up v1 behind the balancer, verify it, release v2 under load (no request may fail), release a
+broken v3 and watch it roll back by itself, then print a summary and clean up.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.config import load_config
+from lab.errors import LabError
+from lab.events import Event, Listener, ignore
+from lab.fleet import Fleet
+from lab.harness import provision, verify
+from lab.release import ReleaseFailed, release
+from lab.scaffold import init_lab
+
+
+@dataclass
+class DemoStep:
+    name: str
+    expected: str
+    outcome: str
+    seconds: float
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == self.expected
+
+
+@dataclass
+class DemoReport:
+    directory: Path
+    steps: list[DemoStep] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(s.ok for s in self.steps)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | None = None,
+             on_event: Listener = ignore) -> DemoReport:
+    directory = directory or Path(tempfile.mkdtemp(prefix="lab-demo-"))
+    init_lab(directory, name=f"demo-{directory.name[-6:].lower().replace('_', '-')}"
+             .rstrip("-"), force=True)
+    text = (directory / "lab.yml").read_text()
+    text = re.sub(r"listen: \d+", f"listen: {free_port()}", text)
+    text = re.sub(r"step_seconds: [\d.]+", f"step_seconds: {step_seconds}", text)
+    (directory / "lab.yml").write_text(text)
+    config = load_config(directory / "lab.yml")
+    report = DemoReport(directory)
+    with Fleet(config, on_event) as fleet:
+        try:
+            _step(report, "up v1: create, provision, verify", "ok", on_event,
+                  lambda: _build_v1(fleet, on_event))
+            _step(report, "release v2 under load", "promoted", on_event,
+                  lambda: _release(fleet, {"version": "v2"}, on_event))
+            _step(report, "release broken v3", "rolled-back", on_event,
+                  lambda: _release(fleet, {"version": "v3", "broken": True}, on_event))
+        finally:
+            if not keep:
+                fleet.destroy()
+    return report
+
+
+def _build_v1(fleet: Fleet, on_event: Listener) -> tuple[str, dict[str, Any]]:
+    fleet.up()
+    result = provision(fleet, on_event=on_event)
+    if not result.ok:
+        return f"failed: {result.problem}", {}
+    checked = verify(fleet, on_event=on_event)
+    passed = sum(o.status == "passed" for o in checked.outcomes)
+    return ("ok" if checked.ok else "verify failed"), {"tests passed": passed}
+
+
+def _release(fleet: Fleet, overrides: dict[str, Any],
+             on_event: Listener) -> tuple[str, dict[str, Any]]:
+    try:
+        report = release(fleet, overrides, on_event=on_event)
+    except ReleaseFailed:
+        report_data = fleet.state.releases()[-1]
+    else:
+        report_data = report.to_dict()
+    traffic = report_data["traffic"]
+    figures = {"requests": traffic["requests"], "failed": traffic["errors"],
+               "p99 ms": traffic["p99_ms"], "reason": report_data["reason"]}
+    return report_data["outcome"], figures
+
+
+def _step(report: DemoReport, name: str, expected: str, on_event: Listener, body: Any) -> None:
+    on_event(Event("phase", f"== {name}"))
+    started = time.monotonic()
+    try:
+        outcome, figures = body()
+    except LabError as exc:
+        outcome, figures = f"error: {exc}", {}
+    report.steps.append(DemoStep(name, expected, outcome, time.monotonic() - started, figures))
