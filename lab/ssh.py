@@ -6,6 +6,7 @@ reused 127.0.0.1 ports, so a known_hosts file would only ever hold stale entries
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 
@@ -31,7 +32,18 @@ def ssh_argv(server: ServerRecord, key: KeyPair, command: list[str] | None = Non
     if command is None:
         argv.append("-t")
     argv.append(f"{server.ssh_user}@{server.ssh_host}")
-    return argv + (command or [])
+    return argv + remote_command(command or [])
+
+
+def remote_command(command: list[str]) -> list[str]:
+    """ssh joins its arguments with spaces for the remote shell, losing their boundaries.
+
+    One argument is a shell command line, as typed (``"systemctl status nginx"``); several
+    are an argv, quoted so that each stays one word (``sh -c "echo hi > f"``).
+    """
+    if len(command) <= 1:
+        return command
+    return [" ".join(shlex.quote(part) for part in command)]
 
 
 def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0) -> str:

@@ -175,7 +175,11 @@ class DockerTarget(Target):
         return f"{LABEL_PREFIX}name={self.config.name}"
 
     def _containers(self) -> list[Container]:
-        return self.client.containers.list(all=True, filters={"label": self._lab_label()})
+        # ignore_removed: the SDK lists, then inspects each container; one removed in between
+        # (a concurrent destroy, a rolled-back create) would otherwise raise NotFound.
+        return self.client.containers.list(
+            all=True, filters={"label": self._lab_label()}, ignore_removed=True
+        )
 
     def _record(self, container: Container) -> ServerRecord:
         labels = container.labels
