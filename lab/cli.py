@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab.config import CONFIG_FILE, LabConfig, load_config
@@ -78,21 +79,24 @@ def handled(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except LabError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("interrupted; cleaned up what this command had started")
             raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
-        except typer.Exit:
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception:
             if OPTIONS.show_traceback:
                 raise
             log = Path(tempfile.gettempdir()) / f"lab-internal-error-{os.getpid()}.log"
             log.write_text(traceback.format_exc())
-            err.print(f"[red]internal error[/red] (a bug in lab): {sys.exc_info()[1]!r}; "
-                      f"traceback written to {log}", soft_wrap=True)
+            err.print(f"[red]internal error[/red] (a bug in lab): "
+                      f"{escape(repr(sys.exc_info()[1]))}; traceback written to {log}",
+                      soft_wrap=True)
             raise typer.Exit(int(ExitStatus.INTERNAL)) from None
+        finally:
+            OPTIONS.target = None
 
     return wrapper  # type: ignore[return-value]
 

@@ -179,6 +179,11 @@ class _Run:
             rows = self.balancer.servers()
             window = self.probe.window(started)
             self._tick(percent, rows, window)
+            alive = {s.name for s in self.fleet.live()}
+            dead = [s.name for s in new if s.name not in alive]
+            if dead:
+                step.window, step.gate = window.to_dict(), "server died"
+                raise ReleaseFailed(f"at {percent}%: {', '.join(dead)} stopped running")
             down = [s.name for s in new if s.name not in rows or not rows[s.name].healthy]
             if down:
                 step.window, step.gate = window.to_dict(), "health check failed"

@@ -1,0 +1,125 @@
+"""Helpers for the integration tests: a lab made with `lab init`, driven by the real CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import yaml
+from docker.errors import NotFound
+
+from lab.config import LAB_NAME
+
+RUN_LABEL = "lab.test-run"
+TIMEOUT = 180  # seconds for any one CLI call; `lab up` waits for at most 90 s per server
+
+
+# labs ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    """A lab directory made by `lab init`, and ways to look at it from outside lab."""
+
+    name: str
+    dir: Path
+    client: docker.DockerClient
+
+    def run(self, *args: str, check: bool = True,
+            timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            lab_command(*args), cwd=self.dir, capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"lab {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(lab_command(*args), cwd=self.dir, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def status(self) -> dict[str, dict]:
+        """`lab status --json`, by server name."""
+        servers = json.loads(self.run("status", "--json").stdout)
+        return {s["name"]: s for s in servers}
+
+    @property
+    def label(self) -> str:
+        return f"lab.name={self.name}"
+
+    def containers(self) -> list:
+        return self.client.containers.list(all=True, filters={"label": self.label},
+                                           ignore_removed=True)
+
+    def networks(self) -> list:
+        return self.client.networks.list(filters={"label": self.label})
+
+    def container(self, server: str):  # a docker Container
+        return self.client.containers.get(f"{self.name}-{server}")
+
+    def set_count(self, count: int, role: str = "web") -> None:
+        data = self.read_yml()
+        data["servers"][role]["count"] = count
+        self.write_yml(data)
+
+    def read_yml(self) -> dict:
+        return yaml.safe_load((self.dir / "lab.yml").read_text())
+
+    def write_yml(self, data: dict) -> None:
+        (self.dir / "lab.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def lab_command(*args: str) -> list[str]:
+    """The CLI as a user runs it, from the interpreter running the tests."""
+    return [sys.executable, "-m", "lab", *args]
+
+
+def unique_lab_name(hint: str = "") -> str:
+    name = f"t-{secrets.token_hex(3)}" + (f"-{hint}" if hint else "")
+    assert LAB_NAME.match(name), name
+    return name
+
+
+def new_lab(client: docker.DockerClient, where: Path, count: int, name: str | None = None,
+            balancer: bool = False) -> Lab:
+    """`lab init` a lab into ``where`` with ``count`` web servers.
+
+    The example's balancer publishes a fixed 127.0.0.1 port (its ``listen``), which would
+    collide with any other lab or program using it; these tests are about servers, so it is
+    left out unless asked for.
+    """
+    name = name or unique_lab_name()
+    directory = where / name
+    result = subprocess.run(lab_command("init", str(directory), "--name", name),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    lab = Lab(name, directory, client)
+    data = lab.read_yml()
+    assert data["name"] == name
+    data["servers"]["web"]["count"] = count
+    if not balancer:
+        data.pop("balancer", None)
+    lab.write_yml(data)
+    return lab
+
+
+def teardown_lab(lab: Lab) -> None:
+    """`lab destroy`; if that fails, remove by label so one test cannot spoil the next."""
+    with contextlib.suppress(Exception):
+        lab.run("destroy", check=False, timeout=120)
+    for container in lab.containers():
+        with contextlib.suppress(NotFound):
+            container.remove(force=True, v=True)
+    for network in lab.networks():
+        with contextlib.suppress(NotFound):
+            network.remove()

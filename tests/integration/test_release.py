@@ -1,0 +1,250 @@
+"""The replace-and-rollback cycle behind a real HAProxy, judged by an independent HTTP client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import docker
+import pytest
+from labhelpers import Lab, lab_command, new_lab, teardown_lab
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(port: int) -> tuple[int, str]:
+    """One request to the balancer, as a client would make it: (status, page)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read().decode().strip()
+    except OSError as exc:
+        return 0, repr(exc)
+    finally:
+        connection.close()
+
+
+def versions(port: int, requests: int = 30) -> Counter[str]:
+    """Which versions answer (the last word of each page); failures count as 'failed'."""
+    seen: Counter[str] = Counter()
+    for _ in range(requests):
+        status, page = get(port)
+        seen[page.split()[-1] if status == 200 and page else "failed"] += 1
+    return seen
+
+
+class Load:
+    """An independent client: ``rate`` requests per second from threads, counting failures."""
+
+    def __init__(self, port: int, rate: int = 100, threads: int = 8) -> None:
+        self.port, self.interval, self.threads = port, threads / rate, threads
+        self.results: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(timeout=10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 600  # bounded, whatever happens
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            started = time.monotonic()
+            status, _ = get(self.port)
+            with self.lock:
+                self.results.append((started, status))
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    @property
+    def failed(self) -> int:
+        return sum(status != 200 for _, status in self.results)
+
+    @property
+    def rate(self) -> float:
+        if len(self.results) < 2:
+            return 0.0
+        return len(self.results) / (self.results[-1][0] - self.results[0][0])
+
+
+@pytest.fixture(scope="module")
+def balanced(tmp_path_factory: pytest.TempPathFactory,
+             docker_client: docker.DockerClient) -> Iterator[Lab]:
+    """Two web servers (v1) behind HAProxy on a free port; releases move fast (1 s steps)."""
+    lab = new_lab(docker_client, tmp_path_factory.mktemp("rel"), count=2, balancer=True)
+    data = lab.read_yml()
+    data["balancer"]["listen"] = free_port()
+    data["release"]["step_seconds"] = 1
+    lab.write_yml(data)
+    try:
+        lab.run("up")
+        lab.run("provision", timeout=600)
+        yield lab
+    finally:
+        teardown_lab(lab)
+        for image in docker_client.images.list(filters={"label": f"lab.name={lab.name}"}):
+            docker_client.images.remove(image.id, force=True)
+
+
+def port_of(lab: Lab) -> int:
+    return int(lab.read_yml()["balancer"]["listen"])
+
+
+def web_containers(lab: Lab) -> set[str]:
+    return {c.labels["lab.server"] for c in lab.containers() if c.labels["lab.role"] == "web"}
+
+
+def last_release(lab: Lab) -> dict:
+    return json.loads(lab.run("history", "--json").stdout)[-1]
+
+
+def current_version(lab: Lab) -> str:
+    seen = versions(port_of(lab))
+    assert len(seen) == 1, seen
+    return next(iter(seen))
+
+
+def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
+    before = web_containers(balanced)
+    assert current_version(balanced) == "v1"
+    with Load(port_of(balanced)) as load:
+        balanced.run("release", "--set", "version=v2", timeout=600)
+    assert load.rate >= 100 * 0.8, f"the client only reached {load.rate:.0f} req/s"
+    assert load.failed == 0, f"{load.failed} of {len(load.results)} requests failed"
+    assert versions(port_of(balanced), 40) == Counter({"v2": 40})
+    after = web_containers(balanced)
+    assert len(after) == 2 and not after & before  # every old container is gone
+    report = last_release(balanced)
+    assert report["outcome"] == "promoted" and set(report["new"]) == after
+    assert [s["percent"] for s in report["steps"]] == [10, 50, 100]
+
+
+def test_release_whose_tests_fail_rolls_back(balanced: Lab) -> None:
+    before, version = web_containers(balanced), current_version(balanced)
+    with Load(port_of(balanced), rate=50, threads=4) as load:
+        result = balanced.run("release", "--set", "version=v9", "--set", "broken=true",
+                              check=False, timeout=600)
+    assert result.returncode == 1 and "rolled back" in result.stderr
+    assert "test_health_endpoint_answers_ok" in result.stderr
+    assert load.failed == 0  # never in rotation
+    assert web_containers(balanced) == before
+    assert current_version(balanced) == version
+    assert last_release(balanced)["outcome"] == "rolled-back"
+
+
+def test_release_failing_health_check_is_pulled_back(balanced: Lab) -> None:
+    """No tests to catch it: the balancer's health check is the gate that says no."""
+    before, version = web_containers(balanced), current_version(balanced)
+    original = balanced.read_yml()
+    data = json.loads(json.dumps(original))
+    data["servers"]["web"]["tests"] = []
+    balanced.write_yml(data)
+    try:
+        result = balanced.run("release", "--set", "version=v8", "--set", "broken=true",
+                              check=False, timeout=600)
+    finally:
+        balanced.write_yml(original)
+    assert result.returncode == 1 and "health check /health" in result.stderr
+    assert web_containers(balanced) == before
+    assert current_version(balanced) == version
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 300) -> None:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    for line in process.stderr:
+        if text in line:
+            return
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout} s"
+    raise AssertionError(f"lab exited before printing {text!r}")
+
+
+def slow_release(lab: Lab, *args: str) -> subprocess.Popen[str]:
+    data = lab.read_yml()
+    data["release"]["step_seconds"] = 6
+    lab.write_yml(data)
+    return subprocess.Popen(lab_command("release", *args), cwd=lab.dir, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def finish(process: subprocess.Popen[str], lab: Lab) -> int:
+    assert process.stderr is not None
+    process.stderr.read()
+    code = process.wait(timeout=300)
+    data = lab.read_yml()
+    data["release"]["step_seconds"] = 1
+    lab.write_yml(data)
+    return code
+
+
+def test_new_server_killed_mid_canary_rolls_back(balanced: Lab,
+                                                 docker_client: docker.DockerClient) -> None:
+    before, version = web_containers(balanced), current_version(balanced)
+    with Load(port_of(balanced), rate=50, threads=4) as load:
+        process = slow_release(balanced, "--set", "version=v7")
+        try:
+            wait_for_line(process, "canary 10%...")
+            new = web_containers(balanced) - before
+            assert len(new) == 2
+            docker_client.containers.get(f"{balanced.name}-{sorted(new)[0]}").kill()
+        finally:
+            code = finish(process, balanced)
+    assert code == 1
+    reason = last_release(balanced)["reason"]
+    assert "stopped running" in reason or "health check failing" in reason, reason
+    assert web_containers(balanced) == before
+    assert current_version(balanced) == version
+    # HAProxy retries a request that met the dead server on a live one.
+    assert load.failed <= 0.1 * len(load.results)
+
+
+def test_ctrl_c_mid_release_rolls_back(balanced: Lab) -> None:
+    before, version = web_containers(balanced), current_version(balanced)
+    process = slow_release(balanced, "--set", "version=v6")
+    try:
+        wait_for_line(process, "canary 10%...")
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+    finally:
+        code = finish(process, balanced)
+    assert code == 130
+    assert last_release(balanced)["reason"] == "interrupted (Ctrl-C)"
+    assert web_containers(balanced) == before
+    assert current_version(balanced) == version
+
+
+def test_bake_then_release_from_image_skips_provisioning(
+        balanced: Lab, docker_client: docker.DockerClient) -> None:
+    version = current_version(balanced)
+    balanced.run("verify")
+    tag = balanced.run("bake").stdout.strip()
+    assert tag == f"lab/{balanced.name}-web:{version}"
+    image = docker_client.images.get(tag)
+    assert image.labels["lab.role"] == "web" and image.labels["lab.version"] == version
+    balanced.run("release", "--from-image", tag, timeout=600)
+    report = last_release(balanced)
+    assert report["outcome"] == "promoted" and "provision" not in report["phases"]
+    status = json.loads(balanced.run("status", "--json").stdout)
+    assert {s["image"] for s in status if s["role"] == "web"} == {tag}
+    assert current_version(balanced) == version
+    balanced.run("destroy", "--images")
+    assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"}) == []

@@ -1,0 +1,207 @@
+"""State: server records survive a round trip, events are append-only, names never reused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lab.state import ServerRecord, State
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> State:
+    return State(tmp_path / ".lab")
+
+
+def full_record(name: str = "web-3", role: str = "web") -> ServerRecord:
+    return ServerRecord(
+        name=name, role=role, target="docker", address="172.18.0.5", ssh_host="127.0.0.1",
+        ssh_port=32768, ssh_user="admin", image="lab/base:bookworm", generation=4,
+        status="ready", ports={80: 32769, 443: 32770}, created=1700000000.25,
+    )
+
+
+def name_servers(state: State, role: str, count: int) -> list[str]:
+    """Name servers the way Fleet does: take next_index, save, log 'named'."""
+    names = []
+    for _ in range(count):
+        index = state.next_index(role)
+        name = f"{role}-{index}"
+        state.save(ServerRecord(name, role, "docker"))
+        state.log("named", name, str(index))
+        names.append(name)
+    return names
+
+
+def test_state_db_is_created(tmp_path: Path) -> None:
+    State(tmp_path / "deep" / ".lab")
+    assert (tmp_path / "deep" / ".lab" / "state.db").is_file()
+
+
+def test_record_round_trip(state: State) -> None:
+    record = full_record()
+    state.save(record)
+    loaded = state.server("web-3")
+    assert loaded == record
+    assert loaded is not None
+    assert loaded.ports == {80: 32769, 443: 32770}
+    assert all(isinstance(k, int) for k in loaded.ports)
+    assert state.servers() == [record]
+
+
+def test_round_trip_survives_reopening(tmp_path: Path) -> None:
+    State(tmp_path).save(full_record())
+    assert State(tmp_path).server("web-3") == full_record()
+
+
+def test_defaults_round_trip(state: State) -> None:
+    record = ServerRecord("db-1", "db", "docker")
+    state.save(record)
+    assert state.server("db-1") == record
+    assert record.status == "creating" and record.ports == {}
+
+
+def test_to_dict_has_every_field(state: State) -> None:
+    data = full_record().to_dict()
+    assert data["ports"] == {80: 32769, 443: 32770}
+    assert ServerRecord(**data) == full_record()
+
+
+def test_save_replaces(state: State) -> None:
+    state.save(full_record())
+    changed = ServerRecord(**{**full_record().to_dict(), "status": "dead", "ssh_port": 1})
+    state.save(changed)
+    assert state.servers() == [changed]
+
+
+def test_unknown_server_is_none(state: State) -> None:
+    assert state.server("nope-1") is None
+
+
+def test_set_status_and_forget(state: State) -> None:
+    state.save(full_record("web-1"))
+    state.save(full_record("web-2"))
+    state.set_status("web-1", "dead")
+    web1 = state.server("web-1")
+    assert web1 is not None and web1.status == "dead"
+    state.forget("web-1")
+    assert state.server("web-1") is None
+    assert [s.name for s in state.servers()] == ["web-2"]
+
+
+def test_servers_by_role(state: State) -> None:
+    state.save(full_record("web-1", "web"))
+    state.save(full_record("db-1", "db"))
+    assert [s.name for s in state.servers("web")] == ["web-1"]
+    assert [s.name for s in state.servers("db")] == ["db-1"]
+    assert state.servers("nothing") == []
+    assert [s.name for s in state.servers()] == ["db-1", "web-1"]  # ordered by role
+
+
+# events --------------------------------------------------------------------------------------
+
+
+def test_events_are_logged_in_order(state: State) -> None:
+    state.log("named", "web-1", "1")
+    state.log("created", "web-1", "lab/base:bookworm")
+    state.log("destroy")
+    events = state.events()
+    assert [(e["kind"], e["server"], e["detail"]) for e in events] == [
+        ("named", "web-1", "1"), ("created", "web-1", "lab/base:bookworm"), ("destroy", None, ""),
+    ]
+    assert [e["kind"] for e in state.events("web-1")] == ["named", "created"]
+    assert events[0]["at"] <= events[1]["at"] <= events[2]["at"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET kind = 'forged'",
+        "UPDATE events SET detail = 'x' WHERE id = 1",
+        "DELETE FROM events",
+        "DELETE FROM events WHERE id = 1",
+    ],
+)
+def test_events_are_append_only(state: State, statement: str) -> None:
+    state.log("named", "web-1", "1")
+    state.log("ready", "web-1")
+    before = state.events()
+    db = sqlite3.connect(state.path)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute(statement)
+        db.commit()
+    finally:
+        db.close()
+    assert state.events() == before
+
+
+def test_forget_keeps_the_events(state: State) -> None:
+    state.save(full_record("web-1"))
+    state.log("named", "web-1", "1")
+    state.forget("web-1")
+    assert [e["kind"] for e in state.events("web-1")] == ["named"]
+
+
+# next_index ----------------------------------------------------------------------------------
+
+
+def test_first_index_is_one(state: State) -> None:
+    assert state.next_index("web") == 1
+
+
+def test_indexes_count_up(state: State) -> None:
+    assert name_servers(state, "web", 3) == ["web-1", "web-2", "web-3"]
+
+
+def test_numbers_are_not_reused_after_forget(state: State) -> None:
+    names = name_servers(state, "web", 3)
+    for name in names:
+        state.forget(name)
+    assert state.servers() == []
+    assert state.next_index("web") == 4
+    assert name_servers(state, "web", 1) == ["web-4"]
+
+
+def test_numbers_are_not_reused_after_forgetting_the_newest(state: State) -> None:
+    name_servers(state, "web", 3)
+    state.forget("web-3")
+    assert state.next_index("web") == 4
+
+
+def test_numbers_are_not_reused_across_reopening(tmp_path: Path) -> None:
+    first = State(tmp_path)
+    for name in name_servers(first, "web", 2):
+        first.forget(name)
+    assert State(tmp_path).next_index("web") == 3
+
+
+def test_adopted_servers_count(state: State) -> None:
+    """A server found by label (no 'named' event) still takes its number."""
+    state.save(ServerRecord("web-7", "web", "docker"))
+    assert state.next_index("web") == 8
+
+
+def test_roles_are_counted_apart(state: State) -> None:
+    name_servers(state, "web", 3)
+    name_servers(state, "webx", 5)
+    assert state.next_index("web") == 4
+    assert state.next_index("db") == 1
+    assert name_servers(state, "db", 1) == ["db-1"]
+
+
+def test_underscore_in_role_is_not_a_wildcard(state: State) -> None:
+    """'_' is a LIKE wildcard: role a_b must not see the events of role axb."""
+    for name in name_servers(state, "a_b", 3):
+        state.forget(name)
+    name_servers(state, "axb", 1)
+    assert state.next_index("a_b") == 4
+    assert state.next_index("axb") == 2
+
+
+def test_numbers_are_compared_as_numbers(state: State) -> None:
+    for name in name_servers(state, "web", 10):
+        state.forget(name)
+    assert state.next_index("web") == 11
