@@ -19,6 +19,10 @@ class KeyPair:
     def public_text(self) -> str:
         return self.public.read_text(encoding="ascii").strip()
 
+    def for_server(self, own_key: str) -> Path:
+        """The private key that opens a server: its own when it has one, else the lab's."""
+        return Path(own_key) if own_key else self.private
+
 
 def ensure_keypair(state_dir: Path, comment: str) -> KeyPair:
     """Return the lab's ed25519 key pair, making it on first use (files mode 0600)."""

@@ -26,7 +26,8 @@ SSH_OPTIONS = [
 def ssh_argv(server: ServerRecord, key: KeyPair, command: list[str] | None = None,
              batch: bool = True) -> list[str]:
     """The ``ssh`` command line that reaches ``server``; runs ``command`` when given."""
-    argv = ["ssh", *SSH_OPTIONS, "-i", str(key.private), "-p", str(server.ssh_port)]
+    identity = key.for_server(server.ssh_key)
+    argv = ["ssh", *SSH_OPTIONS, "-i", str(identity), "-p", str(server.ssh_port)]
     if batch:
         argv += ["-o", "BatchMode=yes"]
     if command is None:

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS servers (
     ssh_host    TEXT NOT NULL DEFAULT '127.0.0.1',
     ssh_port    INTEGER NOT NULL DEFAULT 0,
     ssh_user    TEXT NOT NULL DEFAULT 'root',
+    ssh_key     TEXT NOT NULL DEFAULT '',
     image       TEXT NOT NULL DEFAULT '',
     generation  INTEGER NOT NULL DEFAULT 1,
     status      TEXT NOT NULL DEFAULT 'creating',
@@ -65,6 +66,7 @@ class ServerRecord:
     ssh_host: str = "127.0.0.1"
     ssh_port: int = 0
     ssh_user: str = "root"
+    ssh_key: str = ""  # a private key of the server's own (Vagrant's); empty: the lab key
     image: str = ""
     generation: int = 1
     status: str = "creating"
@@ -86,6 +88,7 @@ class State:
         state_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -178,6 +181,14 @@ class State:
             query, args = query + " WHERE server = ?", (server,)
         with self._connect() as db:
             return [dict(row) for row in db.execute(query + " ORDER BY id", args)]
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A state.db written by an older lab gains the columns added since (with defaults)."""
+    have = {row["name"] for row in db.execute("PRAGMA table_info(servers)")}
+    for column in _COLUMNS:
+        if column not in have:
+            db.execute(f"ALTER TABLE servers ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
 
 def _record(row: sqlite3.Row) -> ServerRecord:
