@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 BACKEND = "app"
 SOCKET = "/run/haproxy/admin.sock"
 FULL_WEIGHT = 100
+# Health checks every 500 ms; two in a row change a server's state, so a dead server is out
+# of rotation within about a second (the balancer playbook uses the same timing).
+CHECK_TIMING = "inter 500ms fall 2 rise 2"
 # ssh connection reuse: a weight change should cost milliseconds, not a handshake.
 MULTIPLEX = ["-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/lab-ssh-%C",
              "-o", "ControlPersist=120"]
@@ -97,7 +100,7 @@ class Balancer:
         answer = self.command(
             "experimental-mode on",
             f"add server {target} {server.address}:{health.port} weight {weight} "
-            "check inter 1s fall 2 rise 2",
+            f"check {CHECK_TIMING}",
         )
         if "New server registered" not in answer and "Already exists" not in answer:
             raise TargetError(f"balancer: could not add {server.name}: {answer.strip()}")
@@ -110,20 +113,23 @@ class Balancer:
         """``ready``, ``drain`` (no new requests, in-flight ones finish) or ``maint``."""
         self._expect_empty(f"set server {BACKEND}/{name} state {state}")
 
-    def remove(self, name: str, timeout: float = 10.0) -> bool:
-        """Drain, wait for in-flight requests, then delete the server. False if it lingers."""
-        if name not in self.servers():
-            return True
-        self.set_state(name, "drain")
-        self.wait_idle([name], timeout)
-        self.set_state(name, "maint")
+    def remove(self, names: list[str], timeout: float = 10.0) -> list[str]:
+        """Drain, wait for in-flight requests, then delete servers; returns any that linger."""
+        present = [n for n in names if n in self.servers()]
+        if not present:
+            return []
+        self.command(*(f"set server {BACKEND}/{n} state drain" for n in present))
+        self.wait_idle(present, timeout)
+        self.command(*(f"set server {BACKEND}/{n} state maint" for n in present))
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            answer = self.command("experimental-mode on", f"del server {BACKEND}/{name}")
-            if "Server deleted" in answer or name not in self.servers():
-                return True
-            time.sleep(0.2)
-        return False
+        while present and time.monotonic() < deadline:
+            self.command("experimental-mode on",
+                         *(f"del server {BACKEND}/{n}" for n in present))
+            still = self.servers()
+            present = [n for n in present if n in still]
+            if present:
+                time.sleep(0.2)
+        return present
 
     def wait_idle(self, names: list[str], timeout: float = 10.0) -> None:
         """Wait until none of ``names`` has a request in flight."""

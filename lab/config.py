@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -94,6 +95,41 @@ class ReleasePolicy(_Strict):
         return steps
 
 
+# Boxes Vagrant starts from when its provider runs virtual machines; the docker provider uses
+# lab.yml's `image:` instead, so a baked image works with `lab release --from-image`.
+DEFAULT_BOXES = {"virtualbox": "debian/bookworm64", "libvirt": "debian/bookworm64"}
+
+
+def _box_name(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"must be a box name like 'debian/bookworm64', got {value!r}")
+    return value
+
+
+BoxName = Annotated[str, Field(strict=True), AfterValidator(_box_name)]
+
+
+class VagrantSettings(_Strict):
+    """``vagrant:`` in lab.yml: which Vagrant provider runs the machines (target vagrant)."""
+
+    provider: Literal["docker", "virtualbox", "libvirt"] = "docker"
+    boxes: dict[str, BoxName] = Field(default_factory=dict)  # provider -> box
+
+    @field_validator("boxes")
+    @classmethod
+    def _box_providers(cls, boxes: dict[str, str]) -> dict[str, str]:
+        for provider in boxes:
+            if provider == "docker":
+                raise ValueError("docker: the docker provider starts from `image:`, not a box")
+            if provider not in DEFAULT_BOXES:
+                raise ValueError(f"{provider!r}: boxes are for {' or '.join(DEFAULT_BOXES)}")
+        return boxes
+
+    def box(self, provider: str) -> str:
+        """The box for ``provider``: lab.yml's, else the documented default."""
+        return self.boxes.get(provider) or DEFAULT_BOXES[provider]
+
+
 class LabConfig(_Strict):
     """The whole of lab.yml. ``directory`` is where the file lives; paths are relative to it."""
 
@@ -104,6 +140,7 @@ class LabConfig(_Strict):
     balancer: Balancer | None = None
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)
     vars: dict[str, Any] = Field(default_factory=dict)
+    vagrant: VagrantSettings = Field(default_factory=VagrantSettings)
     # Where lab.yml lives (paths are relative to it) and where lab keeps state; set by
     # load_config, not by the file.
     _directory: Path = PrivateAttr(default=Path("."))

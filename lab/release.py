@@ -11,6 +11,7 @@ never modified; once the new one carries all traffic, the old one is drained and
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -173,26 +174,32 @@ class _Run:
         started = time.monotonic()
         step = StepReport(percent, {})
         self.report.steps.append(step)
-        gate_tests = verify_first
-        while True:
-            time.sleep(min(1.0, max(0.0, started + seconds - time.monotonic())))
-            rows = self.balancer.servers()
-            window = self.probe.window(started)
-            self._tick(percent, rows, window)
-            alive = {s.name for s in self.fleet.live()}
-            dead = [s.name for s in new if s.name not in alive]
-            if dead:
-                step.window, step.gate = window.to_dict(), "server died"
-                raise ReleaseFailed(f"at {percent}%: {', '.join(dead)} stopped running")
-            down = [s.name for s in new if s.name not in rows or not rows[s.name].healthy]
-            if down:
-                step.window, step.gate = window.to_dict(), "health check failed"
-                raise ReleaseFailed(f"at {percent}%: health check failing on {', '.join(down)}")
-            if gate_tests:  # at the first step, the tests run again under real traffic
-                gate_tests = False
-                self.gate_verify(new, overrides)
-            if time.monotonic() - started >= seconds:
-                break
+        # At the first step the tests run again, under real traffic, while the step is held.
+        tests = _Background(lambda: self.gate_verify(new, overrides)) if verify_first else None
+        try:
+            while True:
+                time.sleep(min(0.5, max(0.0, started + seconds - time.monotonic())))
+                rows = self.balancer.servers()
+                window = self.probe.window(started)
+                self._tick(percent, rows, window)
+                alive = {s.name for s in self.fleet.live()}
+                dead = [s.name for s in new if s.name not in alive]
+                if dead:
+                    step.window, step.gate = window.to_dict(), "server died"
+                    raise ReleaseFailed(f"at {percent}%: {', '.join(dead)} stopped running")
+                down = [s.name for s in new if s.name not in rows or not rows[s.name].healthy]
+                if down:
+                    step.window, step.gate = window.to_dict(), "health check failed"
+                    raise ReleaseFailed(
+                        f"at {percent}%: health check failing on {', '.join(down)}")
+                if time.monotonic() - started >= seconds and (tests is None or tests.done):
+                    break
+            if tests is not None:
+                tests.result()
+        except ReleaseFailed:
+            if tests is not None:
+                tests.wait()
+            raise
         window = self.probe.window(started)
         step.window = window.to_dict()
         if window.error_rate > max_error_rate:
@@ -202,8 +209,10 @@ class _Run:
 
     def promote(self, old: list[ServerRecord]) -> None:
         """Drain the old generation (in-flight requests finish), then throw it away."""
-        for server in old:
-            self.balancer.remove(server.name)
+        lingering = self.balancer.remove([s.name for s in old])
+        if lingering:
+            self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
+                                           "in the balancer (connections would not close)"))
         self.fleet.destroy_servers([s.name for s in old])
 
     def rollback(self, old: list[ServerRecord], reason: str) -> None:
@@ -216,11 +225,10 @@ class _Run:
                 self.balancer.set_state(server.name, "ready")
             except LabError as exc:
                 self.on_event(Event("warning", f"rollback: {server.name}: {exc}"))
-        for server in self.new:
-            try:
-                self.balancer.remove(server.name, timeout=5)
-            except LabError as exc:
-                self.on_event(Event("warning", f"rollback: {server.name}: {exc}"))
+        try:
+            self.balancer.remove([s.name for s in self.new], timeout=5)
+        except LabError as exc:
+            self.on_event(Event("warning", f"rollback: {exc}"))
         names = self.report.new or [s.name for s in self.new]
         created = [s.name for s in self.fleet.reconcile()
                    if s.role == self.report.role and s.name not in self.report.old]
@@ -237,6 +245,33 @@ class _Run:
             "health": {n: r.status for n, r in rows.items()},
             "share": {n: round(v, 3) for n, v in shares.items()},
         }))
+
+
+class _Background:
+    """Run a gate in a thread; ``result()`` re-raises what it raised."""
+
+    def __init__(self, body: Any) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(body,), daemon=True)
+        self._thread.start()
+
+    def _run(self, body: Any) -> None:
+        try:
+            body()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self.wait()
+        if self._error is not None:
+            raise self._error
 
 
 def _current_deployment(fleet: Fleet, old: list[ServerRecord]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ reused 127.0.0.1 ports, so a known_hosts file would only ever hold stale entries
 from __future__ import annotations
 
 import shlex
+import socket
 import subprocess
 import time
 
@@ -47,6 +48,17 @@ def remote_command(command: list[str]) -> list[str]:
     return [" ".join(shlex.quote(part) for part in command)]
 
 
+def _sshd_greets(host: str, port: int) -> bool:
+    """True once sshd sends its banner: cheaper than launching ssh into a port forwarder
+    that accepts connections before anything listens behind it."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.settimeout(1)
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0) -> str:
     """Block until sshd accepts the lab key and systemd has finished booting.
 
@@ -57,6 +69,10 @@ def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0) 
     command = ["systemctl", "is-system-running", "--wait"]
     last = "no answer"
     while time.monotonic() < deadline:
+        if not _sshd_greets(server.ssh_host, server.ssh_port):
+            last = "sshd not answering yet"
+            time.sleep(0.1)
+            continue
         result = subprocess.run(
             ssh_argv(server, key, command), capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL, check=False,

@@ -57,7 +57,7 @@ class DockerTarget(Target):
         for image in {s.image for s in specs}:
             self._require_image(image)
         self._ensure_network()
-        with ThreadPoolExecutor(max_workers=min(8, len(specs))) as pool:
+        with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
             return list(pool.map(lambda spec: self._create_one(spec, on_event), specs))
 
     def _create_one(self, spec: ServerSpec, on_event: Listener) -> ServerRecord:
@@ -113,7 +113,7 @@ class DockerTarget(Target):
             on_event(Event("ready", f"{server.name} ready ({state}, {took:.1f} s)", server.name))
 
         if servers:
-            with ThreadPoolExecutor(max_workers=min(8, len(servers))) as pool:
+            with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
                 list(pool.map(wait, servers))
 
     # destroy -------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class DockerTarget(Target):
 
         removed: list[str] = []
         if containers:
-            with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
+            with ThreadPoolExecutor(max_workers=min(32, len(containers))) as pool:
                 removed = list(pool.map(remove, containers))
         if names is None:
             self._remove_networks()

@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import DockerException, ImageNotFound, NotFound
-from labhelpers import RUN_LABEL, Lab, new_lab, teardown_lab
+from labhelpers import RUN_LABEL, Lab, lab_for_module, new_lab, teardown_lab
 
 from lab.config import DEFAULT_IMAGE
 
@@ -102,9 +102,5 @@ def make_lab(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Cal
 def running_lab(tmp_path_factory: pytest.TempPathFactory,
                 docker_client: docker.DockerClient) -> Iterator[Lab]:
     """One lab with two web servers, up, shared by the read-only tests of a module."""
-    lab = new_lab(docker_client, tmp_path_factory.mktemp("running"), count=2)
-    try:
-        lab.run("up")
+    with lab_for_module(docker_client, tmp_path_factory.mktemp("running"), ("up",)) as lab:
         yield lab
-    finally:
-        teardown_lab(lab)

@@ -7,6 +7,8 @@ import json
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,23 @@ def new_lab(client: docker.DockerClient, where: Path, count: int, name: str | No
         data.pop("balancer", None)
     lab.write_yml(data)
     return lab
+
+
+@contextmanager
+def lab_for_module(client: docker.DockerClient, where: Path, *commands: tuple[str, ...],
+                   count: int = 2, balancer: bool = False,
+                   edit: Callable[[Lab], None] | None = None) -> Iterator[Lab]:
+    """A lab shared by a module's tests: made, edited, taken through ``commands``, and
+    always torn down at the end."""
+    lab = new_lab(client, where, count=count, balancer=balancer)
+    if edit is not None:
+        edit(lab)
+    try:
+        for command in commands:
+            lab.run(*command, timeout=600)
+        yield lab
+    finally:
+        teardown_lab(lab)
 
 
 def teardown_lab(lab: Lab) -> None:

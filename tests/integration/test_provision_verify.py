@@ -8,12 +8,13 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import pytest
 import yaml
-from labhelpers import Lab, new_lab, teardown_lab
+from labhelpers import Lab, lab_for_module
 
 MakeLab = Callable[..., Lab]
 
@@ -22,24 +23,27 @@ MakeLab = Callable[..., Lab]
 def provisioned(tmp_path_factory: pytest.TempPathFactory,
                 docker_client: docker.DockerClient) -> Iterator[Lab]:
     """Two web servers, up and provisioned once, shared by this module's tests."""
-    lab = new_lab(docker_client, tmp_path_factory.mktemp("prov"), count=2)
-    try:
-        lab.run("up")
-        result = lab.run("provision")
-        assert "web-1" in result.stdout and "web-2" in result.stdout
+    with lab_for_module(docker_client, tmp_path_factory.mktemp("prov"), ("up",),
+                        ("provision",)) as lab:
         yield lab
-    finally:
-        teardown_lab(lab)
 
 
-def add_test_file(lab: Lab, name: str, text: str) -> Callable[[], None]:
-    """Add a test file to the web role; returns a function that takes it out again."""
-    (lab.dir / "tests" / name).write_text(text)
+@contextmanager
+def web_role_changed(lab: Lab, folder: str, name: str, text: str) -> Iterator[None]:
+    """Within the block, the web role uses a new file: a playbook, or one more test file."""
+    (lab.dir / folder / name).write_text(text)
     original = lab.read_yml()
     data = yaml.safe_load(yaml.safe_dump(original))
-    data["servers"]["web"]["tests"].append(f"tests/{name}")
+    web = data["servers"]["web"]
+    if folder == "playbooks":
+        web["playbook"] = f"playbooks/{name}"
+    else:
+        web["tests"].append(f"tests/{name}")
     lab.write_yml(data)
-    return lambda: lab.write_yml(original)
+    try:
+        yield
+    finally:
+        lab.write_yml(original)
 
 
 def test_provision_serves_a_page_naming_host_and_version(provisioned: Lab) -> None:
@@ -73,14 +77,11 @@ def test_verify_json_lists_each_test_per_host(provisioned: Lab) -> None:
 
 
 def test_failing_assertion_names_test_and_host(provisioned: Lab, tmp_path: Path) -> None:
-    restore = add_test_file(provisioned, "test_fails.py",
-                            "def test_port_8081_listens(host):\n"
-                            "    assert host.socket('tcp://0.0.0.0:8081').is_listening\n")
-    try:
-        report = tmp_path / "fail.xml"
+    report = tmp_path / "fail.xml"
+    with web_role_changed(provisioned, "tests", "test_fails.py",
+                          "def test_port_8081_listens(host):\n"
+                          "    assert host.socket('tcp://0.0.0.0:8081').is_listening\n"):
         result = provisioned.run("verify", "--junit", str(report), check=False)
-    finally:
-        restore()
     assert result.returncode == 1
     assert "test_port_8081_listens" in result.stderr and "web-1" in result.stderr
     failures = [c for c in ET.parse(report).getroot().iter("testcase")
@@ -89,11 +90,8 @@ def test_failing_assertion_names_test_and_host(provisioned: Lab, tmp_path: Path)
 
 
 def test_test_file_with_syntax_error_is_a_clear_error(provisioned: Lab) -> None:
-    restore = add_test_file(provisioned, "test_broken.py", "def test_x(host)\n    pass\n")
-    try:
+    with web_role_changed(provisioned, "tests", "test_broken.py", "def test_x(host)\n    pass\n"):
         result = provisioned.run("verify", check=False)
-    finally:
-        restore()
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "tests/test_broken.py:1" in result.stderr and "Traceback" not in result.stderr
@@ -125,23 +123,14 @@ def test_inventory_works_with_ansible_by_hand(provisioned: Lab) -> None:
 
 
 def test_playbook_failing_on_one_host(provisioned: Lab) -> None:
-    playbook = provisioned.dir / "playbooks" / "fail_one.yml"
-    playbook.write_text(
-        "- hosts: web\n  gather_facts: false\n  tasks:\n"
-        "    - name: Refuse on web-1\n"
-        "      ansible.builtin.fail:\n        msg: web-1 is not welcome\n"
-        "      when: inventory_hostname == 'web-1'\n"
-        "    - name: Say hello\n"
-        "      ansible.builtin.debug:\n        msg: hello\n"
-    )
-    original = provisioned.read_yml()
-    data = yaml.safe_load(yaml.safe_dump(original))
-    data["servers"]["web"]["playbook"] = "playbooks/fail_one.yml"
-    provisioned.write_yml(data)
-    try:
+    with web_role_changed(provisioned, "playbooks", "fail_one.yml",
+                          "- hosts: web\n  gather_facts: false\n  tasks:\n"
+                          "    - name: Refuse on web-1\n"
+                          "      ansible.builtin.fail:\n        msg: web-1 is not welcome\n"
+                          "      when: inventory_hostname == 'web-1'\n"
+                          "    - name: Say hello\n"
+                          "      ansible.builtin.debug:\n        msg: hello\n"):
         result = provisioned.run("provision", check=False)
-    finally:
-        provisioned.write_yml(original)
     assert result.returncode == 1
     assert "web-1: task 'Refuse on web-1' failed: web-1 is not welcome" in result.stderr
     row = next(line for line in result.stdout.splitlines() if line.strip().startswith("web-2"))
@@ -151,20 +140,11 @@ def test_playbook_failing_on_one_host(provisioned: Lab) -> None:
 
 
 def test_non_idempotent_task_is_named(provisioned: Lab) -> None:
-    playbook = provisioned.dir / "playbooks" / "stamp.yml"
-    playbook.write_text(
-        "- hosts: web\n  gather_facts: false\n  tasks:\n"
-        "    - name: Stamp the time\n"
-        "      ansible.builtin.shell: date > /tmp/stamp\n"
-    )
-    original = provisioned.read_yml()
-    data = yaml.safe_load(yaml.safe_dump(original))
-    data["servers"]["web"]["playbook"] = "playbooks/stamp.yml"
-    provisioned.write_yml(data)
-    try:
+    with web_role_changed(provisioned, "playbooks", "stamp.yml",
+                          "- hosts: web\n  gather_facts: false\n  tasks:\n"
+                          "    - name: Stamp the time\n"
+                          "      ansible.builtin.shell: date > /tmp/stamp\n"):
         result = provisioned.run("provision", "--idempotence", "web-1", check=False)
-    finally:
-        provisioned.write_yml(original)
     assert result.returncode == 1
     assert "not idempotent" in result.stderr and "web-1: Stamp the time" in result.stderr
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from labhelpers import Lab, lab_command, new_lab, teardown_lab
+from labhelpers import Lab, lab_command, lab_for_module
 
 
 def free_port() -> int:
@@ -89,17 +89,16 @@ class Load:
 def balanced(tmp_path_factory: pytest.TempPathFactory,
              docker_client: docker.DockerClient) -> Iterator[Lab]:
     """Two web servers (v1) behind HAProxy on a free port; releases move fast (1 s steps)."""
-    lab = new_lab(docker_client, tmp_path_factory.mktemp("rel"), count=2, balancer=True)
-    data = lab.read_yml()
-    data["balancer"]["listen"] = free_port()
-    data["release"]["step_seconds"] = 1
-    lab.write_yml(data)
-    try:
-        lab.run("up")
-        lab.run("provision", timeout=600)
+
+    def fast_and_free(lab: Lab) -> None:
+        data = lab.read_yml()
+        data["balancer"]["listen"] = free_port()
+        data["release"]["step_seconds"] = 1
+        lab.write_yml(data)
+
+    with lab_for_module(docker_client, tmp_path_factory.mktemp("rel"), ("up",), ("provision",),
+                        balancer=True, edit=fast_and_free) as lab:
         yield lab
-    finally:
-        teardown_lab(lab)
         for image in docker_client.images.list(filters={"label": f"lab.name={lab.name}"}):
             docker_client.images.remove(image.id, force=True)
 
