@@ -168,3 +168,24 @@ def share_of_traffic(rows: dict[str, BackendServer]) -> dict[str, float]:
     live = {n: r.weight for n, r in rows.items() if r.healthy and r.status != "DRAIN"}
     total = sum(live.values())
     return {n: (w / total if total else 0.0) for n, w in live.items()}
+
+
+def rotation(servers: list[ServerRecord], key: KeyPair) -> dict[str, dict[str, object]]:
+    """Each backend's weight, health and share of new requests, as the balancer sees them.
+
+    Empty when the lab has no running balancer or it cannot be asked: `lab status` must work
+    whatever state the balancer is in.
+    """
+    from lab.config import BALANCER_ROLE
+
+    balancers = [s for s in servers if s.role == BALANCER_ROLE and s.status not in
+                 ("dead", "missing")]
+    if not balancers:
+        return {}
+    try:
+        rows = Balancer(balancers[0], key).servers()
+    except (TargetError, subprocess.SubprocessError, OSError):
+        return {}
+    shares = share_of_traffic(rows)
+    return {name: {"weight": row.weight, "health": row.status,
+                   "share": round(shares.get(name, 0.0), 3)} for name, row in rows.items()}

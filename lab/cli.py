@@ -201,14 +201,17 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show each server as the target sees it now: dead and missing ones included."""
+    from lab.balancer import rotation
     from lab.fleet import Fleet
 
     with Fleet(_config()) as fleet:
         servers = fleet.status()
+        pool = rotation(servers, fleet.key)
     if as_json:
-        out.print_json(json.dumps([s.to_dict() for s in servers]))
+        out.print_json(json.dumps([s.to_dict() | ({"balancer": pool[s.name]} if s.name in pool
+                                                  else {}) for s in servers]))
     else:
-        _print_servers(servers)
+        _print_servers(servers, pool)
 
 
 @app.command()
@@ -569,16 +572,26 @@ def _nonzero(count: int, color: str) -> str:
     return f"[{color}]{count}[/{color}]" if count else "0"
 
 
-def _print_servers(servers: list[Any]) -> None:
+def _print_servers(servers: list[Any], pool: dict[str, dict[str, Any]] | None = None) -> None:
+    """The server table; with a balancer, each backend's weight, health and traffic share."""
     if not servers:
         out.print("no servers (run `lab up`)")
         return
-    table = Table("name", "role", "gen", "status", "ssh", "ports", "image", box=None)
+    columns = ["name", "role", "gen", "status", "ssh", "ports", "image"]
+    if pool:
+        columns += ["weight", "health", "share"]
+    table = Table(*columns, box=None)
     for s in servers:
-        color = {"ready": "green", "dead": "red", "missing": "red"}.get(s.status, "yellow")
+        color = {"ready": "green", "verified": "green", "dead": "red", "missing": "red",
+                 "failed": "red", "verify-failed": "red"}.get(s.status, "yellow")
         ports = " ".join(f"{p}->127.0.0.1:{h}" for p, h in sorted(s.ports.items()))
-        table.add_row(s.name, s.role, str(s.generation), f"[{color}]{s.status}[/{color}]",
-                      f"{s.ssh_host}:{s.ssh_port}" if s.ssh_port else "-", ports or "-", s.image)
+        row = [s.name, s.role, str(s.generation), f"[{color}]{s.status}[/{color}]",
+               f"{s.ssh_host}:{s.ssh_port}" if s.ssh_port else "-", ports or "-", s.image]
+        if pool:
+            backend = pool.get(s.name)
+            row += ([str(backend["weight"]), str(backend["health"]),
+                     f"{100 * float(backend['share']):.0f}%"] if backend else ["", "", ""])
+        table.add_row(*row)
     out.print(table)
 
 

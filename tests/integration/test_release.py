@@ -134,6 +134,11 @@ def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
     report = last_release(balanced)
     assert report["outcome"] == "promoted" and set(report["new"]) == after
     assert [s["percent"] for s in report["steps"]] == [10, 50, 100]
+    status = json.loads(balanced.run("status", "--json").stdout)
+    pool = {s["name"]: s["balancer"] for s in status if "balancer" in s}
+    assert set(pool) == after
+    assert all(b["weight"] == 100 and b["health"] == "UP" and b["share"] == 0.5
+               for b in pool.values())
 
 
 def test_release_whose_tests_fail_rolls_back(balanced: Lab) -> None:
