@@ -36,6 +36,7 @@ err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() el
 
 app = typer.Typer(
     name="lab",
+    add_completion=False,
     help=(
         "Disposable, immutable servers on your laptop: build a new server, test it, put it into "
         "rotation slowly, throw the old one away.\n\n"

@@ -250,5 +250,23 @@ def test_bake_then_release_from_image_skips_provisioning(
     status = json.loads(balanced.run("status", "--json").stdout)
     assert {s["image"] for s in status if s["role"] == "web"} == {tag}
     assert current_version(balanced) == version
+
+
+def test_rollback_releases_what_ran_before(balanced: Lab) -> None:
+    history = json.loads(balanced.run("history", "--json").stdout)
+    previous = [r for r in history if r["outcome"] == "promoted"][-1]["previous"]
+    balanced.run("rollback", timeout=600)
+    report = last_release(balanced)
+    assert report["outcome"] == "promoted"
+    assert report["vars"]["version"] == previous["vars"]["version"]
+    assert current_version(balanced) == previous["vars"]["version"]
+    table = balanced.run("history").stdout
+    assert table.count("promoted") >= 3 and "rolled-back" in table
+
+
+def test_destroy_with_images_leaves_nothing(balanced: Lab,
+                                           docker_client: docker.DockerClient) -> None:
+    assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"})
     balanced.run("destroy", "--images")
     assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"}) == []
+    assert balanced.containers() == [] and balanced.networks() == []

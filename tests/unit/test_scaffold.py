@@ -12,7 +12,7 @@ from lab.config import LAB_NAME, load_config
 from lab.errors import UsageError
 from lab.scaffold import example_dir, init_lab, lab_name_for
 
-EXPECTED_FILES = ["lab.yml", "playbooks/web.yml", "tests/test_web.py"]
+EXPECTED_FILES = ["lab.yml", "Vagrantfile", "playbooks/web.yml", "tests/test_web.py"]
 
 
 def relative(paths: list[Path], root: Path) -> list[str]:
@@ -22,7 +22,7 @@ def relative(paths: list[Path], root: Path) -> list[str]:
 def test_init_writes_the_example(tmp_path: Path) -> None:
     lab = tmp_path / "demo"
     written = init_lab(lab)
-    assert relative(written, lab) == EXPECTED_FILES
+    assert sorted(relative(written, lab)) == sorted(EXPECTED_FILES)
     assert all(p.is_file() for p in written)
     for name in EXPECTED_FILES[1:]:
         assert (lab / name).read_bytes() == (example_dir() / name).read_bytes()
