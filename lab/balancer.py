@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from lab.errors import TargetError
 from lab.keys import KeyPair
-from lab.ssh import ssh_argv
+from lab.ssh import as_root, ssh_argv
 from lab.state import ServerRecord
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Balancer:
 
     def command(self, *commands: str) -> str:
         """Send commands (joined with ';') and return HAProxy's answer."""
-        argv = ssh_argv(self.server, self.key, ["socat", "stdio", SOCKET])
+        argv = ssh_argv(self.server, self.key, as_root(self.server, ["socat", "stdio", SOCKET]))
         argv[1:1] = MULTIPLEX
         result = subprocess.run(argv, input="; ".join(commands) + "\n", capture_output=True,
                                 text=True, timeout=30, check=False)
@@ -106,12 +106,14 @@ class Balancer:
             raise TargetError(f"balancer: could not add {server.name}: {answer.strip()}")
         self.command(f"enable health {target}", f"enable server {target}")
 
-    def set_weight(self, name: str, weight: int) -> None:
-        self._expect_empty(f"set server {BACKEND}/{name} weight {weight}")
-
-    def set_state(self, name: str, state: str) -> None:
-        """``ready``, ``drain`` (no new requests, in-flight ones finish) or ``maint``."""
-        self._expect_empty(f"set server {BACKEND}/{name} state {state}")
+    def set_weights(self, weights: dict[str, int], state: str | None = None) -> None:
+        """Several weights (and optionally a state) in one round trip to the API."""
+        commands = [f"set server {BACKEND}/{n} weight {w}" for n, w in weights.items()]
+        if state is not None:
+            commands += [f"set server {BACKEND}/{n} state {state}" for n in weights]
+        answer = self.command(*commands).strip()
+        if answer:
+            raise TargetError(f"balancer: setting weights answered: {answer}")
 
     def remove(self, names: list[str], timeout: float = 10.0) -> list[str]:
         """Drain, wait for in-flight requests, then delete servers; returns any that linger."""
@@ -149,13 +151,8 @@ class Balancer:
             unhealthy = [n for n in names if n not in rows or not _passed(rows[n])]
             if not unhealthy:
                 return []
-            time.sleep(0.3)
+            time.sleep(0.1)
         return unhealthy
-
-    def _expect_empty(self, command: str) -> None:
-        answer = self.command(command).strip()
-        if answer:
-            raise TargetError(f"balancer: `{command}` answered: {answer}")
 
 
 def _passed(row: BackendServer) -> bool:

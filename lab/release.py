@@ -167,10 +167,8 @@ class _Run:
              seconds: float, max_error_rate: float, verify_first: bool,
              overrides: dict[str, Any] | None) -> None:
         """Move ``percent`` of traffic to the new generation, watch it, judge it."""
-        for server in new:
-            self.balancer.set_weight(server.name, percent)
-        for server in old:
-            self.balancer.set_weight(server.name, FULL_WEIGHT - percent)
+        self.balancer.set_weights({s.name: percent for s in new}
+                                  | {s.name: FULL_WEIGHT - percent for s in old})
         started = time.monotonic()
         step = StepReport(percent, {})
         self.report.steps.append(step)
@@ -219,12 +217,10 @@ class _Run:
         """Old generation back at full weight; new generation out and destroyed."""
         self.report.outcome, self.report.reason = "rolled-back", reason
         self.on_event(Event("rollback", f"rolling back: {reason}"))
-        for server in old:
-            try:
-                self.balancer.set_weight(server.name, FULL_WEIGHT)
-                self.balancer.set_state(server.name, "ready")
-            except LabError as exc:
-                self.on_event(Event("warning", f"rollback: {server.name}: {exc}"))
+        try:
+            self.balancer.set_weights({s.name: FULL_WEIGHT for s in old}, state="ready")
+        except LabError as exc:
+            self.on_event(Event("warning", f"rollback: {exc}"))
         try:
             self.balancer.remove([s.name for s in self.new], timeout=5)
         except LabError as exc:
