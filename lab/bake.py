@@ -12,7 +12,7 @@ import json
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
-from lab.ssh import ssh_argv
+from lab.ssh import as_root, ssh_argv
 
 # Host keys and machine identity belong to one server, never to an image.
 SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id"
@@ -34,8 +34,8 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
     version = version or _deployed_version(fleet, server.name) or "latest"
     tag = f"lab/{config.name}-{role}:{version}"
     on_event(Event("bake", f"baking {server.name} into {tag}", subject=server.name))
-    subprocess.run(ssh_argv(server, fleet.key, ["sh", "-c", SCRUB]), check=True,
-                   capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(ssh_argv(server, fleet.key, as_root(server, ["sh", "-c", SCRUB])),
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
     fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
                                     "lab.version": version, "lab.baked-from": server.name})
     fleet.state.log("baked", server.name, tag)

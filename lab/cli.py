@@ -490,7 +490,7 @@ def demo(
                   title="lab demo", title_justify="left")
     for step in report.steps:
         color = "green" if step.ok else "red"
-        figures = "  ".join(f"{k}: {v}" for k, v in step.figures.items() if v != "")
+        figures = "  ".join(f"{k}: {v}" for k, v in step.figures.items() if v != "")[:160]
         table.add_row(step.name, step.expected, f"[{color}]{step.outcome}[/{color}]",
                       f"{step.seconds:.1f}", figures)
     out.print(table)

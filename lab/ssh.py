@@ -48,6 +48,12 @@ def remote_command(command: list[str]) -> list[str]:
     return [" ".join(shlex.quote(part) for part in command)]
 
 
+def as_root(server: ServerRecord, command: list[str]) -> list[str]:
+    """``command`` as root: through sudo when lab logs in as another user (Vagrant's
+    ``vagrant``), for what only root may do (HAProxy's API socket, scrubbing before a bake)."""
+    return command if server.ssh_user == "root" else ["sudo", "-n", *command]
+
+
 def _sshd_greets(host: str, port: int) -> bool:
     """True once sshd sends its banner: cheaper than launching ssh into a port forwarder
     that accepts connections before anything listens behind it."""

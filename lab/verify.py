@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -137,12 +138,27 @@ def read_junit(path: Path, host: str) -> list[TestOutcome]:
             node = case.find(child)
             if node is not None:
                 status = label
-                text = (node.get("message") or node.text or "").strip().splitlines()
-                message = " ".join(text[0].split())[:160] if text else ""
+                message = readable(node.get("message") or node.text or "")
                 break
         outcomes.append(TestOutcome(host, f"{file}::{name}" if file else name, status, message,
                                     float(case.get("time") or 0)))
     return outcomes
+
+
+_COMMAND_FAILED = re.compile(
+    r"Unexpected exit code (\d+) for CommandResult\(.*?command=b'(.*?)'.*?_stderr=b'(.*?)'", re.S)
+
+
+def readable(message: str) -> str:
+    """A failure message on one short line; testinfra's CommandResult repr becomes
+    "`cmd` exited N: first line of stderr"."""
+    found = _COMMAND_FAILED.search(message)
+    if found:
+        code, command, stderr = found.groups()
+        first = stderr.encode().decode("unicode_escape").strip().splitlines()[:1]
+        message = f"`{command}` exited {code}" + (f": {first[0]}" if first else "")
+    lines = message.strip().splitlines()
+    return " ".join(lines[0].split())[:160] if lines else ""
 
 
 def merge_junit(result: VerifyResult, destination: Path) -> Path:
