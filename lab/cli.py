@@ -145,7 +145,16 @@ def _tick_line(data: dict[str, Any]) -> str:
 
 
 def _config() -> LabConfig:
-    return load_config(OPTIONS.file, target=OPTIONS.target)
+    """lab.yml; the target is `--target`'s, else the one the lab's servers run on (after
+    `lab up --target vagrant`, every command follows), else lab.yml's."""
+    config = load_config(OPTIONS.file, target=OPTIONS.target)
+    if OPTIONS.target is None and config.state_dir.joinpath("state.db").is_file():
+        from lab.state import State
+
+        targets = {s.target for s in State(config.state_dir).servers()}
+        if len(targets) == 1 and config.target not in targets:
+            config = load_config(OPTIONS.file, target=targets.pop())
+    return config
 
 
 # commands ----------------------------------------------------------------------------------

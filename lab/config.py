@@ -193,10 +193,13 @@ class LabConfig(_Strict):
         self._state_dir = state_dir
         return self
 
-    def renamed(self, name: str, state_dir: Path) -> LabConfig:
-        """A copy under another name and state directory: a lab beside this one."""
-        copy = self.model_copy(update={"name": name})
-        return copy.located(self.directory, state_dir)
+    def beside(self, name: str, state_dir: Path, listen: int | None = None) -> LabConfig:
+        """A copy under another name and state directory, its balancer (if any) on port
+        ``listen``: a lab that runs beside this one without touching it."""
+        update: dict[str, Any] = {"name": name}
+        if self.balancer is not None and listen is not None:
+            update["balancer"] = self.balancer.model_copy(update={"listen": listen})
+        return self.model_copy(update=update).located(self.directory, state_dir)
 
     def role(self, name: str) -> Role:
         return self.roles()[name]

@@ -7,7 +7,6 @@ broken v3 and watch it roll back by itself, then print a summary and clean up.
 from __future__ import annotations
 
 import re
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from lab.errors import LabError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
+from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
 from lab.scaffold import init_lab
 
@@ -46,19 +46,13 @@ class DemoReport:
         return bool(self.steps) and all(s.ok for s in self.steps)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | None = None,
              on_event: Listener = ignore) -> DemoReport:
     directory = directory or Path(tempfile.mkdtemp(prefix="lab-demo-"))
     init_lab(directory, name=f"demo-{directory.name[-6:].lower().replace('_', '-')}"
              .rstrip("-"), force=True)
     text = (directory / "lab.yml").read_text()
-    text = re.sub(r"listen: \d+", f"listen: {free_port()}", text)
+    text = re.sub(r"listen: \d+", f"listen: {free_local_port()}", text)
     text = re.sub(r"step_seconds: [\d.]+", f"step_seconds: {step_seconds}", text)
     (directory / "lab.yml").write_text(text)
     config = load_config(directory / "lab.yml")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ class Check:
 
 def run_checks() -> list[Check]:
     return [_python(), *_docker(), _binary("ssh", "OpenSSH client", "apt-get install -y "
-                                           "openssh-client"), _ansible(), _vagrant()]
+                                           "openssh-client"), _ansible(), *_vagrant()]
 
 
 def _python() -> Check:
@@ -62,9 +61,42 @@ def _ansible() -> Check:
     return Check("ansible", True, f"ansible-core {__version__}")
 
 
-def _vagrant() -> Check:
+def _vagrant() -> list[Check]:
+    """Vagrant (for `target: vagrant`), its version, and which of its providers work here."""
     if shutil.which("vagrant") is None:
-        return Check("vagrant (optional)", False, "not found",
-                     "apt-get install -y --no-install-recommends vagrant", required=False)
-    out = subprocess.run(["vagrant", "--version"], capture_output=True, text=True, check=False)
-    return Check("vagrant (optional)", out.returncode == 0, out.stdout.strip(), required=False)
+        return [Check("vagrant (optional)", False, "not found",
+                      "apt-get install -y --no-install-recommends vagrant", required=False)]
+    import tempfile
+
+    import vagrant
+
+    # An empty directory: no Vagrantfile is loaded, and no version check goes over the network.
+    with tempfile.TemporaryDirectory() as empty:
+        client = vagrant.Vagrant(root=empty, env=os.environ | {"VAGRANT_CHECKPOINT_DISABLE": "1"})
+        try:
+            version = client.version()
+            plugins = {p.name for p in client.plugin_list()}
+        except Exception as exc:  # CalledProcessError, OSError, or python-vagrant's own
+            return [Check("vagrant (optional)", False, f"does not run: {exc}",
+                          "reinstall vagrant", required=False)]
+    try:
+        from lab.engine import docker_client
+
+        docker_client(timeout=10).close()
+        engine = True
+    except LabError:
+        engine = False
+    providers = [
+        ("docker", engine, "the Docker engine answers" if engine else "no Docker engine",
+         "start Docker (see `docker engine` above)"),
+        ("virtualbox", shutil.which("VBoxManage") is not None,
+         "VBoxManage on PATH" if shutil.which("VBoxManage") else "VBoxManage not found",
+         "install VirtualBox"),
+        ("libvirt", "vagrant-libvirt" in plugins,
+         "plugin vagrant-libvirt" if "vagrant-libvirt" in plugins else "plugin not installed",
+         "apt-get install vagrant-libvirt (or `vagrant plugin install vagrant-libvirt`)"),
+    ]
+    return [Check("vagrant (optional)", True, f"Vagrant {version}", required=False)] + [
+        Check(f"vagrant provider {name}", ok, detail, fix, required=False)
+        for name, ok, detail, fix in providers
+    ]

@@ -17,6 +17,7 @@ from lab.config import LabConfig
 from lab.errors import LabError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
+from lab.probe import free_local_port
 from lab.provision import RunResult, TaskOutcome, failure_summary, provision_lab
 from lab.verify import VerifyResult, verify_lab
 from lab.verify import failure_summary as verify_summary
@@ -149,7 +150,8 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
                    overrides: dict[str, Any] | None = None,
                    on_event: Listener = ignore) -> TestReport:
     """Fresh servers, provision, idempotence, verify, destroy: Molecule's `test`, faster."""
-    test_config = config.renamed(test_lab_name(config), config.state_dir / "test")
+    test_config = config.beside(test_lab_name(config), config.state_dir / "test",
+                                listen=free_local_port())
     report = TestReport(test_config.name)
     with Fleet(test_config, on_event) as fleet:
         try:

@@ -1,4 +1,4 @@
-"""Targets by name: ``docker`` here, more through the ``lab.targets`` entry point group."""
+"""Targets by name: ``docker`` and ``vagrant`` here, more through the ``lab.targets`` group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from lab.targets.base import ServerSpec, Target, labels_for
 
 __all__ = ["ServerSpec", "Target", "get_target", "labels_for"]
 
-BUILT_IN = {"docker": "lab.targets.docker:DockerTarget"}
+BUILT_IN = {
+    "docker": "lab.targets.docker:DockerTarget",
+    "vagrant": "lab.targets.vagrant:VagrantTarget",
+}
 
 
 def get_target(name: str) -> type[Target]:

@@ -8,13 +8,16 @@ Everything above it (state, provisioning, release) works from :class:`ServerReco
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lab.config import LabConfig
-from lab.events import Listener, ignore
+from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
+from lab.ssh import wait_until_ready
 from lab.state import ServerRecord
 
 LABEL_PREFIX = "lab."
@@ -71,9 +74,21 @@ class Target(ABC):
     def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
         """Remove the named servers, or everything the lab made when ``names`` is None."""
 
-    @abstractmethod
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
-        """Block until each server accepts the lab key over SSH and has finished booting."""
+        """Block until each server accepts its key over SSH and has finished booting.
+
+        Every target lab drives is reached over SSH, so this default serves them all.
+        """
+
+        def wait(server: ServerRecord) -> None:
+            started = time.monotonic()
+            state = wait_until_ready(server, self.key)
+            took = time.monotonic() - started
+            on_event(Event("ready", f"{server.name} ready ({state}, {took:.1f} s)", server.name))
+
+        if servers:
+            with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
+                list(pool.map(wait, servers))
 
     def bake(self, server: ServerRecord, tag: str, labels: dict[str, str]) -> str:
         """Snapshot a server into an image tagged ``tag``; returns the image reference."""

@@ -18,7 +18,6 @@ from docker.models.containers import Container
 
 from lab.errors import PrerequisiteError, TargetError
 from lab.events import Event, Listener, ignore
-from lab.ssh import wait_until_ready
 from lab.state import ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
 
@@ -104,17 +103,6 @@ class DockerTarget(Target):
 
     def list(self) -> list[ServerRecord]:
         return [self._record(c) for c in self._containers()]
-
-    def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
-        def wait(server: ServerRecord) -> None:
-            started = time.monotonic()
-            state = wait_until_ready(server, self.key)
-            took = time.monotonic() - started
-            on_event(Event("ready", f"{server.name} ready ({state}, {took:.1f} s)", server.name))
-
-        if servers:
-            with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
-                list(pool.map(wait, servers))
 
     # destroy -------------------------------------------------------------------------------
 
