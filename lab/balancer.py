@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from importlib.resources import files
@@ -142,11 +143,12 @@ class Balancer:
                 return
             time.sleep(0.2)
 
-    def wait_healthy(self, names: list[str], timeout: float = 15.0) -> list[str]:
+    def wait_healthy(self, names: list[str], timeout: float = 15.0,
+                     give_up: threading.Event | None = None) -> list[str]:
         """Wait until each of ``names`` passes its health check; returns those that did not."""
         deadline = time.monotonic() + timeout
         unhealthy = list(names)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (give_up and give_up.is_set()):
             rows = self.servers()
             unhealthy = [n for n in names if n not in rows or not _passed(rows[n])]
             if not unhealthy:

@@ -101,8 +101,9 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
         report.new = [s.name for s in new]
         if from_image is None:
             run.phase("provision", lambda: run.gate_provision(new, overrides))
-        run.phase("verify", lambda: run.gate_verify(new, overrides))
-        run.phase("join", lambda: run.join(new, health))
+        # Tests and the balancer's health checks run side by side: at weight 0 the new
+        # servers are in the pool but get no traffic until both gates have passed.
+        run.phase("verify + join", lambda: run.verify_and_join(new, health, overrides))
         for index, percent in enumerate(config.release.steps):
             run.phase(f"canary {percent}%", lambda p=percent, i=index: run.step(
                 old, new, p, config.release.step_seconds, config.release.max_error_rate,
@@ -154,11 +155,25 @@ class _Run:
         if not result.ok:
             raise ReleaseFailed(f"the new generation failed its tests: {failure_summary(result)}")
 
-    def join(self, new: list[ServerRecord], health: Any) -> None:
+    def verify_and_join(self, new: list[ServerRecord], health: Any,
+                        overrides: dict[str, Any] | None) -> None:
+        give_up = threading.Event()
+        joining = _Background(lambda: self.join(new, health, give_up))
+        try:
+            self.gate_verify(new, overrides)
+        except BaseException:
+            give_up.set()  # no need to wait for health checks: this release is over
+            raise
+        finally:
+            joining.wait()
+        joining.result()
+
+    def join(self, new: list[ServerRecord], health: Any,
+             give_up: threading.Event | None = None) -> None:
         """Put the new servers in the pool at weight 0 and wait for their health checks."""
         for server in new:
             self.balancer.add(server, health, weight=0)
-        unhealthy = self.balancer.wait_healthy([s.name for s in new])
+        unhealthy = self.balancer.wait_healthy([s.name for s in new], give_up=give_up)
         if unhealthy:
             raise ReleaseFailed(f"health check {health.path} on port {health.port} failed on "
                                 f"{', '.join(unhealthy)}")
