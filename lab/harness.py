@@ -85,7 +85,9 @@ class DriftReport:
 
     @property
     def drifted(self) -> list[TaskOutcome]:
-        return [t for r in self.runs for t in r.changed]
+        """Tasks whose result differs from the servers; handlers they would notify are
+        consequences, not differences, and are left out."""
+        return [t for r in self.runs for t in r.changed if not t.handler]
 
     @property
     def ok(self) -> bool:

@@ -57,6 +57,7 @@ class TaskOutcome:
     status: str  # ok | changed | failed | unreachable | skipped
     message: str = ""
     diff: str = ""
+    handler: bool = False  # a handler: it runs because another task changed something
 
 
 @dataclass
@@ -141,12 +142,18 @@ class _EventCollector:
     def __init__(self, result: RunResult, on_event: Listener) -> None:
         self.result = result
         self.on_event = on_event
+        self.handlers: set[str] = set()  # handler tasks, by uuid and by name
 
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         if kind == "playbook_on_task_start":
             self.on_event(Event("task", f"task: {data.get('task', '?')}"))
+        elif kind == "playbook_on_handler_task_start":
+            self.handlers.add(data.get("task_uuid", ""))
+            self.on_event(Event("task", f"handler: {data.get('task', '?')}"))
+        elif kind == "playbook_on_notify":  # how ansible-core 2.19 names a handler to come
+            self.handlers.add(data.get("handler", ""))
         elif kind in self.STATUS:
             self._outcome(kind, data)
         elif kind == "playbook_on_stats":
@@ -166,6 +173,7 @@ class _EventCollector:
             status=status,
             message=_message(res) if status in ("failed", "unreachable") else "",
             diff=_render_diff(res.get("diff")),
+            handler=bool({data.get("task_uuid"), data.get("task")} & self.handlers),
         )
         self.result.tasks.append(outcome)
         self.on_event(Event("task-result", f"{outcome.host}: {outcome.task}: {status}",

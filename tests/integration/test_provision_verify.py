@@ -104,6 +104,7 @@ def test_drift_finds_a_hand_made_change_and_provision_removes_it(provisioned: La
     assert drifted.returncode == 1
     assert "web-2: Page naming host and version" in drifted.stdout
     assert "-# one-line fix" in drifted.stdout
+    assert "Reload nginx" not in drifted.stdout  # a handler is a consequence, not drift
     assert "web-1" not in drifted.stdout
     provisioned.run("provision", "web-2")
     clean = provisioned.run("drift")
