@@ -9,6 +9,7 @@ one returns at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -59,6 +60,7 @@ def build_base_image(
         on_event(Event("image", f"{tag} is up to date", subject=tag))
         return tag
     ensure_debian_base(client, on_event)
+    previous = _image_id(client, tag)
     on_event(Event("image", f"building {tag}", subject=tag))
     try:
         stream = client.api.build(
@@ -74,7 +76,18 @@ def build_base_image(
     except (APIError, BuildError) as exc:
         raise TargetError(f"building {tag} failed: {exc}") from None
     on_event(Event("image", f"built {tag}", subject=tag))
+    if previous and previous != _image_id(client, tag):
+        # The old build is now untagged: remove it, unless servers still run from it.
+        with contextlib.suppress(APIError):
+            client.images.remove(previous)
     return tag
+
+
+def _image_id(client: docker.DockerClient, tag: str) -> str | None:
+    try:
+        return str(client.images.get(tag).id)
+    except ImageNotFound:
+        return None
 
 
 def ensure_debian_base(client: docker.DockerClient, on_event: Listener = ignore) -> None:
