@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from lab.errors import TargetError
 from lab.keys import KeyPair
 from lab.ssh import as_root, ssh_argv
-from lab.state import ServerRecord
+from lab.state import GONE, ServerRecord
 
 if TYPE_CHECKING:
     from lab.config import HealthCheck, LabConfig, Role
@@ -177,8 +177,7 @@ def rotation(servers: list[ServerRecord], key: KeyPair) -> dict[str, dict[str, o
     """
     from lab.config import BALANCER_ROLE
 
-    balancers = [s for s in servers if s.role == BALANCER_ROLE and s.status not in
-                 ("dead", "missing")]
+    balancers = [s for s in servers if s.role == BALANCER_ROLE and s.status not in GONE]
     if not balancers:
         return {}
     try:

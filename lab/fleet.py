@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from lab.config import LabConfig
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair, ensure_keypair
-from lab.state import ServerRecord, State
+from lab.state import GONE, ServerRecord, State
 from lab.targets import ServerSpec, Target, get_target
+
+
+class Selection(NamedTuple):
+    servers: list[ServerRecord]  # the ones a command acts on
+    everyone: list[ServerRecord]  # every live server of the lab: what the inventory lists
 
 
 class Fleet:
@@ -53,7 +59,7 @@ class Fleet:
             if role not in self.config.roles():
                 raise UsageError(f"no role {role!r} in lab.yml (roles: {self._roles()})")
         live = self.reconcile()
-        dead = [s.name for s in live if s.role in wanted and s.status in ("dead", "missing")]
+        dead = [s.name for s in live if s.role in wanted and s.status in GONE]
         if dead:
             self._emit("replace", f"replacing dead or missing servers: {', '.join(dead)}")
             self.destroy_servers(dead)
@@ -93,26 +99,21 @@ class Fleet:
             self.state.log("destroyed", name)
         return removed
 
-    def select(self, names: list[str] | None = None, roles: list[str] | None = None,
-               ) -> list[ServerRecord]:
-        """Live servers by name (all when none given); a dead or unknown name is an error."""
-        servers = self.reconcile()
-        if names:
-            chosen = [self.find(name) for name in names]
-        else:
-            chosen = [s for s in servers if s.status not in ("dead", "missing")]
-        if roles is not None:
-            chosen = [s for s in chosen if s.role in roles]
-        down = [s.name for s in chosen if s.status in ("dead", "missing")]
+    def select(self, names: list[str] | None = None) -> Selection:
+        """Live servers by name (all when none given), with every live server of the lab,
+        from one look at the target; a dead or unknown name is an error."""
+        everyone = [s for s in self.reconcile() if s.status not in GONE]
+        chosen = [self.find(name) for name in names] if names else everyone
+        down = [s.name for s in chosen if s.status in GONE]
         if down:
             raise UsageError(f"{', '.join(down)}: not running (run `lab up` to replace it)")
         if not chosen:
             raise UsageError(f"lab {self.config.name} has no servers: run `lab up` first")
-        return chosen
+        return Selection(chosen, everyone)
 
     def live(self) -> list[ServerRecord]:
         """Servers that exist and run now (state reconciled with the target first)."""
-        return [s for s in self.reconcile() if s.status not in ("dead", "missing")]
+        return [s for s in self.reconcile() if s.status not in GONE]
 
     def mark(self, names: list[str], status: str, detail: str = "") -> None:
         """Record that servers reached a stage (provisioned, verified, ...) in state."""
@@ -140,7 +141,7 @@ class Fleet:
                 self.state.save(seen)
                 self.state.log("adopted", name, "found by label, not in state")
                 continue
-            keep = seen.status == "running" and before.status not in ("dead", "missing")
+            keep = seen.status == "running" and before.status not in GONE
             status = before.status if keep else seen.status
             merged = ServerRecord(**{**seen.to_dict(), "status": status,
                                      "created": before.created})

@@ -44,9 +44,9 @@ def provision(fleet: Fleet, names: list[str] | None = None,
               overrides: dict[str, Any] | None = None, idempotence: bool = False,
               on_event: Listener = ignore) -> ProvisionReport:
     """Run the playbooks; with ``idempotence``, run again and fail on any change."""
-    servers = fleet.select(names)
+    servers, everyone = fleet.select(names)
     report = ProvisionReport(provision_lab(fleet.config, servers, fleet.key, overrides,
-                                           on_event=on_event, everyone=fleet.live()))
+                                           on_event=on_event, everyone=everyone))
     failed_hosts = {f.host for r in report.runs for f in r.failures}
     fleet.mark(sorted(failed_hosts), "failed", report.runs[0].run_id if report.runs else "")
     if not all(r.ok for r in report.runs):
@@ -67,9 +67,9 @@ def check_idempotence(fleet: Fleet, overrides: dict[str, Any] | None = None,
                       ) -> ProvisionReport:
     """Run the playbooks again; any task that changes anything is named with its host."""
     report = ProvisionReport()
-    servers = fleet.select(names)
+    servers, everyone = fleet.select(names)
     report.second = provision_lab(fleet.config, servers, fleet.key, overrides,
-                                  on_event=on_event, everyone=fleet.live())
+                                  on_event=on_event, everyone=everyone)
     if not all(r.ok for r in report.second):
         report.problem = "second run failed: " + failure_summary(report.second)
     elif report.not_idempotent:
@@ -97,9 +97,9 @@ class DriftReport:
 def drift(fleet: Fleet, names: list[str] | None = None,
           overrides: dict[str, Any] | None = None, on_event: Listener = ignore) -> DriftReport:
     """Check mode with diff: what on the running servers differs from the code."""
-    servers = fleet.select(names)
+    servers, everyone = fleet.select(names)
     report = DriftReport(provision_lab(fleet.config, servers, fleet.key, overrides, check=True,
-                                       on_event=on_event, everyone=fleet.live()))
+                                       on_event=on_event, everyone=everyone))
     if not all(r.ok for r in report.runs):
         report.problem = "drift check failed: " + failure_summary(report.runs)
     for task in report.drifted:
@@ -110,8 +110,8 @@ def drift(fleet: Fleet, names: list[str] | None = None,
 def verify(fleet: Fleet, names: list[str] | None = None,
            overrides: dict[str, Any] | None = None, on_event: Listener = ignore) -> VerifyResult:
     """Run the testinfra suites; servers that pass are marked verified in state."""
-    servers = fleet.select(names)
-    result = verify_lab(fleet.config, servers, fleet.key, on_event, overrides, fleet.live())
+    servers, everyone = fleet.select(names)
+    result = verify_lab(fleet.config, servers, fleet.key, on_event, overrides, everyone)
     failed = {o.host for o in result.failures}
     fleet.mark([s.name for s in servers if s.name not in failed], "verified")
     fleet.mark(sorted(failed), "verify-failed")

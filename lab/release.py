@@ -287,9 +287,8 @@ class _Background:
 
 def _current_deployment(fleet: Fleet, old: list[ServerRecord]) -> dict[str, Any]:
     """What the old generation runs: the last promoted release, else lab.yml as it is."""
-    promoted = [r for r in fleet.state.releases() if r["outcome"] == "promoted"]
-    if promoted:
-        last = promoted[-1]
+    last = _last_promoted(fleet)
+    if last is not None:
         return {"vars": last["vars"], "image": last["image"]}
     image = old[0].image if old and old[0].image != fleet.config.image else None
     return {"vars": dict(fleet.config.vars), "image": image}
@@ -306,7 +305,12 @@ def _save(fleet: Fleet, report: ReleaseReport) -> None:
 
 def rollback_target(fleet: Fleet) -> dict[str, Any]:
     """What `lab rollback` releases: what ran before the last promoted release."""
-    promoted = [r for r in fleet.state.releases() if r["outcome"] == "promoted"]
-    if not promoted:
+    last = _last_promoted(fleet)
+    if last is None:
         raise UsageError("no promoted release to roll back (see `lab history`)")
-    return promoted[-1]["previous"]
+    return last["previous"]
+
+
+def _last_promoted(fleet: Fleet) -> dict[str, Any] | None:
+    promoted = [r for r in fleet.state.releases() if r["outcome"] == "promoted"]
+    return promoted[-1] if promoted else None

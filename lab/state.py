@@ -55,6 +55,10 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 """
 
 
+# Statuses of servers that no longer run: exited or killed, or no longer on the target at all.
+GONE = ("dead", "missing")
+
+
 @dataclass
 class ServerRecord:
     """One server as lab last saw it. ``ports`` maps a server port to its 127.0.0.1 port."""
