@@ -32,9 +32,6 @@ FULL_WEIGHT = 100
 # Health checks every 500 ms; two in a row change a server's state, so a dead server is out
 # of rotation within about a second (the balancer playbook uses the same timing).
 CHECK_TIMING = "inter 500ms fall 2 rise 2"
-# ssh connection reuse: a weight change should cost milliseconds, not a handshake.
-MULTIPLEX = ["-o", "ControlMaster=auto", "-o", "ControlPath=/tmp/lab-ssh-%C",
-             "-o", "ControlPersist=120"]
 
 
 def balancer_role(config: LabConfig) -> Role:
@@ -71,8 +68,9 @@ class Balancer:
 
     def command(self, *commands: str) -> str:
         """Send commands (joined with ';') and return HAProxy's answer."""
-        argv = ssh_argv(self.server, self.key, as_root(self.server, ["socat", "stdio", SOCKET]))
-        argv[1:1] = MULTIPLEX
+        # A shared connection: a weight change costs milliseconds, not a handshake.
+        argv = ssh_argv(self.server, self.key, as_root(self.server, ["socat", "stdio", SOCKET]),
+                        reuse=True)
         result = subprocess.run(argv, input="; ".join(commands) + "\n", capture_output=True,
                                 text=True, timeout=30, check=False)
         if result.returncode != 0:

@@ -279,6 +279,9 @@ def provision(
 ) -> None:
     """Configure servers with their role's playbook (Ansible, through ansible-runner).
 
+    With a balancer, it returns once the balancer's health checks pass on the servers it
+    sends traffic to, so the lab serves when the command ends (exit 1 if one never does).
+
     Example:  lab provision --set version=v2 web-1
     """
     from lab.fleet import Fleet

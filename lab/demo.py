@@ -7,6 +7,7 @@ broken v3 and watch it roll back by itself, then print a summary and clean up.
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ class DemoReport:
 
 def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | None = None,
              on_event: Listener = ignore) -> DemoReport:
+    """Run the story; unless ``keep``, the servers are destroyed and a temporary directory
+    (with the lab's key and state) is removed, whatever happened."""
+    temporary = directory is None
     directory = directory or Path(tempfile.mkdtemp(prefix="lab-demo-"))
     init_lab(directory, name=f"demo-{directory.name[-6:].lower().replace('_', '-')}"
              .rstrip("-"), force=True)
@@ -68,6 +72,8 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
         finally:
             if not keep:
                 fleet.destroy()
+    if temporary and not keep:
+        shutil.rmtree(directory, ignore_errors=True)
     return report
 
 

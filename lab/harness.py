@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lab.config import LabConfig
-from lab.errors import LabError
+from lab.balancer import Balancer
+from lab.config import BALANCER_ROLE, LabConfig
+from lab.errors import LabError, TargetError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.probe import free_local_port
 from lab.provision import RunResult, TaskOutcome, failure_summary, provision_lab
+from lab.state import ServerRecord
 from lab.verify import VerifyResult, verify_lab
 from lab.verify import failure_summary as verify_summary
 
@@ -55,11 +57,44 @@ def provision(fleet: Fleet, names: list[str] | None = None,
     fleet.mark([s.name for s in servers], "provisioned", json.dumps({
         "runs": [r.run_id for r in report.runs],
         "vars": fleet.config.vars | (overrides or {})}, default=str))
-    if idempotence:
+    report.problem = wait_for_rotation(fleet, servers, everyone, on_event)
+    if idempotence and report.ok:
         on_event(Event("phase", "second run: checking idempotence"))
         second = check_idempotence(fleet, overrides, on_event, names)
         report.second, report.problem = second.second, second.problem
     return report
+
+
+def wait_for_rotation(fleet: Fleet, provisioned: list[ServerRecord],
+                      everyone: list[ServerRecord], on_event: Listener = ignore) -> str:
+    """Wait until the balancer's health checks pass on the provisioned servers it sends
+    traffic to (all of them when the balancer itself was provisioned).
+
+    A playbook that restarts a service, or a balancer that was just reloaded, leaves a moment
+    in which the balancer answers 503; `lab provision` returns once the lab serves again.
+    Returns a problem line when a server does not pass, "" otherwise.
+    """
+    balancers = [s for s in everyone if s.role == BALANCER_ROLE]
+    if not balancers or fleet.config.balancer is None:
+        return ""
+    balancer = Balancer(balancers[0], fleet.key)
+    try:
+        rows = balancer.servers()
+    except TargetError:
+        return ""  # no API yet: the balancer has not been provisioned
+    names = {s.name for s in provisioned}
+    everything = any(s.role == BALANCER_ROLE for s in provisioned)
+    serving = [n for n, row in rows.items() if row.weight > 0 and row.status != "MAINT"
+               and (everything or n in names)]
+    if not serving:
+        return ""
+    on_event(Event("phase", f"waiting for the balancer's health checks on {', '.join(serving)}"))
+    unhealthy = balancer.wait_healthy(serving)
+    if not unhealthy:
+        return ""
+    health = fleet.config.health_of(fleet.config.balancer.routes_to)
+    return (f"provisioned, but the balancer's health check (GET {health.path} on port "
+            f"{health.port}) fails on {', '.join(unhealthy)}: see `lab status` and `lab verify`")
 
 
 def check_idempotence(fleet: Fleet, overrides: dict[str, Any] | None = None,

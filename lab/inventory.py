@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from lab.keys import KeyPair
-from lab.ssh import SSH_OPTIONS
+from lab.ssh import SHARED_CONNECTION, SSH_OPTIONS
 from lab.state import ServerRecord
 
 PYTHON = "/usr/bin/python3"
@@ -74,10 +74,9 @@ def write_ssh_config(path: Path, servers: list[ServerRecord], key: KeyPair) -> P
             "  StrictHostKeyChecking no",
             "  UserKnownHostsFile /dev/null",
             "  LogLevel ERROR",
-            # Reuse one connection per server: testinfra runs a command per assertion.
-            "  ControlMaster auto",
-            "  ControlPath /tmp/lab-ssh-%C",
-            "  ControlPersist 60",
+            # The connection lab opened when the server became ready: testinfra runs a
+            # command per assertion, each then costs no handshake.
+            *(f"  {option} {value}" for option, value in SHARED_CONNECTION.items()),
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -21,13 +21,15 @@ from lab.config import LabConfig
 from lab.events import Event, Listener, ignore
 from lab.inventory import write_inventory
 from lab.keys import KeyPair
+from lab.ssh import MULTIPLEX
 from lab.state import ServerRecord
 
-# Fast by default: pipelining and connection reuse, no retry files, facts gathered only
-# when a play asks and cached between runs.
+# Fast by default: pipelining and the connection lab already holds to each server (see
+# lab.ssh.SHARED_CONNECTION), no retry files, facts gathered only when a play asks and cached
+# between runs.
 ANSIBLE_ENV = {
     "ANSIBLE_PIPELINING": "True",
-    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s",
+    "ANSIBLE_SSH_ARGS": " ".join(MULTIPLEX),
     "ANSIBLE_HOST_KEY_CHECKING": "False",
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_GATHERING": "smart",

@@ -22,13 +22,29 @@ SSH_OPTIONS = [
     "-o", "LogLevel=ERROR",
     "-o", "ConnectTimeout=5",
 ]  # fmt: skip
+# One connection per server, shared by every ssh lab, testinfra and users start (through
+# .lab/ssh_config): the handshake is paid once, when lab first sees the server ready, and a
+# test or a weight change after it costs milliseconds. Servers come and go, so a master whose
+# server vanished is noticed within seconds (ServerAlive*) and a new one is made.
+SHARED_CONNECTION = {
+    "ControlMaster": "auto",
+    "ControlPath": "/tmp/lab-ssh-%C",
+    "ControlPersist": "120",
+    "ServerAliveInterval": "2",
+    "ServerAliveCountMax": "3",
+}
+MULTIPLEX = [arg for key, value in SHARED_CONNECTION.items() for arg in ("-o", f"{key}={value}")]
 
 
 def ssh_argv(server: ServerRecord, key: KeyPair, command: list[str] | None = None,
-             batch: bool = True) -> list[str]:
-    """The ``ssh`` command line that reaches ``server``; runs ``command`` when given."""
+             batch: bool = True, reuse: bool = False) -> list[str]:
+    """The ``ssh`` command line that reaches ``server``; runs ``command`` when given.
+
+    ``reuse`` shares the server's one multiplexed connection (see :data:`MULTIPLEX`).
+    """
     identity = key.for_server(server.ssh_key)
-    argv = ["ssh", *SSH_OPTIONS, "-i", str(identity), "-p", str(server.ssh_port)]
+    argv = ["ssh", *SSH_OPTIONS, *(MULTIPLEX if reuse else []), "-i", str(identity),
+            "-p", str(server.ssh_port)]
     if batch:
         argv += ["-o", "BatchMode=yes"]
     if command is None:
@@ -80,7 +96,9 @@ def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0) 
             time.sleep(0.1)
             continue
         result = subprocess.run(
-            ssh_argv(server, key, command), capture_output=True, text=True, timeout=timeout,
+            # The connection that answers stays open for the tests and commands that follow.
+            ssh_argv(server, key, command, reuse=True), capture_output=True, text=True,
+            timeout=timeout,
             stdin=subprocess.DEVNULL, check=False,
         )
         state = result.stdout.strip()

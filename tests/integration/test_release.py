@@ -121,6 +121,16 @@ def current_version(lab: Lab) -> str:
     return next(iter(seen))
 
 
+def test_provision_returns_once_the_balancer_health_checks_pass(balanced: Lab) -> None:
+    broken = balanced.run("provision", "web-1", "--set", "broken=true", check=False)
+    assert broken.returncode == 1
+    assert "health check (GET /health on port 80) fails on web-1" in broken.stderr
+    balanced.run("provision")  # mends web-1; returns only once the balancer sees it healthy
+    status = json.loads(balanced.run("status", "--json").stdout)
+    health = {s["name"]: s["balancer"]["health"] for s in status if "balancer" in s}
+    assert health == {"web-1": "UP", "web-2": "UP"}
+
+
 def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
     before = web_containers(balanced)
     assert current_version(balanced) == "v1"

@@ -1,0 +1,30 @@
+"""`lab demo`, README's main command, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import docker
+from labhelpers import lab_command
+
+
+def test_demo_tells_the_whole_story_and_leaves_nothing_behind(
+        tmp_path: Path, docker_client: docker.DockerClient, test_run_label: str) -> None:
+    env = os.environ | {"TMPDIR": str(tmp_path)}  # where the demo makes its temporary lab
+    result = subprocess.run(lab_command("demo", "--step-seconds", "1"), cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600,
+                            stdin=subprocess.DEVNULL, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {line.split("  ")[0].strip(): line.split() for line in result.stdout.splitlines()}
+    good, broken = rows["release v2 under load"], rows["release broken v3"]
+    assert good.count("promoted") == 2  # expected and outcome
+    assert good[good.index("failed:") + 1] == "0"  # no request failed during the release
+    assert broken.count("rolled-back") == 2
+    demo_containers = [
+        c.name for c in docker_client.containers.list(
+            all=True, filters={"label": test_run_label}, ignore_removed=True)
+        if c.labels.get("lab.name", "").startswith("demo-")]
+    assert demo_containers == []
+    assert list(tmp_path.iterdir()) == []  # the temporary lab, its key and state are gone
