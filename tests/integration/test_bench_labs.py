@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import docker
 from labhelpers import Lab, teardown_lab, unique_lab_name
 
+from lab.probe import free_local_port
+
 BENCH_LABS = Path(__file__).parents[2] / "bench" / "labs"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_app_lab_provisions_idempotently_and_passes_its_tests(
@@ -25,7 +21,7 @@ def test_app_lab_provisions_idempotently_and_passes_its_tests(
     shutil.copytree(BENCH_LABS / "app", directory)
     config = directory / "lab.yml"
     config.write_text(config.read_text().replace("__NAME__", name)
-                      .replace("listen: 8080", f"listen: {free_port()}"))
+                      .replace("listen: 8080", f"listen: {free_local_port()}"))
     lab = Lab(name, directory, docker_client)
     try:
         result = lab.run("test", "--destroy", "always", timeout=900)

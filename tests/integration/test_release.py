@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -16,11 +15,7 @@ import docker
 import pytest
 from labhelpers import Lab, lab_command, lab_for_module
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from lab.probe import free_local_port
 
 
 def get(port: int) -> tuple[int, str]:
@@ -92,7 +87,7 @@ def balanced(tmp_path_factory: pytest.TempPathFactory,
 
     def fast_and_free(lab: Lab) -> None:
         data = lab.read_yml()
-        data["balancer"]["listen"] = free_port()
+        data["balancer"]["listen"] = free_local_port()
         data["release"]["step_seconds"] = 1
         lab.write_yml(data)
 

@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -24,13 +23,10 @@ import docker
 import pytest
 from labhelpers import Lab, lab_for_module, new_lab, teardown_lab
 
+from lab.probe import free_local_port
+
 ROLES = {"web-1": "web", "web-2": "web", "lb-1": "lb"}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def versions(port: int, requests: int) -> Counter[str]:
@@ -71,7 +67,7 @@ def vagrant_lab(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.
     def on_vagrant(lab: Lab) -> None:
         data = lab.read_yml()
         data["target"] = "vagrant"
-        data["balancer"]["listen"] = free_port()
+        data["balancer"]["listen"] = free_local_port()
         data["release"]["step_seconds"] = 1
         lab.write_yml(data)
 
