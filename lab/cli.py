@@ -60,6 +60,11 @@ class Options:
 OPTIONS = Options()
 
 
+def _clip(text: str, width: int) -> str:
+    """One table cell: ``text`` cut to ``width`` characters, saying so when it was cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 @app.callback()
 def _global(
     file: Annotated[Path, typer.Option("--file", "-f", envvar="LAB_FILE",
@@ -390,7 +395,7 @@ def test_command(
     table = Table("phase", "result", "seconds", "detail", box=None)
     for phase in report.phases:
         mark = "[green]ok[/green]" if phase.ok else "[red]failed[/red]"
-        table.add_row(phase.name, mark, f"{phase.seconds:.1f}", phase.detail[:100])
+        table.add_row(phase.name, mark, f"{phase.seconds:.1f}", _clip(phase.detail, 100))
     out.print(table)
     total = time.monotonic() - started
     if not report.ok:
@@ -502,7 +507,7 @@ def demo(
                   title="lab demo", title_justify="left")
     for step in report.steps:
         color = "green" if step.ok else "red"
-        figures = "  ".join(f"{k}: {v}" for k, v in step.figures.items() if v != "")[:160]
+        figures = _clip("  ".join(f"{k}: {v}" for k, v in step.figures.items() if v != ""), 160)
         table.add_row(step.name, step.expected, f"[{color}]{step.outcome}[/{color}]",
                       f"{step.seconds:.1f}", figures)
     out.print(table)
