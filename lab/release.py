@@ -85,6 +85,9 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
     if missing:
         raise UsageError(f"{', '.join(missing)} not behind the balancer: run `lab provision`")
 
+    if from_image is not None and not fleet.target.has_image(from_image):
+        raise UsageError(f"no image {from_image} on {fleet.target.name}: `lab bake` makes one "
+                         "(`lab history` shows what each release ran)")
     previous = _current_deployment(fleet, old)
     report = ReleaseReport(
         id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], role=role,

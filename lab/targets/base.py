@@ -90,6 +90,10 @@ class Target(ABC):
             with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
                 list(pool.map(wait, servers))
 
+    def has_image(self, image: str) -> bool:
+        """Whether servers can start from ``image`` here; targets without images say yes."""
+        return True
+
     def bake(self, server: ServerRecord, tag: str, labels: dict[str, str]) -> str:
         """Snapshot a server into an image tagged ``tag``; returns the image reference."""
         raise NotImplementedError(f"the {self.name} target cannot bake images yet")

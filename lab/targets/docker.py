@@ -54,7 +54,7 @@ class DockerTarget(Target):
         if not specs:
             return []
         for image in {s.image for s in specs}:
-            self._require_image(image)
+            self.require_image(image)
         self._ensure_network()
         with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
             return list(pool.map(lambda spec: self._create_one(spec, on_event), specs))
@@ -83,13 +83,18 @@ class DockerTarget(Target):
         on_event(Event("created", f"{spec.name} started", subject=spec.name))
         return self._record(container)
 
-    def _require_image(self, image: str) -> None:
+    def has_image(self, image: str) -> bool:
         try:
             self.client.images.get(image)
         except ImageNotFound:
+            return False
+        return True
+
+    def require_image(self, image: str) -> None:
+        if not self.has_image(image):
             raise PrerequisiteError(
                 f"image {image} not found: run `lab image build` (or set `image:` in lab.yml)"
-            ) from None
+            )
 
     def _ensure_network(self) -> None:
         # Docker's name filter matches substrings: lab-t would find lab-t2 and skip creation.

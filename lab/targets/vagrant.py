@@ -85,7 +85,7 @@ class VagrantTarget(Target):
         _require_vagrant()
         if self.provider == "docker":
             for image in {s.image for s in specs}:
-                self.engine._require_image(image)
+                self.engine.require_image(image)
             self.engine._ensure_network()  # before `vagrant up`: create_args names it
         self._ensure_vagrantfile(on_event)
         with self._editing() as machines:
@@ -238,6 +238,9 @@ class VagrantTarget(Target):
                             "authorized_keys"],
                            environment={"KEY": (DATA / "image" / "vagrant.pub").read_text()})
         return self.engine.bake(server, tag, labels)
+
+    def has_image(self, image: str) -> bool:
+        return self.engine.has_image(image) if self.provider == "docker" else True
 
     def remove_images(self) -> list[str]:
         if self.provider != "docker":

@@ -127,6 +127,19 @@ def test_provision_returns_once_the_balancer_health_checks_pass(balanced: Lab) -
     assert health == {"web-1": "UP", "web-2": "UP"}
 
 
+def test_release_from_an_image_that_is_not_there_is_refused_before_it_starts(
+        balanced: Lab) -> None:
+    before = web_containers(balanced)
+    releases = len(json.loads(balanced.run("history", "--json").stdout))
+    result = balanced.run("release", "--from-image", "lab/nosuch:v0", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: no image lab/nosuch:v0 on docker: `lab bake` makes one "
+        "(`lab history` shows what each release ran)"]
+    assert web_containers(balanced) == before
+    assert len(json.loads(balanced.run("history", "--json").stdout)) == releases
+
+
 def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
     before = web_containers(balanced)
     assert current_version(balanced) == "v1"
