@@ -8,6 +8,7 @@ else is a bug: one line pointing at a log file with the traceback (or ``--traceb
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -496,7 +497,7 @@ def demo(
 ) -> None:
     """The whole story in a throwaway lab: v1 up, v2 released under load, broken v3 rolled back.
 
-    Takes about two minutes once the base image exists (`make demo` builds it).
+    Takes about a minute once the base image exists (`make demo` builds it).
     """
     from lab.demo import run_demo
 
@@ -611,6 +612,18 @@ def _print_servers(servers: list[Any], pool: dict[str, dict[str, Any]] | None = 
                      f"{100 * float(backend['share']):.0f}%"] if backend else ["", "", ""])
         table.add_row(*row)
     out.print(table)
+
+
+def _reflow(doc: str) -> str:
+    """Docstrings wrap at the source's width; --help wraps at the terminal's. Each paragraph
+    becomes one line so rich can wrap it cleanly (a short line would otherwise stay short)."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+for _command in app.registered_commands + image_app.registered_commands:
+    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.help = _reflow(_command.callback.__doc__)
 
 
 def main() -> None:
