@@ -53,6 +53,9 @@ class BackendServer:
     current_sessions: int
     total_sessions: int
     check: str
+    # Requests this server failed: retried on another server (HAProxy's retry-on hides them
+    # from users) or answered with a 5xx. What a canary is judged by, beside what users see.
+    failed: int = 0
 
     @property
     def healthy(self) -> bool:
@@ -90,6 +93,7 @@ class Balancer:
                 name=row["svname"], status=row.get("status", ""),
                 weight=int(row.get("weight") or 0), current_sessions=int(row.get("scur") or 0),
                 total_sessions=int(row.get("stot") or 0), check=row.get("check_status", ""),
+                failed=int(row.get("wretr") or 0) + int(row.get("hrsp_5xx") or 0),
             )
         return found
 

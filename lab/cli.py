@@ -145,8 +145,10 @@ def _tick_line(data: dict[str, Any]) -> str:
     total = sum(data["versions"].values()) or 1
     versions = " ".join(f"{v} {100 * n / total:.0f}%" for v, n in sorted(data["versions"].items()))
     weights = " ".join(f"{n}={w}" for n, w in sorted(data["weights"].items()))
+    canary = data.get("canary") or {}
     return (f"[bold]{data['percent']}%[/bold] new | weights {weights} | {data['rps']} req/s | "
-            f"errors {data['errors']}/{data['requests']} | p50 {data['p50_ms']} ms "
+            f"errors {data['errors']}/{data['requests']} (new servers "
+            f"{canary.get('failed', 0)}/{canary.get('requests', 0)}) | p50 {data['p50_ms']} ms "
             f"p99 {data['p99_ms']} ms | {versions}")
 
 
@@ -558,14 +560,17 @@ def image_build(
 
 
 def _print_release(report: dict[str, Any]) -> None:
-    table = Table("step", "requests", "errors", "rps", "p50 ms", "p99 ms", "versions", "gate",
-                  box=None, title=f"release {report['id']}: {report['outcome']}",
-                  title_justify="left")
+    table = Table("step", "requests", "errors", "new failed", "rps", "p50 ms", "p99 ms",
+                  "versions", "gate", box=None,
+                  title=f"release {report['id']}: {report['outcome']}", title_justify="left")
     for step in report["steps"]:
         w = step["window"]
         versions = " ".join(f"{v}:{n}" for v, n in sorted(w.get("versions", {}).items()))
+        canary = step.get("canary") or {}
         table.add_row(f"{step['percent']}%", str(w.get("requests", "")),
-                      str(w.get("errors", "")), str(w.get("rps", "")), str(w.get("p50_ms", "")),
+                      str(w.get("errors", "")),
+                      f"{canary.get('failed', 0)}/{canary.get('requests', 0)}" if canary else "",
+                      str(w.get("rps", "")), str(w.get("p50_ms", "")),
                       str(w.get("p99_ms", "")), versions, step["gate"])
     out.print(table)
     phases = "  ".join(f"{name} {seconds:.1f}s" for name, seconds in report["phases"].items())

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lab.balancer import FULL_WEIGHT, Balancer, share_of_traffic
+from lab.balancer import FULL_WEIGHT, BackendServer, Balancer, share_of_traffic
 from lab.config import BALANCER_ROLE
 from lab.errors import CheckFailed, LabError, UsageError
 from lab.events import Event, Listener, ignore
@@ -37,6 +37,7 @@ class StepReport:
     percent: int
     window: dict[str, Any]
     gate: str = "passed"
+    canary: dict[str, int] = field(default_factory=dict)  # requests, failed: the balancer's count
 
 
 @dataclass
@@ -189,6 +190,7 @@ class _Run:
                                   | {s.name: FULL_WEIGHT - percent for s in old})
         started = time.monotonic()
         step = StepReport(percent, {})
+        canary = _CanaryCount(self.balancer.servers(), [s.name for s in new])
         self.report.steps.append(step)
         # At the first step the tests run again, under real traffic, while the step is held.
         tests = _Background(lambda: self.gate_verify(new, overrides)) if verify_first else None
@@ -197,7 +199,8 @@ class _Run:
                 time.sleep(min(0.5, max(0.0, started + seconds - time.monotonic())))
                 rows = self.balancer.servers()
                 window = self.probe.window(started)
-                self._tick(percent, rows, window)
+                step.canary = canary.since_start(rows)
+                self._tick(percent, rows, window, step.canary)
                 alive = {s.name for s in self.fleet.live()}
                 dead = [s.name for s in new if s.name not in alive]
                 if dead:
@@ -208,6 +211,12 @@ class _Run:
                     step.window, step.gate = window.to_dict(), "health check failed"
                     raise ReleaseFailed(
                         f"at {percent}%: health check failing on {', '.join(down)}")
+                if canary.error_rate(step.canary) > max_error_rate:
+                    step.window, step.gate = window.to_dict(), "canary errors"
+                    raise ReleaseFailed(
+                        f"at {percent}%: the new generation failed {step.canary['failed']} of "
+                        f"{step.canary['requests']} requests (the balancer retried them on the "
+                        f"old one), above {max_error_rate:.1%}")
                 if time.monotonic() - started >= seconds and (tests is None or tests.done):
                     break
             if tests is not None:
@@ -249,16 +258,40 @@ class _Run:
         self.fleet.destroy_servers(sorted(set(names) | set(created)))
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
 
-    def _tick(self, percent: int, rows: dict[str, Any], window: Window) -> None:
+    def _tick(self, percent: int, rows: dict[str, Any], window: Window,
+              canary: dict[str, int]) -> None:
         shares = share_of_traffic(rows)
         self.on_event(Event("tick", f"{percent}% on the new generation", data={
             "percent": percent, "rps": round(window.rps, 1), "errors": window.errors,
-            "requests": window.requests, "p50_ms": round(window.p50_ms, 1),
+            "requests": window.requests, "canary": canary, "p50_ms": round(window.p50_ms, 1),
             "p99_ms": round(window.p99_ms, 1), "versions": window.versions,
             "weights": {n: r.weight for n, r in rows.items()},
             "health": {n: r.status for n, r in rows.items()},
             "share": {n: round(v, 3) for n, v in shares.items()},
         }))
+
+
+class _CanaryCount:
+    """Requests the new servers took and failed since a step began, from the balancer's
+    counters: HAProxy retries a failed request on another server, so users (and the probe)
+    may never see what the canary got wrong; its own counters do."""
+
+    def __init__(self, rows: dict[str, BackendServer], names: list[str]) -> None:
+        self.names = names
+        self.start = self._totals(rows)
+
+    def _totals(self, rows: dict[str, BackendServer]) -> dict[str, int]:
+        present = [rows[n] for n in self.names if n in rows]
+        return {"requests": sum(r.total_sessions for r in present),
+                "failed": sum(r.failed for r in present)}
+
+    def since_start(self, rows: dict[str, BackendServer]) -> dict[str, int]:
+        now = self._totals(rows)
+        return {key: max(0, now[key] - self.start[key]) for key in now}
+
+    @staticmethod
+    def error_rate(count: dict[str, int]) -> float:
+        return count["failed"] / count["requests"] if count["requests"] else 0.0
 
 
 class _Background:

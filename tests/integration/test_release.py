@@ -196,6 +196,34 @@ def canary_failure_bound(load: Load, share: float = 0.10, detection: float = 1.0
     return math.ceil(share * load.rate * detection)
 
 
+def test_canary_that_fails_requests_users_never_see_is_still_pulled_back(balanced: Lab) -> None:
+    """Healthy by its health check, no tests to catch it, and HAProxy retries each of its
+    500s on an old server: users see nothing wrong; the canary's own counters do."""
+    before, version = web_containers(balanced), current_version(balanced)
+    playbook = balanced.dir / "playbooks" / "web.yml"
+    original_playbook, original_yml = playbook.read_text(), balanced.read_yml()
+    assert "return 200" in original_playbook
+    playbook.write_text(original_playbook.replace("return 200",
+                                                  "return {{ status | default(200) }}"))
+    data = json.loads(json.dumps(original_yml))
+    data["servers"]["web"]["tests"] = []
+    balanced.write_yml(data)
+    try:
+        with Load(port_of(balanced), rate=50, threads=4) as load:
+            result = balanced.run("release", "--set", "version=v4", "--set", "status=500",
+                                  check=False, timeout=600)
+    finally:
+        playbook.write_text(original_playbook)
+        balanced.write_yml(original_yml)
+    assert result.returncode == 1
+    report = last_release(balanced)
+    assert report["reason"].startswith("at 10%: the new generation failed "), report["reason"]
+    assert report["steps"][0]["gate"] == "canary errors"
+    assert load.failed == 0  # every failed request was retried on an old server
+    assert web_containers(balanced) == before
+    assert current_version(balanced) == version
+
+
 def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 300) -> None:
     assert process.stderr is not None
     deadline = time.monotonic() + timeout
