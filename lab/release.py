@@ -215,8 +215,8 @@ class _Run:
                     step.window, step.gate = window.to_dict(), "canary errors"
                     raise ReleaseFailed(
                         f"at {percent}%: the new generation failed {step.canary['failed']} of "
-                        f"{step.canary['requests']} requests (the balancer retried them on the "
-                        f"old one), above {max_error_rate:.1%}")
+                        f"{step.canary['requests']} requests (retried on other servers or "
+                        f"answered 5xx), above {max_error_rate:.1%}")
                 if time.monotonic() - started >= seconds and (tests is None or tests.done):
                     break
             if tests is not None:
