@@ -66,8 +66,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+# Shared with bench_up.py (this folder is on sys.path when a bench script runs).
+from bench_up import IMAGE, LAB, BenchError, Missing
+
 BENCH_DIR = Path(__file__).resolve().parent
-LAB = Path(sys.executable).parent / "lab"
 VENV = BENCH_DIR / ".venv-molecule"
 VENV_BIN = VENV / "bin"
 VENV_MARKER = VENV / "bench-requirements.txt"
@@ -81,7 +83,6 @@ MOLECULE_REQUIREMENTS = (
     "ansible==12.3.0",
     "pytest-testinfra==10.2.2",
 )
-IMAGE = "lab/base:bookworm"
 LABEL = "lab.bench.molecule"
 TARGET_RATIO = 0.5
 TIMEOUT = 900.0  # seconds one `lab test` or `molecule test` may take
@@ -90,14 +91,6 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 LAB_ANSIBLE = ("provision", "idempotence")  # lab's phases that are ansible-playbook runs
 MOLECULE_ANSIBLE = ("converge", "idempotence")
 CLOSED_PORT_URL = "http://127.0.0.1:9/"  # where a stray ansible-galaxy call goes to fail
-
-
-class BenchError(Exception):
-    """A step failed; the message is one line for the user."""
-
-
-class Missing(BenchError):
-    """A prerequisite is missing (exit 3)."""
 
 
 # running commands --------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import http.client
 import json
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,14 +37,11 @@ import threading
 import time
 from pathlib import Path
 
+# Shared with bench_up.py (this folder is on sys.path when a bench script runs).
+from bench_up import free_port
+
 LAB = [sys.executable, "-m", "lab"]
 APP_LAB = Path(__file__).parent / "labs" / "app"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Load:

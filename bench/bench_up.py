@@ -37,7 +37,6 @@ not a target is met), 3 when a prerequisite is missing (the image, docker, the l
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import re
 import secrets
@@ -49,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +58,8 @@ SIZES = (1, 2, 4, 8)
 QUICK_SIZES = (2, 8)
 TIMEOUT = 300.0  # seconds any single measured step may take before the bench gives up
 LAB = Path(sys.executable).parent / "lab"
-DOCKER_TARGET = Path(__file__).resolve().parent.parent / "lab" / "targets" / "docker.py"
 # The issue's targets, in seconds: (what, N) -> limit.
 TARGETS = {("lab up", 2): 6.0, ("lab up", 8): 12.0, ("lab destroy", 8): 3.0}
-# Used only when SYSTEMD_RUN_OPTIONS cannot be read from lab/targets/docker.py.
-FALLBACK_RUN_OPTIONS: dict[str, Any] = {
-    "cap_add": ["SYS_ADMIN"],
-    "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},
-    "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
-    "stop_signal": "SIGRTMIN+3",
-    "command": ["/sbin/init"],
-}
 
 
 class BenchError(Exception):
@@ -180,22 +171,12 @@ class BenchLab:
 
 
 def systemd_run_options() -> dict[str, Any]:
-    """SYSTEMD_RUN_OPTIONS as lab/targets/docker.py has it now, read without importing lab."""
+    """SYSTEMD_RUN_OPTIONS as lab has it now: the baseline starts containers as lab does."""
     try:
-        tree = ast.parse(DOCKER_TARGET.read_text())
-        for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else (
-                [node.target] if isinstance(node, ast.AnnAssign) else [])
-            if (any(isinstance(t, ast.Name) and t.id == "SYSTEMD_RUN_OPTIONS" for t in targets)
-                    and node.value is not None):  # type: ignore[attr-defined]
-                options = ast.literal_eval(node.value)  # type: ignore[attr-defined]
-                if isinstance(options, dict):
-                    return options
-    except (OSError, SyntaxError, ValueError, TypeError) as exc:
-        print(f"note: cannot read SYSTEMD_RUN_OPTIONS ({exc}); using a copy", file=sys.stderr)
-        return FALLBACK_RUN_OPTIONS
-    print("note: SYSTEMD_RUN_OPTIONS not found; using a copy", file=sys.stderr)
-    return FALLBACK_RUN_OPTIONS
+        from lab.targets.docker import SYSTEMD_RUN_OPTIONS
+    except ImportError as exc:
+        raise Missing(f"lab is not importable from {sys.executable} ({exc})") from None
+    return dict(SYSTEMD_RUN_OPTIONS)
 
 
 def docker_run_args(options: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -392,13 +373,47 @@ def bench(sizes: tuple[int, ...], repeat: int, samples: Samples,
                       f"docker run {base_up:.2f} s, rm -f {base_down:.2f} s; "
                       f"load {load[-1]:.1f}", file=sys.stderr)
     finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let cleanup finish
-        try:
-            print("cleaning up", file=sys.stderr)
-            lab.cleanup()
-            remove_labelled()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        cleanup(lab.cleanup, remove_labelled)
+
+
+def cleanup(*steps: Callable[[], None]) -> None:
+    """Run the clean-up steps with Ctrl-C held off: a second Ctrl-C must not leave containers."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        print("cleaning up", file=sys.stderr)
+        for step in steps:
+            step()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def bench_main(name: str, body: Callable[[], None], figures: Callable[[], str | None]) -> int:
+    """Run a bench's ``body`` and print its ``figures``, with the exit statuses the bench
+    scripts share: 3 for a missing prerequisite, 1 for a failed step, 130 on Ctrl-C (SIGTERM
+    too, so clean-up runs). Figures measured before a stop are printed, marked PARTIAL."""
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+    status = 0
+    try:
+        body()
+    except Missing as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 3
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; cleaned up", file=sys.stderr)
+        status = 130
+    text = figures()
+    if text:
+        if status:
+            print("PARTIAL: the run stopped early; figures so far")
+        print(text)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,32 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     sizes, repeat = (QUICK_SIZES, 1) if args.quick else (SIZES, args.repeat)
-
-    def terminated(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminated)
     samples: Samples = {}
     extra: dict[int, set[int]] = {}
     load: list[float] = []
-    status = 0
-    try:
+
+    def body() -> None:
         require_prerequisites()
         bench(sizes, repeat, samples, extra, load)
-    except Missing as exc:
-        print(f"bench_up: {exc}", file=sys.stderr)
-        return 3
-    except BenchError as exc:
-        print(f"bench_up: {exc}", file=sys.stderr)
-        status = 1
-    except KeyboardInterrupt:
-        print("bench_up: interrupted; cleaned up", file=sys.stderr)
-        status = 130
-    if samples:
-        if status:
-            print("PARTIAL: the run stopped early; figures so far")
-        print(report(samples, repeat, extra, load))
-    return status
+
+    return bench_main("bench_up", body,
+                      lambda: report(samples, repeat, extra, load) if samples else None)
 
 
 if __name__ == "__main__":

@@ -31,21 +31,27 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 # Shared with bench_up.py (this folder is on sys.path when a bench script runs).
-from bench_up import BenchError, Missing, run
+from bench_up import (
+    BENCH_LABEL,
+    IMAGE,
+    LAB,
+    BenchError,
+    Missing,
+    bench_main,
+    cleanup,
+    remove_labelled,
+    run,
+    timed,
+)
+from bench_up import require_prerequisites as require_lab_and_image
 
-IMAGE = "lab/base:bookworm"
-BENCH_LABEL = "lab.bench=1"
-LAB = Path(sys.executable).parent / "lab"
-TIMEOUT = 300.0  # seconds any single measured command may take
 TARGET = ("lab up (vagrant)", 30.0)
 ORDER = ["lab up (vagrant)", "lab destroy (vagrant)", "lab up (docker)", "lab destroy (docker)"]
 
@@ -77,17 +83,7 @@ class BenchLab:
         config.write_text(text)
 
     def timed(self, *args: str) -> float:
-        started = time.perf_counter()
-        try:
-            result = run([str(LAB), *args], cwd=self.dir, env=self.env, timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"`lab {' '.join(args)}` took over {TIMEOUT:.0f} s") from None
-        took = time.perf_counter() - started
-        if result.returncode != 0:
-            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["?"]
-            raise BenchError(f"`lab {' '.join(args)}` failed (exit {result.returncode}): "
-                             f"{detail[0]}")
-        return took
+        return timed([str(LAB), *args], self.dir, self.env)[0]
 
     def set_target(self, target: str) -> None:
         """lab.yml's ``target:``, which every command reads (``--target`` is `lab up`'s only)."""
@@ -113,29 +109,11 @@ class BenchLab:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def remove_labelled() -> None:
-    """docker rm -f every container, and remove every network, labelled lab.bench=1."""
-    for kind, remove in (("container", ["rm", "-f"]), ("network", ["network", "rm"])):
-        listed = run(["docker", kind, "ls", "-aq" if kind == "container" else "-q",
-                      "--filter", f"label={BENCH_LABEL}"], timeout=60)
-        ids = listed.stdout.split()
-        if ids:
-            run(["docker", *remove, *ids], timeout=120)
-
-
 def require_prerequisites() -> None:
-    if not LAB.exists():
-        raise Missing(f"no lab binary next to {sys.executable} (pip install -e . in the venv)")
+    require_lab_and_image()
     if shutil.which("vagrant") is None:
         raise Missing("vagrant not found (Debian: apt-get install --no-install-recommends "
                       "vagrant)")
-    try:
-        result = run(["docker", "image", "inspect", "--format", "{{.Id}}", IMAGE], timeout=30)
-    except subprocess.TimeoutExpired:
-        raise Missing("the Docker engine does not answer") from None
-    if result.returncode != 0:
-        raise Missing(f"image {IMAGE} not usable ({result.stderr.strip()[:120]}): "
-                      "run `lab image build`")
 
 
 Samples = dict[str, list[float]]
@@ -177,13 +155,7 @@ def bench(repeat: int, samples: Samples, load: list[float]) -> None:
                 print(f"run {i}/{repeat} {target}: lab up {up:.2f} s, destroy {down:.2f} s; "
                       f"load {load[-1]:.1f}", file=sys.stderr)
     finally:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let cleanup finish
-        try:
-            print("cleaning up", file=sys.stderr)
-            lab.cleanup()
-            remove_labelled()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        cleanup(lab.cleanup, remove_labelled)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,31 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-
-    def terminated(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminated)
     samples: Samples = {}
     load: list[float] = []
-    status = 0
-    try:
+
+    def body() -> None:
         require_prerequisites()
         bench(args.repeat, samples, load)
-    except Missing as exc:
-        print(f"bench_vagrant: {exc}", file=sys.stderr)
-        return 3
-    except BenchError as exc:
-        print(f"bench_vagrant: {exc}", file=sys.stderr)
-        status = 1
-    except KeyboardInterrupt:
-        print("bench_vagrant: interrupted; cleaned up", file=sys.stderr)
-        status = 130
-    if samples:
-        if status:
-            print("PARTIAL: the run stopped early; figures so far")
-        print(report(samples, load))
-    return status
+
+    return bench_main("bench_vagrant", body, lambda: report(samples, load) if samples else None)
 
 
 if __name__ == "__main__":
