@@ -171,19 +171,25 @@ def share_of_traffic(rows: dict[str, BackendServer]) -> dict[str, float]:
     return {n: (w / total if total else 0.0) for n, w in live.items()}
 
 
+def find_balancer(servers: list[ServerRecord], key: KeyPair) -> Balancer | None:
+    """The lab's running balancer among ``servers``, or None when it has none."""
+    from lab.config import BALANCER_ROLE
+
+    running = [s for s in servers if s.role == BALANCER_ROLE and s.status not in GONE]
+    return Balancer(running[0], key) if running else None
+
+
 def rotation(servers: list[ServerRecord], key: KeyPair) -> dict[str, dict[str, object]]:
     """Each backend's weight, health and share of new requests, as the balancer sees them.
 
     Empty when the lab has no running balancer or it cannot be asked: `lab status` must work
     whatever state the balancer is in.
     """
-    from lab.config import BALANCER_ROLE
-
-    balancers = [s for s in servers if s.role == BALANCER_ROLE and s.status not in GONE]
-    if not balancers:
+    balancer = find_balancer(servers, key)
+    if balancer is None:
         return {}
     try:
-        rows = Balancer(balancers[0], key).servers()
+        rows = balancer.servers()
     except (TargetError, subprocess.SubprocessError, OSError):
         return {}
     shares = share_of_traffic(rows)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lab.balancer import Balancer
+from lab.balancer import find_balancer
 from lab.config import BALANCER_ROLE, LabConfig
 from lab.errors import LabError, TargetError
 from lab.events import Event, Listener, ignore
@@ -74,10 +74,9 @@ def wait_for_rotation(fleet: Fleet, provisioned: list[ServerRecord],
     in which the balancer answers 503; `lab provision` returns once the lab serves again.
     Returns a problem line when a server does not pass, "" otherwise.
     """
-    balancers = [s for s in everyone if s.role == BALANCER_ROLE]
-    if not balancers or fleet.config.balancer is None:
+    balancer = find_balancer(everyone, fleet.key)
+    if balancer is None or fleet.config.balancer is None:
         return ""
-    balancer = Balancer(balancers[0], fleet.key)
     try:
         rows = balancer.servers()
     except TargetError:

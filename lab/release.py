@@ -17,8 +17,13 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lab.balancer import FULL_WEIGHT, BackendServer, Balancer, share_of_traffic
-from lab.config import BALANCER_ROLE
+from lab.balancer import (
+    FULL_WEIGHT,
+    BackendServer,
+    Balancer,
+    find_balancer,
+    share_of_traffic,
+)
 from lab.errors import CheckFailed, LabError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
@@ -74,13 +79,12 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
         raise UsageError("lab.yml has no `balancer:`; a release needs one to move traffic")
     role = config.balancer.routes_to
     live = fleet.live()
-    balancers = [s for s in live if s.role == BALANCER_ROLE]
+    balancer = find_balancer(live, fleet.key)
     members = [s for s in live if s.role == role]
-    if not balancers or not members:
+    if balancer is None or not members:
         raise UsageError("nothing to release into: run `lab up && lab provision` first")
     generation = max(s.generation for s in members)
     old = [s for s in members if s.generation == generation]
-    balancer = Balancer(balancers[0], fleet.key)
     in_pool = balancer.servers()
     missing = [s.name for s in old if s.name not in in_pool]
     if missing:
