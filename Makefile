@@ -1,9 +1,15 @@
 # Two commands on a fresh Debian machine:
 #   make demo   sets everything up, then runs the demo
-#   make test   sets everything up, then runs the whole test suite
+#   make test   sets everything up, then runs the whole test suite: on this machine's
+#               Docker engine, then the tests that create servers again on Docker 26 with
+#               cgroup v2 (a second engine beside the first: scripts/engine26.sh)
 VENV ?= .venv
+# The integration tests that create servers, run on both engines.
+ENGINE26_TESTS = tests/integration/test_boot.py tests/integration/test_lab_docker.py \
+                 tests/integration/test_provision_verify.py tests/integration/test_release.py \
+                 tests/integration/test_vagrant.py
 
-.PHONY: setup demo test unit lint bench clean
+.PHONY: setup engine26 demo test unit lint bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -11,8 +17,20 @@ setup:
 demo: setup
 	@$(VENV)/bin/lab demo
 
+engine26:
+	@./scripts/engine26.sh start
+
+# Both passes run even when the first fails, so one run shows every failure. Without root
+# the second engine cannot start: a developer's run says so and skips it; CI fails.
 test: setup
-	@$(VENV)/bin/pytest -p no:cacheprovider tests
+	@status=0; \
+	host=$$(./scripts/engine26.sh start) || { [ -z "$$CI" ] || exit 3; host=; }; \
+	$(VENV)/bin/pytest -p no:cacheprovider tests || status=1; \
+	if [ -n "$$host" ]; then \
+	  printf '\033[1m==> again on Docker 26 with cgroup v2 (%s)\033[0m\n' "$$host"; \
+	  DOCKER_HOST=$$host $(VENV)/bin/pytest -p no:cacheprovider $(ENGINE26_TESTS) || status=1; \
+	else echo "note: Docker 26 (cgroup v2) not available here; its pass was not run"; fi; \
+	exit $$status
 
 unit:
 	@$(VENV)/bin/pytest -q tests/unit

@@ -5,9 +5,9 @@ The same work on both sides, taken from a fresh ``lab init`` each round:
 * the same playbook: Molecule's ``converge.yml`` imports a copy of the example's
   ``playbooks/web.yml`` (apt install nginx, a page, a health file, nginx started), run
   against a ``web`` group, as lab runs it;
-* the same image, ``lab/base:bookworm``, started with lab's systemd options
-  (``SYSTEMD_RUN_OPTIONS`` in lab/targets/docker.py: tmpfs /run, /run/lock, /tmp; /sys/fs/cgroup
-  bind read-only; stop signal SIGRTMIN+3; command /sbin/init; not privileged), never pulled
+* the same image, ``lab/base:bookworm``, started as lab starts it on this engine (its run
+  mode, lab/targets/runmode.py: tmpfs /run, /run/lock, /tmp; CAP_SYS_ADMIN; a private cgroup
+  namespace made writable; stop signal SIGRTMIN+3; a terminal; not privileged), never pulled
   (Molecule: ``pre_build_image: true``, ``pull: false``);
 * the same two servers: the example's role ``web`` with ``count: 2``; Molecule gets two
   platforms. The example's ``balancer:`` section is taken out of the bench's lab.yml, because
@@ -294,6 +294,26 @@ def drop_top_level_key(text: str, key: str) -> str:
     return "".join(out)
 
 
+def molecule_run_mode() -> str:
+    """Lab's run mode on this engine as molecule-plugins' docker platform keys."""
+    from lab.engine import docker_client, engine_facts
+    from lab.targets.runmode import choose
+
+    client = docker_client()
+    try:
+        mode = choose(engine_facts(client))
+    finally:
+        client.close()
+    keys = {"command": json.dumps(mode.command), "tty": "true", "capabilities": '["SYS_ADMIN"]'}
+    if mode.cgroupns:
+        keys["cgroupns_mode"] = mode.cgroupns
+    if mode.security_opt:
+        keys["security_opts"] = json.dumps(list(mode.security_opt))
+    if mode.cgroup_bind:
+        keys["volumes"] = json.dumps([f"/sys/fs/cgroup:/sys/fs/cgroup:{mode.cgroup_bind}"])
+    return "".join(f"    {key}: {value}\n" for key, value in keys.items())
+
+
 def molecule_scenario(project: Path, work: Work, prefix: str, run_id: str) -> Path:
     """Write molecule/default in ``project``: the lab example's playbook and tests, with
     ``work.count`` docker platforms in group ``work.group``; returns the project dir."""
@@ -308,15 +328,14 @@ def molecule_scenario(project: Path, work: Work, prefix: str, run_id: str) -> Pa
         "- name: Converge\n"
         f"  ansible.builtin.import_playbook: {work.playbook.name}\n"
     )
+    run_mode = molecule_run_mode()
     platforms = "".join(
         f"""  - name: {prefix}-{work.group}-{n}
     image: {IMAGE}
     pre_build_image: true
     pull: false
     privileged: false
-    command: /sbin/init
-    tmpfs: [/run, /run/lock, /tmp]
-    volumes: ["/sys/fs/cgroup:/sys/fs/cgroup:ro"]
+{run_mode}    tmpfs: [/run, /run/lock, /tmp]
     stop_signal: "SIGRTMIN+3"
     groups: [{work.group}]
     labels: {{{LABEL}: "{run_id}"}}

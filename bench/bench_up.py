@@ -8,7 +8,7 @@ What it measures, for N = 1, 2, 4, 8 servers (``--quick``: N = 2 and 8 only, one
 * ``lab destroy``  wall time of the ``lab destroy`` process that removes those N servers and
                    the lab's network.
 * ``docker run``   baseline: N ``docker run -d`` started at once, with the options lab uses
-                   (``SYSTEMD_RUN_OPTIONS`` in lab/targets/docker.py, ``-p 127.0.0.1::22``,
+                   on this engine (its run mode, lab/targets/runmode.py; ``-p 127.0.0.1::22``,
                    label ``lab.bench=1``), until ``docker exec NAME systemctl
                    is-system-running`` says ``running`` (or ``degraded``, as lab accepts) in
                    every one of them.
@@ -50,7 +50,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 IMAGE = "lab/base:bookworm"
 BENCH_LABEL = "lab.bench=1"
@@ -170,45 +169,20 @@ class BenchLab:
 # the plain-docker baseline ----------------------------------------------------------------
 
 
-def systemd_run_options() -> dict[str, Any]:
-    """SYSTEMD_RUN_OPTIONS as lab has it now: the baseline starts containers as lab does."""
+def systemd_run_args() -> tuple[list[str], list[str]]:
+    """The ``docker run`` flags and command lab uses on this engine (its run mode, from
+    lab/targets/runmode.py): the baseline starts containers exactly as lab does."""
     try:
-        from lab.targets.docker import SYSTEMD_RUN_OPTIONS
+        from lab.engine import docker_client, engine_facts
+        from lab.targets.runmode import choose
     except ImportError as exc:
         raise Missing(f"lab is not importable from {sys.executable} ({exc})") from None
-    return dict(SYSTEMD_RUN_OPTIONS)
-
-
-def docker_run_args(options: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """docker-py's run options as ``docker run`` flags, and the command after the image."""
-    flags: list[str] = []
-    command: list[str] = []
-    for key, value in options.items():
-        if key == "command":
-            command = list(value) if isinstance(value, list) else str(value).split()
-        elif key == "tmpfs":
-            for path, opts in value.items():
-                flags += ["--tmpfs", f"{path}:{opts}" if opts else path]
-        elif key == "volumes" and isinstance(value, dict):
-            for host, spec in value.items():
-                flags += ["-v", f"{host}:{spec['bind']}:{spec.get('mode', 'rw')}"]
-        elif key in ("volumes", "devices"):
-            for item in value:
-                flags += [f"--{key[:-1] if key == 'devices' else 'volume'}", item]
-        elif key in ("cap_add", "cap_drop", "security_opt"):
-            for item in value:
-                flags += [f"--{key.replace('_', '-')}", item]
-        elif key in ("environment", "sysctls"):
-            items = value.items() if isinstance(value, dict) else (i.split("=", 1) for i in value)
-            for name, setting in items:
-                flags += ["-e" if key == "environment" else "--sysctl", f"{name}={setting}"]
-        elif key in ("stop_signal", "cgroupns", "shm_size", "user", "working_dir"):
-            flags += [f"--{key.replace('_', '-').replace('working-dir', 'workdir')}", str(value)]
-        elif key in ("privileged", "init", "read_only") and isinstance(value, bool):
-            flags += [f"--{key.replace('_', '-')}={str(value).lower()}"]
-        else:
-            raise BenchError(f"SYSTEMD_RUN_OPTIONS has {key!r}; teach bench_up.py its flag")
-    return flags, command
+    client = docker_client()
+    try:
+        mode = choose(engine_facts(client))
+    finally:
+        client.close()
+    return mode.cli_args(), mode.command
 
 
 class Baseline:
@@ -216,7 +190,7 @@ class Baseline:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.flags, self.command = docker_run_args(systemd_run_options())
+        self.flags, self.command = systemd_run_args()
 
     def up(self, count: int) -> tuple[float, list[str]]:
         names = [f"{self.prefix}-base-{i}" for i in range(1, count + 1)]

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from lab.config import DEFAULT_IMAGE
+from lab.engine import EngineFacts, engine_facts
 from lab.errors import LabError
 
 
@@ -40,11 +41,23 @@ def _docker() -> list[Check]:
         fix = ("run `make setup` (installs docker.io and starts dockerd)" if os.geteuid() == 0
                else "install Docker Engine or Docker Desktop and start it")
         return [Check("docker engine", False, str(exc).split(";")[0], fix)]
-    version = client.version().get("Version", "?")
+    facts = engine_facts(client)
     current = image_is_current(client, DEFAULT_IMAGE)
     image = Check("base image", current, DEFAULT_IMAGE if current else f"{DEFAULT_IMAGE} missing "
                   "or out of date", "run `lab image build`")
-    return [Check("docker engine", True, f"Docker {version}"), image]
+    return [Check("docker engine", True, facts.describe()), _run_mode(facts), image]
+
+
+def _run_mode(facts: EngineFacts) -> Check:
+    """How servers will run on this engine so that systemd boots, or why they cannot."""
+    from lab.targets.runmode import choose
+
+    try:
+        mode = choose(facts)
+    except LabError as exc:
+        return Check("server run mode", False, "none works on this engine", str(exc))
+    detail = "; ".join([f"{mode.name}: {mode.why}", *mode.notes])
+    return Check("server run mode", True, detail)
 
 
 def _binary(command: str, what: str, fix: str, required: bool = True) -> Check:

@@ -22,6 +22,7 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 from lab.config import DEFAULT_IMAGE
+from lab.engine import engine_facts
 from lab.errors import PrerequisiteError, TargetError
 from lab.events import Event, Listener, ignore
 
@@ -42,9 +43,14 @@ def dockerfile_hash() -> str:
 
 
 def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE) -> bool:
+    """The image exists, was built from this Dockerfile, and for the engine's architecture
+    (an amd64 image on Apple silicon would run under emulation, where systemd does not)."""
     try:
         image = client.images.get(tag)
     except ImageNotFound:
+        return False
+    built_for = image.attrs.get("Architecture")
+    if built_for and built_for != engine_facts(client).debian_arch:
         return False
     return (image.labels or {}).get(HASH_LABEL) == dockerfile_hash()
 
@@ -106,6 +112,12 @@ def ensure_debian_base(client: docker.DockerClient, on_event: Listener = ignore)
     bootstrap_debian(client, on_event)
 
 
+def debootstrap_command(root: str, arch: str) -> list[str]:
+    """A minimal bookworm for the engine's architecture (Debian's name: amd64, arm64)."""
+    return ["debootstrap", "--variant=minbase", f"--arch={arch}",
+            f"--include={DEBOOTSTRAP_PACKAGES}", "bookworm", root]
+
+
 def bootstrap_debian(client: docker.DockerClient, on_event: Listener = ignore) -> None:
     """debootstrap a minimal bookworm and import it as ``debian:bookworm`` (about a minute)."""
     if shutil.which("debootstrap") is None or os.geteuid() != 0:
@@ -114,9 +126,17 @@ def bootstrap_debian(client: docker.DockerClient, on_event: Listener = ignore) -
             "debootstrap installed (`apt-get install -y debootstrap`), or make the registry "
             "reachable and run `docker pull debian:bookworm`"
         )
+    arch = engine_facts(client).debian_arch
+    here = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    if here and here != arch:
+        raise PrerequisiteError(
+            f"{BASE} cannot be pulled, and the engine runs {arch} while this machine is {here}: "
+            f"make the registry reachable (`docker pull debian:bookworm`), or run `lab image "
+            f"build` on a {arch} machine"
+        )
     with tempfile.TemporaryDirectory(prefix="lab-rootfs-") as root:
-        command = ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}",
-                   "bookworm", root]
+        command = debootstrap_command(root, arch)
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) as process:
             assert process.stdout is not None

@@ -10,6 +10,7 @@ import shlex
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 from lab.errors import TargetError
 from lab.keys import KeyPair
@@ -81,16 +82,25 @@ def _sshd_greets(host: str, port: int) -> bool:
         return False
 
 
-def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0) -> str:
+def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0,
+                     gave_up: Callable[[], str | None] | None = None) -> str:
     """Block until sshd accepts the lab key and systemd has finished booting.
 
     Returns systemd's state (``running``, or ``degraded`` when some unit failed). Raises
-    :class:`TargetError` naming the server when it does not get there within ``timeout``.
+    :class:`TargetError` naming the server when it does not get there within ``timeout``, or
+    as soon as ``gave_up`` (asked about once a second) says why it never will: a container
+    that stopped is reported at once, not after the whole timeout.
     """
     deadline = time.monotonic() + timeout
     command = ["systemctl", "is-system-running", "--wait"]
     last = "no answer"
+    next_look = time.monotonic()
     while time.monotonic() < deadline:
+        if gave_up is not None and time.monotonic() >= next_look:
+            next_look = time.monotonic() + 1.0
+            reason = gave_up()
+            if reason:
+                raise TargetError(f"{server.name}: did not boot: {reason}")
         if not _sshd_greets(server.ssh_host, server.ssh_port):
             last = "sshd not answering yet"
             time.sleep(0.1)

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lab.config import LabConfig
+from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
 from lab.ssh import wait_until_ready
 from lab.state import ServerRecord
 
 LABEL_PREFIX = "lab."
+BOOT_TIMEOUT = "LAB_BOOT_TIMEOUT"  # seconds a server may take to accept SSH; default 90
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,19 @@ def labels_for(lab: str, spec: ServerSpec | None = None) -> dict[str, str]:
     return labels
 
 
+def boot_timeout() -> float:
+    """How long to wait for a server to boot: 90 s, or ``LAB_BOOT_TIMEOUT`` seconds (a slow
+    VM may need more; a test of a server that never boots wants less)."""
+    text = os.environ.get(BOOT_TIMEOUT, "90")
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise UsageError(f"{BOOT_TIMEOUT}={text}: must be a number of seconds above 0")
+    return value
+
+
 class Target(ABC):
     """Where servers run. Subclasses set ``name`` and implement the abstract verbs."""
 
@@ -77,18 +92,36 @@ class Target(ABC):
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
         """Block until each server accepts its key over SSH and has finished booting.
 
-        Every target lab drives is reached over SSH, so this default serves them all.
+        Every target lab drives is reached over SSH, so this default serves them all. A
+        server that will never come up fails at once (:meth:`boot_failure`), and either way
+        the error carries what the target saw of its boot (:meth:`boot_report`).
         """
+        timeout = boot_timeout()
 
         def wait(server: ServerRecord) -> None:
             started = time.monotonic()
-            state = wait_until_ready(server, self.key)
+            try:
+                state = wait_until_ready(server, self.key, timeout,
+                                         gave_up=lambda: self.boot_failure(server))
+            except TargetError as exc:
+                raise TargetError(f"{exc}{self.boot_report(server)}") from None
             took = time.monotonic() - started
             on_event(Event("ready", f"{server.name} ready ({state}, {took:.1f} s)", server.name))
 
         if servers:
             with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
                 list(pool.map(wait, servers))
+
+    def boot_failure(self, server: ServerRecord) -> str | None:
+        """Why ``server`` will never come up (its container stopped, say), or None while it
+        still may. Asked about once a second while waiting; targets that cannot tell say None.
+        """
+        return None
+
+    def boot_report(self, server: ServerRecord) -> str:
+        """What the target saw of a boot that did not finish (console output, the engine),
+        appended to the error as indented lines; empty when it knows nothing more."""
+        return ""
 
     def has_image(self, image: str) -> bool:
         """Whether servers can start from ``image`` here; targets without images say yes."""

@@ -7,8 +7,10 @@ container starts, so the first SSH attempt after boot succeeds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
+import re
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,22 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
+from lab.engine import EngineFacts, docker_client, engine_facts
 from lab.errors import PrerequisiteError, TargetError
 from lab.events import Event, Listener, ignore
 from lab.state import ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
+from lab.targets.runmode import OVERRIDE, RunMode, choose
 
 LOOPBACK = "127.0.0.1"
-# What systemd needs to be PID 1 in a container (see ENVIRONMENT.md). CAP_SYS_ADMIN (not
-# --privileged) lets systemd sandbox services as on a real server: Debian's haproxy unit,
-# among others, fails without mount namespaces.
-SYSTEMD_RUN_OPTIONS = {
-    "cap_add": ["SYS_ADMIN"],
-    "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},
-    "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
-    "stop_signal": "SIGRTMIN+3",
-    "command": ["/sbin/init"],
-}
+CONSOLE_LINES = 12  # of a server's console, in the report of a boot that did not finish
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's colours, in console output
 # "created" is a container that was never started (a `lab up` killed between create and
 # start, or a start that failed): it has no published ports and will not start by itself, so
 # it counts as dead and `lab up` replaces it instead of waiting 90 s for SSH on port 0.
@@ -43,10 +39,17 @@ class DockerTarget(Target):
 
     def __init__(self, config, key) -> None:  # type: ignore[no-untyped-def]
         super().__init__(config, key)
-        from lab.engine import docker_client
-
         self.client = docker_client()
         self.network_name = f"lab-{config.name}"
+
+    @functools.cached_property
+    def engine(self) -> EngineFacts:
+        return engine_facts(self.client)
+
+    @functools.cached_property
+    def run_mode(self) -> RunMode:
+        """How servers run on this engine so that systemd boots (see runmode.py)."""
+        return choose(self.engine)
 
     # create --------------------------------------------------------------------------------
 
@@ -55,6 +58,7 @@ class DockerTarget(Target):
             return []
         for image in {s.image for s in specs}:
             self.require_image(image)
+        self.run_mode  # noqa: B018 - an engine no mode suits stops here, before anything is made
         self._ensure_network()
         with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
             return list(pool.map(lambda spec: self._create_one(spec, on_event), specs))
@@ -71,7 +75,7 @@ class DockerTarget(Target):
                 network=self.network_name,
                 ports=ports,
                 detach=True,
-                **SYSTEMD_RUN_OPTIONS,
+                **self.run_mode.sdk_options(),
             )
             container.put_archive("/root/.ssh", _authorized_keys_tar(self.key.public_text))
             container.start()
@@ -108,6 +112,30 @@ class DockerTarget(Target):
 
     def list(self) -> list[ServerRecord]:
         return [self._record(c) for c in self._containers()]
+
+    def boot_failure(self, server: ServerRecord) -> str | None:
+        """A server whose container stopped will never answer: say so at once."""
+        try:
+            container = self.client.containers.get(self.container_name(server.name))
+        except NotFound:
+            return "its container is gone"
+        if container.status in LIVE_STATUS:
+            return None
+        state = container.attrs.get("State") or {}
+        error = f"; {state['Error']}" if state.get("Error") else ""
+        return f"its container {container.status} with status {state.get('ExitCode')}{error}"
+
+    def boot_report(self, server: ServerRecord) -> str:
+        """The end of the server's console (systemd writes its boot there) and the engine."""
+        return console_report(self.console(server.name), self.engine, self.run_mode)
+
+    def console(self, server: str) -> str:
+        """What the server's container wrote on its console, or "" when it has gone."""
+        try:
+            container = self.client.containers.get(self.container_name(server))
+            return container.logs(tail=200).decode(errors="replace")
+        except (NotFound, APIError):
+            return ""
 
     # destroy -------------------------------------------------------------------------------
 
@@ -198,6 +226,19 @@ class DockerTarget(Target):
             ports=published,
             created=_docker_time(created),
         )
+
+
+def console_report(console: str, engine: EngineFacts, mode: RunMode) -> str:
+    """Indented lines for a boot failure: the console's last lines (colours and the carriage
+    returns of a terminal removed), the engine, and where to go next."""
+    lines = [line.strip() for line in ANSI.sub("", console).replace("\r", "\n").splitlines()]
+    lines = [line for line in lines if line][-CONSOLE_LINES:]
+    shown = "\n".join(f"    {line}" for line in lines) if lines else "    (nothing)"
+    other = (f"unset {OVERRIDE} to let lab choose" if mode.why.startswith("chosen by")
+             else f"{OVERRIDE}=host-cgroup tries another way")
+    return (f"\n  console (last {len(lines)} lines):\n{shown}\n"
+            f"  engine: {engine.describe()}; run mode {mode.name}\n"
+            f"  `lab doctor` shows how lab runs servers on this engine; {other}")
 
 
 def _authorized_keys_tar(public_key: str) -> bytes:

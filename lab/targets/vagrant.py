@@ -49,6 +49,7 @@ BOOT_TIMEOUT = {"docker": 60, "virtualbox": 300, "libvirt": 300}
 # aborted, ...) is dead, and a machine Vagrant calls not created is missing.
 STATUS = {"running": "running", "preparing": "creating"}
 NOT_CREATED = {"not_created", "not created"}
+RUN_KEYS = ("docker_args", "command", "run_mode")  # machines.json: how containers start
 INSTALL = "vagrant not found: install it (Debian: apt-get install --no-install-recommends vagrant)"
 
 
@@ -83,12 +84,17 @@ class VagrantTarget(Target):
             return []
         names = [s.name for s in specs]
         _require_vagrant()
+        run: dict[str, Any] = {}
         if self.provider == "docker":
             for image in {s.image for s in specs}:
                 self.engine.require_image(image)
+            # The same decision as the docker target's: how systemd boots on this engine.
+            mode = self.engine.run_mode
+            run = {"docker_args": mode.cli_args(), "command": mode.command,
+                   "run_mode": mode.name}
             self.engine._ensure_network()  # before `vagrant up`: create_args names it
         self._ensure_vagrantfile(on_event)
-        with self._editing() as machines:
+        with self._editing(run) as machines:
             machines.update({s.name: self._entry(s) for s in specs})
         on_event(Event("create", f"vagrant up {' '.join(names)} ({self.provider} provider)"))
 
@@ -98,7 +104,10 @@ class VagrantTarget(Target):
                 if line.strip():
                     on_event(Event("build-log", line.rstrip(), subject=_machine_of(line)))
 
-        self._call("up", names, up)
+        try:
+            self._call("up", names, up)
+        except TargetError as exc:
+            raise TargetError(f"{exc}{self._boot_reports(names)}") from None
         endpoints = self._ssh_endpoints(names)
         addresses: dict[str, str] = {}
         if self.provider != "docker":  # a container's address comes from the engine
@@ -127,6 +136,19 @@ class VagrantTarget(Target):
                                                       f"{LABEL_PREFIX}target": self.name}
         return {"name": spec.name, "role": spec.role, "generation": spec.generation,
                 "image": image, "ports": ports, "labels": labels, "created": time.time()}
+
+    def _boot_reports(self, names: list[str]) -> str:
+        """For the docker provider, each machine whose container stopped: its console and the
+        engine (Vagrant's own message only says that SSH never answered)."""
+        if self.provider != "docker":
+            return ""
+        reports = []
+        for name in names:
+            record = ServerRecord(name=name, role="", target=self.name)
+            failure = self.engine.boot_failure(record)
+            if failure:
+                reports.append(f"\n  {name}: {failure}{self.engine.boot_report(record)}")
+        return "".join(reports)
 
     def _ssh_endpoints(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """Where each machine takes SSH, from `vagrant ssh-config`: Vagrant replaces its
@@ -239,6 +261,12 @@ class VagrantTarget(Target):
                            environment={"KEY": (DATA / "image" / "vagrant.pub").read_text()})
         return self.engine.bake(server, tag, labels)
 
+    def boot_failure(self, server: ServerRecord) -> str | None:
+        return self.engine.boot_failure(server) if self.provider == "docker" else None
+
+    def boot_report(self, server: ServerRecord) -> str:
+        return self.engine.boot_report(server) if self.provider == "docker" else ""
+
     def has_image(self, image: str) -> bool:
         return self.engine.has_image(image) if self.provider == "docker" else True
 
@@ -283,22 +311,29 @@ class VagrantTarget(Target):
                                   ) from None
 
     def _read(self) -> dict[str, dict[str, Any]]:
+        return {m["name"]: m for m in self._read_listing().get("machines", [])}
+
+    def _read_listing(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.listing.read_text(encoding="utf-8"))
+            return dict(json.loads(self.listing.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return {}
         except ValueError as exc:
             raise TargetError(f"{self.listing}: not valid JSON ({exc}); lab writes this file, "
                               "remove it and run `lab destroy`") from None
-        return {m["name"]: m for m in data.get("machines", [])}
 
     @contextlib.contextmanager
-    def _editing(self) -> Iterator[dict[str, dict[str, Any]]]:
-        """machines.json, read and written back under a lock: two lab commands may run."""
+    def _editing(self, run: dict[str, Any] | None = None) -> Iterator[dict[str, dict[str, Any]]]:
+        """machines.json, read and written back under a lock: two lab commands may run.
+
+        ``run`` is how the docker provider starts containers (``docker_args``, ``command``,
+        from :mod:`lab.targets.runmode`); without it, what the file said is kept.
+        """
         self.listing.parent.mkdir(parents=True, exist_ok=True)
         with open(self.listing.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            machines = self._read()
+            listing = self._read_listing()
+            machines = {m["name"]: m for m in listing.get("machines", [])}
             yield machines
             data = {
                 "comment": "Written by lab (lab up, release, destroy); read by the Vagrantfile",
@@ -306,6 +341,8 @@ class VagrantTarget(Target):
                 "box": None if self.provider == "docker" else self.config.vagrant.box(
                     self.provider),
                 "network": self.network_name, "boot_timeout": BOOT_TIMEOUT[self.provider],
+                **{key: listing[key] for key in RUN_KEYS if key in listing},
+                **(run or {}),
                 "machines": list(machines.values()),
             }
             partial = self.listing.with_suffix(".tmp")

@@ -33,11 +33,11 @@ class Lab:
     dir: Path
     client: docker.DockerClient
 
-    def run(self, *args: str, check: bool = True,
-            timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, timeout: float = TIMEOUT,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             lab_command(*args), cwd=self.dir, capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL, check=False,
+            stdin=subprocess.DEVNULL, check=False, env=env,
         )
         if check and result.returncode != 0:
             raise AssertionError(

@@ -47,6 +47,28 @@ def test_vagrantfile_reads_machines_json_beside_it_or_where_lab_says() -> None:
     assert 'ENV["LAB_VAGRANT_MACHINES"]' in text
     assert '".lab", "vagrant", "machines.json"' in text
     assert "127.0.0.1" in text and "--label" in text and '"--network"' in text
+    # How containers start is lab's decision (lab/targets/runmode.py), not a copy in Ruby.
+    assert 'lab.fetch("docker_args", [])' in text and "d.cmd = run_command" in text
+    assert "/sys/fs/cgroup" not in text
+
+
+def test_machines_json_keeps_the_run_mode_lab_chose(tmp_path: Path) -> None:
+    """`lab up` writes how containers start; a later edit (destroy) keeps it for the
+    Vagrantfile, without asking the engine again."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "lab.yml").write_text("name: demo\ntarget: vagrant\nservers: {web: {}}\n")
+    config = load_config(lab / "lab.yml")
+    target = VagrantTarget(config, ensure_keypair(config.state_dir, comment="lab-demo"))
+    run = {"docker_args": ["--cgroupns", "private"], "command": ["/bin/sh", "-c", "x"],
+           "run_mode": "private-cgroup"}
+    with target._editing(run) as machines:
+        machines["web-1"] = {"name": "web-1"}
+    with target._editing() as machines:
+        machines.pop("web-1")
+    written = json.loads(target.listing.read_text())
+    assert {key: written[key] for key in run} == run
+    assert written["machines"] == []
 
 
 def test_vagrant_target_is_registered() -> None:
