@@ -228,3 +228,14 @@ def test_boot_timeout_defaults_to_90_s_and_refuses_nonsense(
         monkeypatch.setenv(BOOT_TIMEOUT, bad)
         with pytest.raises(UsageError, match=f"{BOOT_TIMEOUT}={bad}: must be"):
             boot_timeout()
+
+
+def test_doctor_names_the_mode_or_says_what_to_change() -> None:
+    from lab.doctor import _run_mode
+
+    good = _run_mode(engine("26.1.5", 2, "apparmor"))
+    assert good.ok and good.detail.startswith("private-cgroup: ")
+    assert "apparmor=unconfined" in good.detail
+    bad = _run_mode(engine("24.0.7", 1, "rootless"))
+    assert not bad.ok and bad.required  # so `lab doctor` exits 3
+    assert "cgroup v2" in bad.fix
