@@ -7,8 +7,6 @@ balancer is imported only when a lab uses it, like testinfra's backends.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
 GROUP = "lab.balancers"
 BUILT_IN = {
     "haproxy": "lab.balancers.haproxy:HAProxy",
@@ -17,6 +15,8 @@ BUILT_IN = {
 
 def known() -> dict[str, str]:
     """Every balancer kind there is, with where its class lives (``module:attribute``)."""
+    from importlib.metadata import entry_points  # not at import: config.py imports this file
+
     return dict(BUILT_IN) | {ep.name: ep.value for ep in entry_points(group=GROUP)}
 
 
