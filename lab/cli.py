@@ -219,12 +219,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show each server as the target sees it now: dead and missing ones included."""
-    from lab.balancer import rotation
+    from lab.balancers.base import rotation
     from lab.fleet import Fleet
 
     with Fleet(_config()) as fleet:
         servers = fleet.status()
-        pool = rotation(servers, fleet.key)
+        pool = rotation(fleet.config, servers, fleet.key)
     if as_json:
         out.print_json(json.dumps([s.to_dict() | ({"balancer": pool[s.name]} if s.name in pool
                                                   else {}) for s in servers]))

@@ -24,11 +24,11 @@ from pydantic import (
     model_validator,
 )
 
+from lab.balancers.registry import kinds
 from lab.errors import ConfigError
 
 CONFIG_FILE = "lab.yml"
 DEFAULT_IMAGE = "lab/base:bookworm"
-BALANCER_ROLE = "lb"  # the balancer's own role, added by lab when lab.yml has `balancer:`
 
 # Lab names end up in container, network and image names, file paths and shell commands,
 # so they are kept to a set of characters that is safe in all of them. \Z, not $: $ also
@@ -71,11 +71,23 @@ class Role(_Strict):
 
 
 class Balancer(_Strict):
-    """The load balancer in front of one role: HAProxy locally, an ALB on AWS."""
+    """The load balancer in front of one role: HAProxy locally, an ALB on AWS.
 
-    kind: Literal["haproxy"] = "haproxy"
+    ``kind`` names a registered balancer (lab.balancers.registry); which roles and ports it
+    adds to the lab is the balancer's business, not this file's.
+    """
+
+    kind: str = Field(default="haproxy", strict=True)
     listen: int = Field(default=8080, ge=1024, le=65535, strict=True)
     routes_to: str
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        known = kinds()
+        if value not in known:
+            raise ValueError(f"must be one of {', '.join(map(repr, known))}, got {value!r}")
+        return value
 
 
 class ReleasePolicy(_Strict):
@@ -169,8 +181,6 @@ class LabConfig(_Strict):
 
     @model_validator(mode="after")
     def _balancer_routes_to_a_role(self) -> LabConfig:
-        if self.balancer and BALANCER_ROLE in self.servers:
-            raise ValueError(f"servers.{BALANCER_ROLE}: the name is reserved for the balancer")
         if self.balancer and self.balancer.routes_to not in self.servers:
             raise ValueError(
                 f"balancer.routes_to: must name a role in servers ({', '.join(self.servers)}), "
@@ -201,35 +211,9 @@ class LabConfig(_Strict):
             update["balancer"] = self.balancer.model_copy(update={"listen": listen})
         return self.model_copy(update=update).located(self.directory, state_dir)
 
-    def role(self, name: str) -> Role:
-        return self.roles()[name]
-
-    def roles(self) -> dict[str, Role]:
-        """lab.yml's roles, plus the balancer's when there is one (provisioned last)."""
-        if self.balancer is None:
-            return dict(self.servers)
-        from lab.balancer import balancer_role
-
-        return self.servers | {BALANCER_ROLE: balancer_role(self)}
-
-    def group_vars(self) -> dict[str, dict[str, Any]]:
-        """Variables per role for the inventory: what the balancer's playbook needs to know."""
-        if self.balancer is None:
-            return {}
-        health = self.health_of(self.balancer.routes_to)
-        return {BALANCER_ROLE: {"lab_backend_role": self.balancer.routes_to,
-                                "lab_health_path": health.path,
-                                "lab_health_port": health.port}}
-
-    def fixed_ports(self, role: str) -> dict[int, int]:
-        """Server ports published on a chosen 127.0.0.1 port: the balancer's listen port."""
-        if self.balancer is not None and role == BALANCER_ROLE:
-            return {80: self.balancer.listen}
-        return {}
-
     def health_of(self, role: str) -> HealthCheck:
         """The role's health check; without one, GET / on its first port (or 80)."""
-        spec = self.role(role)
+        spec = self.servers[role]
         return spec.health or HealthCheck(port=spec.ports[0] if spec.ports else 80)
 
 

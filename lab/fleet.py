@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from lab.config import LabConfig
+from lab.balancers.base import fixed_ports, lab_roles
+from lab.config import LabConfig, Role
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair, ensure_keypair
@@ -30,6 +31,8 @@ class Fleet:
     def __init__(self, config: LabConfig, on_event: Listener = ignore) -> None:
         self.config = config
         self.on_event = on_event
+        # lab.yml's roles and the balancer's own (HAProxy's lb): what `up` makes.
+        self.roles: dict[str, Role] = lab_roles(config)
         self.state = State(config.state_dir)
         self.key: KeyPair = ensure_keypair(config.state_dir, comment=f"lab-{config.name}")
         self._target: Target | None = None
@@ -54,9 +57,9 @@ class Fleet:
 
     def up(self, roles: Iterable[str] | None = None) -> list[ServerRecord]:
         """Create only what is missing, replace what died, wait until every server is ready."""
-        wanted = list(roles) if roles is not None else list(self.config.roles())
+        wanted = list(roles) if roles is not None else list(self.roles)
         for role in wanted:
-            if role not in self.config.roles():
+            if role not in self.roles:
                 raise UsageError(f"no role {role!r} in lab.yml (roles: {self._roles()})")
         live = self.reconcile()
         dead = [s.name for s in live if s.role in wanted and s.status in GONE]
@@ -161,7 +164,7 @@ class Fleet:
             members = [s for s in live if s.role == role]
             generation = max((s.generation for s in members), default=1)
             current = [s for s in members if s.generation == generation]
-            wanted = self.config.role(role).count - len(current)
+            wanted = self.roles[role].count - len(current)
             index = self.state.next_index(role)
             for offset in range(max(0, wanted)):
                 specs.append(self._spec(role, index + offset, generation, self.config.image))
@@ -169,8 +172,8 @@ class Fleet:
 
     def _spec(self, role: str, index: int, generation: int, image: str) -> ServerSpec:
         return ServerSpec(name=f"{role}-{index}", role=role, generation=generation, image=image,
-                          ports=self.config.role(role).ports,
-                          fixed_ports=self.config.fixed_ports(role))
+                          ports=self.roles[role].ports,
+                          fixed_ports=fixed_ports(self.config, role))
 
     def add_generation(self, role: str, image: str | None = None) -> list[ServerRecord]:
         """Create a new generation of a role beside the current one, and wait until ready.
@@ -181,7 +184,7 @@ class Fleet:
         generation = max((s.generation for s in current), default=0) + 1
         index = self.state.next_index(role)
         specs = [self._spec(role, index + i, generation, image or self.config.image)
-                 for i in range(self.config.role(role).count)]
+                 for i in range(self.roles[role].count)]
         return self._create(specs)
 
     def _create(self, specs: list[ServerSpec]) -> list[ServerRecord]:
@@ -203,7 +206,7 @@ class Fleet:
         return [self.find(r.name) for r in created]
 
     def _roles(self) -> str:
-        return ", ".join(self.config.roles())
+        return ", ".join(self.roles)
 
     def _emit(self, kind: str, message: str) -> None:
         self.on_event(Event(kind, message, data={"at": time.time()}))

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lab.balancer import find_balancer
-from lab.config import BALANCER_ROLE, LabConfig
+from lab.balancers.base import balancer_roles, open_balancer
+from lab.config import LabConfig
 from lab.errors import LabError, TargetError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
@@ -74,17 +74,17 @@ def wait_for_rotation(fleet: Fleet, provisioned: list[ServerRecord],
     in which the balancer answers 503; `lab provision` returns once the lab serves again.
     Returns a problem line when a server does not pass, "" otherwise.
     """
-    balancer = find_balancer(everyone, fleet.key)
+    balancer = open_balancer(fleet.config, everyone, fleet.key)
     if balancer is None or fleet.config.balancer is None:
         return ""
     try:
-        rows = balancer.servers()
+        members = balancer.members()
     except TargetError:
-        return ""  # no API yet: the balancer has not been provisioned
+        return ""  # not answering yet: the balancer has not been provisioned
     names = {s.name for s in provisioned}
-    everything = any(s.role == BALANCER_ROLE for s in provisioned)
-    serving = [n for n, row in rows.items() if row.weight > 0 and row.status != "MAINT"
-               and (everything or n in names)]
+    own = balancer_roles(fleet.config)
+    everything = any(s.role in own for s in provisioned)
+    serving = [n for n, m in members.items() if m.serving and (everything or n in names)]
     if not serving:
         return ""
     on_event(Event("phase", f"waiting for the balancer's health checks on {', '.join(serving)}"))

@@ -3,7 +3,8 @@
 The probe runs in background threads during a release: every answer is recorded with its
 status, latency and the version that served it (the last word of the page), so each canary
 step can be judged on error rate and latency, and the split of traffic between versions is
-visible. It only ever talks to 127.0.0.1, and stops by itself after ``max_seconds``.
+visible. It talks to the URL the balancer gives (HAProxy's is on 127.0.0.1, an ALB's is not),
+and stops by itself after ``max_seconds``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 def free_local_port() -> int:
@@ -58,11 +60,18 @@ class Window:
 
 
 class Probe:
-    """``rate`` requests per second to http://127.0.0.1:port/path, from ``workers`` threads."""
+    """``rate`` requests per second to ``url`` (http or https), from ``workers`` threads."""
 
-    def __init__(self, port: int, path: str = "/", rate: float = 40.0, workers: int = 4,
+    def __init__(self, url: str, rate: float = 40.0, workers: int = 4,
                  max_seconds: float = 900.0, timeout: float = 5.0) -> None:
-        self.port, self.path, self.timeout = port, path, timeout
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the probe needs an http(s) URL, got {url!r}")
+        self.url, self.timeout = url, timeout
+        self.host, self.port = parts.hostname, parts.port
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._connection = (http.client.HTTPSConnection if parts.scheme == "https"
+                            else http.client.HTTPConnection)
         self.interval = workers / rate
         self.workers = workers
         self.max_seconds = max_seconds
@@ -120,7 +129,7 @@ class Probe:
 
     def _request(self) -> Sample:
         started = time.monotonic()
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        connection = self._connection(self.host, self.port, timeout=self.timeout)
         try:
             connection.request("GET", self.path, headers={"Connection": "close"})
             response = connection.getresponse()

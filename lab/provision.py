@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lab.balancers.base import group_vars, lab_roles
 from lab.config import LabConfig
 from lab.events import Event, Listener, ignore
 from lab.inventory import write_inventory
@@ -243,10 +244,10 @@ def provision_lab(
     ``everyone`` (default: ``servers``) goes into the inventory, so a playbook sees the
     whole lab (the balancer lists its backends) while only ``servers`` are changed.
     """
-    inventory = write_inventory(config.state_dir, everyone or servers, key, config.group_vars())
+    inventory = write_inventory(config.state_dir, everyone or servers, key, group_vars(config))
     extravars = config.vars | (overrides or {})
     jobs = []
-    for role_name, role in config.roles().items():
+    for role_name, role in lab_roles(config).items():
         members = [s.name for s in servers if s.role == role_name]
         if members and role.playbook is not None:
             on_event(Event("role", f"{'checking' if check else 'provisioning'} {role_name}: "

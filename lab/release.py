@@ -4,8 +4,13 @@ A change never touches a running server. A new generation of the role is built b
 old one, provisioned (or started from a baked image) and verified out of rotation, then
 dipped into traffic step by step while a probe measures errors, latency and which version
 answers. Every step is gated; any failure, or Ctrl-C, rolls back: the new generation leaves
-the balancer and is destroyed, the old one is back at full weight. The old generation is
+the balancer and is destroyed, the old one is back at full share. The old generation is
 never modified; once the new one carries all traffic, the old one is drained and destroyed.
+
+The release talks to the target, the balancer and the probe only through their interfaces
+(``Target``, :class:`~lab.balancers.base.Balancer`, :class:`Traffic`), and runs the new
+generation's provisioning and tests through :class:`Checks`: unit tests drive every path with
+stand-ins, registered or passed the way real ones are.
 """
 
 from __future__ import annotations
@@ -14,16 +19,12 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from lab.balancer import (
-    FULL_WEIGHT,
-    BackendServer,
-    Balancer,
-    find_balancer,
-    share_of_traffic,
-)
+from lab.balancers.base import Balancer, Member, Tally, open_balancer
+from lab.config import HealthCheck
 from lab.errors import CheckFailed, LabError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
@@ -35,6 +36,45 @@ from lab.verify import failure_summary
 
 class ReleaseFailed(CheckFailed):
     """A gate said no; the release was rolled back."""
+
+
+class Traffic(Protocol):
+    """What a release needs of its probe: lab's :class:`~lab.probe.Probe`, or a stand-in."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def window(self, since: float, until: float | None = None) -> Window: ...
+
+
+# Makes the probe for the balancer's URL.
+ProbeFactory = Callable[[str], Traffic]
+# Runs a check on the named servers; returns "" when it passed, else one line saying why not.
+Gate = Callable[[Fleet, list[str], dict[str, Any] | None, Listener], str]
+
+
+def provision_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
+                   on_event: Listener) -> str:
+    """lab's provisioning (Ansible) as a release gate."""
+    outcome = provision(fleet, names, overrides, on_event=on_event)
+    return "" if outcome.ok else outcome.problem
+
+
+def verify_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
+                on_event: Listener) -> str:
+    """lab's verification (testinfra) as a release gate."""
+    result = verify(fleet, names, overrides, on_event=on_event)
+    return "" if result.ok else failure_summary(result)
+
+
+@dataclass(frozen=True)
+class Checks:
+    """How the new generation is provisioned and tested: Ansible and testinfra, unless a
+    caller (a unit test) passes stand-ins."""
+
+    provision: Gate = provision_gate
+    verify: Gate = verify_gate
 
 
 @dataclass
@@ -68,24 +108,28 @@ class ReleaseReport:
 
 def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
             from_image: str | None = None, on_event: Listener = ignore,
-            probe_rate: float = 40.0) -> ReleaseReport:
+            probe_rate: float = 40.0, *, probe: ProbeFactory | None = None,
+            checks: Checks | None = None) -> ReleaseReport:
     """Replace the balanced role's servers with a new generation; roll back on any failure.
 
-    Raises :class:`ReleaseFailed` (after rolling back) when a gate fails, and lets
-    KeyboardInterrupt through after rolling back. The report is saved either way.
+    The target is the fleet's and the balancer lab.yml's kind, each found through its
+    registry; ``probe`` (default: lab's probe at ``probe_rate``) and ``checks`` (default:
+    Ansible and testinfra) may be replaced. Raises :class:`ReleaseFailed` (after rolling
+    back) when a gate fails, and lets KeyboardInterrupt through after rolling back. The report
+    is saved either way.
     """
     config = fleet.config
     if config.balancer is None:
         raise UsageError("lab.yml has no `balancer:`; a release needs one to move traffic")
     role = config.balancer.routes_to
     live = fleet.live()
-    balancer = find_balancer(live, fleet.key)
+    balancer = open_balancer(config, live, fleet.key)
     members = [s for s in live if s.role == role]
     if balancer is None or not members:
         raise UsageError("nothing to release into: run `lab up && lab provision` first")
     generation = max(s.generation for s in members)
     old = [s for s in members if s.generation == generation]
-    in_pool = balancer.servers()
+    in_pool = balancer.members()
     missing = [s.name for s in old if s.name not in in_pool]
     if missing:
         raise UsageError(f"{', '.join(missing)} not behind the balancer: run `lab provision`")
@@ -100,9 +144,9 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
         previous=previous, old=[s.name for s in old],
     )
     health = config.health_of(role)
-    probe = Probe(config.balancer.listen, rate=probe_rate)
-    run = _Run(fleet, balancer, probe, report, on_event)
-    probe.start()
+    traffic = (probe or (lambda url: Probe(url, rate=probe_rate)))(balancer.url)
+    run = _Run(fleet, balancer, traffic, checks or Checks(), report, on_event)
+    traffic.start()
     probe_started = time.monotonic()
     try:
         new = run.phase("create", lambda: fleet.add_generation(role, from_image))
@@ -125,8 +169,8 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
             raise
         raise ReleaseFailed(f"release rolled back: {reason}") from None
     finally:
-        probe.stop()
-        report.traffic = probe.window(probe_started).to_dict()
+        traffic.stop()
+        report.traffic = traffic.window(probe_started).to_dict()
         report.finished = time.time()
         _save(fleet, report)
     return report
@@ -135,9 +179,9 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
 class _Run:
     """One release in progress: the phases, the gates and the rollback."""
 
-    def __init__(self, fleet: Fleet, balancer: Balancer, probe: Probe, report: ReleaseReport,
-                 on_event: Listener) -> None:
-        self.fleet, self.balancer, self.probe = fleet, balancer, probe
+    def __init__(self, fleet: Fleet, balancer: Balancer, probe: Traffic, checks: Checks,
+                 report: ReleaseReport, on_event: Listener) -> None:
+        self.fleet, self.balancer, self.probe, self.checks = fleet, balancer, probe, checks
         self.report, self.on_event = report, on_event
         self.new: list[ServerRecord] = []
 
@@ -154,16 +198,16 @@ class _Run:
     # gates ---------------------------------------------------------------------------------
 
     def gate_provision(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
-        outcome = provision(self.fleet, [s.name for s in new], overrides, on_event=self.on_event)
-        if not outcome.ok:
-            raise ReleaseFailed(f"provisioning the new generation failed: {outcome.problem}")
+        problem = self.checks.provision(self.fleet, _names(new), overrides, self.on_event)
+        if problem:
+            raise ReleaseFailed(f"provisioning the new generation failed: {problem}")
 
     def gate_verify(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
-        result = verify(self.fleet, [s.name for s in new], overrides, on_event=self.on_event)
-        if not result.ok:
-            raise ReleaseFailed(f"the new generation failed its tests: {failure_summary(result)}")
+        problem = self.checks.verify(self.fleet, _names(new), overrides, self.on_event)
+        if problem:
+            raise ReleaseFailed(f"the new generation failed its tests: {problem}")
 
-    def verify_and_join(self, new: list[ServerRecord], health: Any,
+    def verify_and_join(self, new: list[ServerRecord], health: HealthCheck,
                         overrides: dict[str, Any] | None) -> None:
         give_up = threading.Event()
         joining = _Background(lambda: self.join(new, health, give_up))
@@ -176,12 +220,11 @@ class _Run:
             joining.wait()
         joining.result()
 
-    def join(self, new: list[ServerRecord], health: Any,
+    def join(self, new: list[ServerRecord], health: HealthCheck,
              give_up: threading.Event | None = None) -> None:
-        """Put the new servers in the pool at weight 0 and wait for their health checks."""
-        for server in new:
-            self.balancer.add(server, health, weight=0)
-        unhealthy = self.balancer.wait_healthy([s.name for s in new], give_up=give_up)
+        """Put the new servers in the pool at zero share and wait for their health checks."""
+        self.balancer.join(new, health)
+        unhealthy = self.balancer.wait_healthy(_names(new), give_up=give_up)
         if unhealthy:
             raise ReleaseFailed(f"health check {health.path} on port {health.port} failed on "
                                 f"{', '.join(unhealthy)}")
@@ -190,36 +233,38 @@ class _Run:
              seconds: float, max_error_rate: float, verify_first: bool,
              overrides: dict[str, Any] | None) -> None:
         """Move ``percent`` of traffic to the new generation, watch it, judge it."""
-        self.balancer.set_weights({s.name: percent for s in new}
-                                  | {s.name: FULL_WEIGHT - percent for s in old})
+        names = _names(new)
+        self.balancer.shift(_names(old), names, percent)
         started = time.monotonic()
         step = StepReport(percent, {})
-        canary = _CanaryCount(self.balancer.servers(), [s.name for s in new])
+        canary = _CanaryCount(self.balancer, names)
         self.report.steps.append(step)
         # At the first step the tests run again, under real traffic, while the step is held.
         tests = _Background(lambda: self.gate_verify(new, overrides)) if verify_first else None
         try:
             while True:
                 time.sleep(min(0.5, max(0.0, started + seconds - time.monotonic())))
-                rows = self.balancer.servers()
+                members = self.balancer.members()
                 window = self.probe.window(started)
-                step.canary = canary.since_start(rows)
-                self._tick(percent, rows, window, step.canary)
-                alive = {s.name for s in self.fleet.live()}
-                dead = [s.name for s in new if s.name not in alive]
+                own = canary.since_start()
+                step.canary = own.to_dict() if own is not None else {}
+                self._tick(percent, members, window, step.canary)
+                # One cheap question to the target, not a reconcile: this runs twice a second.
+                alive = self.fleet.target.alive(names)
+                dead = [n for n in names if n not in alive]
                 if dead:
                     step.window, step.gate = window.to_dict(), "server died"
                     raise ReleaseFailed(f"at {percent}%: {', '.join(dead)} stopped running")
-                down = [s.name for s in new if s.name not in rows or not rows[s.name].healthy]
+                down = [n for n in names if n not in members or not members[n].healthy]
                 if down:
                     step.window, step.gate = window.to_dict(), "health check failed"
                     raise ReleaseFailed(
                         f"at {percent}%: health check failing on {', '.join(down)}")
-                if canary.error_rate(step.canary) > max_error_rate:
+                if own is not None and own.error_rate > max_error_rate:
                     step.window, step.gate = window.to_dict(), "canary errors"
                     raise ReleaseFailed(
-                        f"at {percent}%: the new generation failed {step.canary['failed']} of "
-                        f"{step.canary['requests']} requests (retried on other servers or "
+                        f"at {percent}%: the new generation failed {own.failed} of "
+                        f"{own.requests} requests (retried on other servers or "
                         f"answered 5xx), above {max_error_rate:.1%}")
                 if time.monotonic() - started >= seconds and (tests is None or tests.done):
                     break
@@ -238,64 +283,61 @@ class _Run:
 
     def promote(self, old: list[ServerRecord]) -> None:
         """Drain the old generation (in-flight requests finish), then throw it away."""
-        lingering = self.balancer.remove([s.name for s in old])
+        lingering = self.balancer.retire(_names(old))
         if lingering:
             self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
                                            "in the balancer (connections would not close)"))
-        self.fleet.destroy_servers([s.name for s in old])
+        self.fleet.destroy_servers(_names(old))
 
     def rollback(self, old: list[ServerRecord], reason: str) -> None:
-        """Old generation back at full weight; new generation out and destroyed."""
+        """Old generation back at full share; new generation out and destroyed."""
         self.report.outcome, self.report.reason = "rolled-back", reason
         self.on_event(Event("rollback", f"rolling back: {reason}"))
         try:
-            self.balancer.set_weights({s.name: FULL_WEIGHT for s in old}, state="ready")
+            self.balancer.shift(_names(old), _names(self.new), 0)
         except LabError as exc:
             self.on_event(Event("warning", f"rollback: {exc}"))
         try:
-            self.balancer.remove([s.name for s in self.new], timeout=5)
+            self.balancer.retire(_names(self.new), timeout=5)
         except LabError as exc:
             self.on_event(Event("warning", f"rollback: {exc}"))
-        names = self.report.new or [s.name for s in self.new]
+        names = self.report.new or _names(self.new)
         created = [s.name for s in self.fleet.reconcile()
                    if s.role == self.report.role and s.name not in self.report.old]
         self.fleet.destroy_servers(sorted(set(names) | set(created)))
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
 
-    def _tick(self, percent: int, rows: dict[str, Any], window: Window,
+    def _tick(self, percent: int, members: dict[str, Member], window: Window,
               canary: dict[str, int]) -> None:
-        shares = share_of_traffic(rows)
         self.on_event(Event("tick", f"{percent}% on the new generation", data={
             "percent": percent, "rps": round(window.rps, 1), "errors": window.errors,
             "requests": window.requests, "canary": canary, "p50_ms": round(window.p50_ms, 1),
             "p99_ms": round(window.p99_ms, 1), "versions": window.versions,
-            "weights": {n: r.weight for n, r in rows.items()},
-            "health": {n: r.status for n, r in rows.items()},
-            "share": {n: round(v, 3) for n, v in shares.items()},
+            "weights": {n: m.weight for n, m in members.items()},
+            "health": {n: m.health for n, m in members.items()},
+            "share": {n: round(m.share, 3) for n, m in members.items() if m.share},
         }))
 
 
 class _CanaryCount:
     """Requests the new servers took and failed since a step began, from the balancer's
-    counters: HAProxy retries a failed request on another server, so users (and the probe)
-    may never see what the canary got wrong; its own counters do."""
+    counters: a balancer may retry a failed request on another server, so users (and the
+    probe) may never see what the canary got wrong; its own counters do. None throughout
+    where the balancer cannot tell."""
 
-    def __init__(self, rows: dict[str, BackendServer], names: list[str]) -> None:
-        self.names = names
-        self.start = self._totals(rows)
+    def __init__(self, balancer: Balancer, names: list[str]) -> None:
+        self.balancer, self.names = balancer, names
+        self.start: Tally | None = balancer.failures(names)
 
-    def _totals(self, rows: dict[str, BackendServer]) -> dict[str, int]:
-        present = [rows[n] for n in self.names if n in rows]
-        return {"requests": sum(r.total_sessions for r in present),
-                "failed": sum(r.failed for r in present)}
+    def since_start(self) -> Tally | None:
+        if self.start is None:
+            return None
+        now = self.balancer.failures(self.names)
+        return now.since(self.start) if now is not None else None
 
-    def since_start(self, rows: dict[str, BackendServer]) -> dict[str, int]:
-        now = self._totals(rows)
-        return {key: max(0, now[key] - self.start[key]) for key in now}
 
-    @staticmethod
-    def error_rate(count: dict[str, int]) -> float:
-        return count["failed"] / count["requests"] if count["requests"] else 0.0
+def _names(servers: list[ServerRecord]) -> list[str]:
+    return [s.name for s in servers]
 
 
 class _Background:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.balancers.base import group_vars, lab_roles
 from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.events import Event, Listener, ignore
@@ -55,8 +56,9 @@ class VerifyResult:
 
 def check_test_files(config: LabConfig, roles: list[str]) -> None:
     """A test file that does not compile is the user's input error, named with its line."""
+    known = lab_roles(config)
     for role in roles:
-        for relative in config.role(role).tests:
+        for relative in known[role].tests:
             path = config.directory / relative
             try:
                 compile(path.read_bytes(), str(relative), "exec")
@@ -77,11 +79,12 @@ def verify_lab(
     """Run each server's role tests against it, all hosts at once; returns every outcome."""
     roles = sorted({s.role for s in servers})
     check_test_files(config, roles)
-    write_inventory(config.state_dir, everyone or servers, key, config.group_vars())
+    write_inventory(config.state_dir, everyone or servers, key, group_vars(config))
     run_dir = config.state_dir / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-verify-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    todo = [s for s in servers if config.role(s.role).tests]
+    roles_by_name = lab_roles(config)
+    todo = [s for s in servers if roles_by_name[s.role].tests]
     variables = config.vars | (extra_vars or {})
 
     def one(server: ServerRecord) -> tuple[str, Path, list[TestOutcome]]:
@@ -104,7 +107,7 @@ def verify_lab(
 
 def _run_pytest(config: LabConfig, server: ServerRecord, report: Path,
                 variables: dict[str, object]) -> list[TestOutcome]:
-    tests = [str(config.directory / t) for t in config.role(server.role).tests]
+    tests = [str(config.directory / t) for t in lab_roles(config)[server.role].tests]
     argv = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
         f"--rootdir={config.directory}", f"--hosts=ssh://{server.name}",

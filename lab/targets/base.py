@@ -19,7 +19,7 @@ from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
 from lab.ssh import wait_until_ready
-from lab.state import ServerRecord
+from lab.state import GONE, ServerRecord
 
 LABEL_PREFIX = "lab."
 BOOT_TIMEOUT = "LAB_BOOT_TIMEOUT"  # seconds a server may take to accept SSH; default 90
@@ -88,6 +88,15 @@ class Target(ABC):
     @abstractmethod
     def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
         """Remove the named servers, or everything the lab made when ``names`` is None."""
+
+    def alive(self, names: list[str]) -> set[str]:
+        """Which of ``names`` run now: one look at the real world, nothing written to state.
+
+        A release asks this twice a second about its new servers. This default lists the
+        lab; a target with a cheaper question (one filtered API call) answers it directly.
+        """
+        wanted = set(names)
+        return {s.name for s in self.list() if s.name in wanted and s.status not in GONE}
 
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
         """Block until each server accepts its key over SSH and has finished booting.

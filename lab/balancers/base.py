@@ -1,0 +1,223 @@
+"""The balancer interface: what the release cycle, `lab provision` and `lab status` ask of the
+thing in front of a role, in terms of *generations and shares*, not servers and weights.
+
+A balancer has a URL users reach and members (the servers it sends traffic to), each with its
+health and its share of new requests. A release joins a new generation at zero share, waits
+until it is healthy, shifts a percentage of traffic from the old generation to the new one,
+reads the new members' own failures, and retires members (drain, then remove). HAProxy on a
+server of the lab's own is one balancer (``haproxy.py``); an AWS Application Load Balancer
+will be another, without a line changed above this package.
+
+Module functions at the end answer what a lab's balancer adds to the lab (its own roles, their
+inventory variables and fixed ports) and find the running one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lab.balancers.registry import known
+from lab.errors import ConfigError, LabError, UsageError
+
+if TYPE_CHECKING:
+    from lab.config import HealthCheck, LabConfig, Role
+    from lab.keys import KeyPair
+    from lab.state import ServerRecord
+
+
+@dataclass(frozen=True)
+class Member:
+    """One server behind the balancer, as the balancer sees it now."""
+
+    name: str
+    health: str  # the balancer's own word for it, shown as is by `lab status` (HAProxy: UP, DOWN)
+    healthy: bool  # passes its health checks
+    share: float  # its expected share of new requests now, 0..1
+    serving: bool  # meant to take traffic (it has a share once healthy): what provision waits on
+    weight: int = 0  # the balancer's own figure behind the share, shown by `lab status`
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Requests members took and failed by the balancer's own counters, which only grow.
+
+    Failed means what the member got wrong, whether or not users saw it: a balancer that
+    retries a failed request elsewhere hides it from users (and from lab's probe), not from
+    these counters.
+    """
+
+    requests: int = 0
+    failed: int = 0
+
+    def since(self, start: Tally) -> Tally:
+        """What happened between ``start`` and this reading (never negative: a member that
+        left and came back starts its counters again)."""
+        return Tally(max(0, self.requests - start.requests), max(0, self.failed - start.failed))
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "failed": self.failed}
+
+
+class Balancer(ABC):
+    """The thing in front of a role. Subclasses set ``kind`` and implement the abstract verbs.
+
+    Class methods say what the balancer adds to a lab before anything runs (its own roles,
+    their variables and ports); instances talk to a running balancer, found by :meth:`find`.
+    """
+
+    kind: ClassVar[str]
+
+    # what the balancer adds to the lab ---------------------------------------------------
+
+    @classmethod
+    def roles(cls, config: LabConfig) -> dict[str, Role]:
+        """Roles of servers the balancer runs on (HAProxy's ``lb``); none for a managed one."""
+        return {}
+
+    @classmethod
+    def group_vars(cls, config: LabConfig) -> dict[str, dict[str, Any]]:
+        """Inventory variables per role that the balancer's own playbooks need."""
+        return {}
+
+    @classmethod
+    def fixed_ports(cls, config: LabConfig, role: str) -> dict[int, int]:
+        """Server ports of ``role`` that must be published on a chosen port (the listen port)."""
+        return {}
+
+    @classmethod
+    @abstractmethod
+    def find(cls, config: LabConfig, servers: list[ServerRecord],
+             key: KeyPair) -> Balancer | None:
+        """The lab's running balancer (``servers`` are the lab's live ones), or None when it
+        has none yet."""
+
+    # a running balancer --------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """Where users reach the balanced role: what the release's probe measures."""
+
+    @abstractmethod
+    def members(self) -> dict[str, Member]:
+        """Every member by name, with its health and share of traffic now."""
+
+    @abstractmethod
+    def join(self, servers: list[ServerRecord], health: HealthCheck) -> None:
+        """Add servers as members at zero share, with ``health`` checked on them."""
+
+    @abstractmethod
+    def shift(self, old: list[str], new: list[str], percent: int) -> None:
+        """Send ``percent`` of new requests to the ``new`` members and the rest to ``old``.
+
+        ``old`` is put back in service at the same time (a release interrupted while retiring
+        it may have left it draining), so ``shift(old, new, 0)`` is the rollback's way back.
+        Members of ``new`` that never joined have no share to take back at 0 %.
+        """
+
+    @abstractmethod
+    def failures(self, names: list[str]) -> Tally | None:
+        """The named members' own requests and failures so far, or None where this balancer
+        cannot tell (then only what users see gates a canary step)."""
+
+    @abstractmethod
+    def retire(self, names: list[str], timeout: float = 10.0) -> list[str]:
+        """Drain members (requests in flight finish), then remove them; returns any that
+        would not go within ``timeout``."""
+
+    def wait_healthy(self, names: list[str], timeout: float = 15.0,
+                     give_up: threading.Event | None = None) -> list[str]:
+        """Wait until each of ``names`` is a healthy member; returns those that are not.
+
+        ``give_up`` ends the wait early (the release is over). Balancers with a stricter
+        idea of a passed check override this.
+        """
+        deadline = time.monotonic() + timeout
+        unhealthy = list(names)
+        while time.monotonic() < deadline and not (give_up and give_up.is_set()):
+            members = self.members()
+            unhealthy = [n for n in names if n not in members or not members[n].healthy]
+            if not unhealthy:
+                return []
+            time.sleep(0.1)
+        return unhealthy
+
+
+def get_balancer(kind: str) -> type[Balancer]:
+    """The Balancer class for ``kind``; imported only when asked for."""
+    where = known()
+    if kind not in where:
+        raise UsageError(f"balancer {kind!r} is not available (known: {', '.join(sorted(where))})")
+    module, _, attribute = where[kind].partition(":")
+    return getattr(import_module(module), attribute)
+
+
+# a lab's balancer ------------------------------------------------------------------------
+
+
+def balancer_class(config: LabConfig) -> type[Balancer] | None:
+    """The class of the lab's balancer, or None when lab.yml has no ``balancer:``."""
+    return None if config.balancer is None else get_balancer(config.balancer.kind)
+
+
+def lab_roles(config: LabConfig) -> dict[str, Role]:
+    """lab.yml's roles, plus those of servers the balancer runs on (provisioned last).
+
+    A role of lab.yml may not take a name the balancer needs: ConfigError naming it.
+    """
+    cls = balancer_class(config)
+    own = cls.roles(config) if cls is not None else {}
+    for name in own:
+        if name in config.servers:
+            raise ConfigError(f"lab.yml: servers.{name}: the name is reserved for the balancer")
+    return dict(config.servers) | own
+
+
+def balancer_roles(config: LabConfig) -> set[str]:
+    """Roles of servers the lab's balancer runs on (none without a balancer)."""
+    cls = balancer_class(config)
+    return set(cls.roles(config)) if cls is not None else set()
+
+
+def group_vars(config: LabConfig) -> dict[str, dict[str, Any]]:
+    """Variables per role for the inventory: what the balancer's playbooks need to know."""
+    cls = balancer_class(config)
+    return cls.group_vars(config) if cls is not None else {}
+
+
+def fixed_ports(config: LabConfig, role: str) -> dict[int, int]:
+    """Server ports of ``role`` published on a chosen port (the balancer's listen port)."""
+    cls = balancer_class(config)
+    return cls.fixed_ports(config, role) if cls is not None else {}
+
+
+def open_balancer(config: LabConfig, servers: list[ServerRecord],
+                  key: KeyPair) -> Balancer | None:
+    """The lab's running balancer among ``servers``, or None when it has none."""
+    cls = balancer_class(config)
+    return cls.find(config, servers, key) if cls is not None else None
+
+
+def rotation(config: LabConfig, servers: list[ServerRecord],
+             key: KeyPair) -> dict[str, dict[str, object]]:
+    """Each member's weight, health and share of new requests, as the balancer sees them.
+
+    Empty when the lab has no running balancer or it cannot be asked: `lab status` must work
+    whatever state the balancer is in.
+    """
+    try:
+        balancer = open_balancer(config, servers, key)
+        members = balancer.members() if balancer is not None else {}
+    except (LabError, OSError):
+        return {}
+    return {name: {"weight": m.weight, "health": m.health, "share": round(m.share, 3)}
+            for name, m in members.items()}
