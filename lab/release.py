@@ -162,12 +162,13 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
                 verify_first=(i == 0), overrides=overrides))
         run.phase("promote", lambda: run.promote(old))
         report.outcome = "promoted"
-    except (LabError, KeyboardInterrupt) as exc:
-        reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        run.rollback(old, reason)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise ReleaseFailed(f"release rolled back: {reason}") from None
+    except BaseException as exc:  # a bug or Ctrl-C must not leave a half-made release
+        reason = _reason(exc)
+        rolled_back = run.rollback(old, reason)
+        if not isinstance(exc, LabError):
+            raise  # Ctrl-C (exit 130) or a bug (exit 70), after the clean-up
+        if rolled_back:
+            raise ReleaseFailed(f"release rolled back: {reason}") from None
     finally:
         traffic.stop()
         report.traffic = traffic.window(probe_started).to_dict()
@@ -184,6 +185,7 @@ class _Run:
         self.fleet, self.balancer, self.probe, self.checks = fleet, balancer, probe, checks
         self.report, self.on_event = report, on_event
         self.new: list[ServerRecord] = []
+        self._promoting = False
 
     def phase(self, name: str, body: Any) -> Any:
         self.on_event(Event("phase", f"{name}..."))
@@ -283,14 +285,21 @@ class _Run:
 
     def promote(self, old: list[ServerRecord]) -> None:
         """Drain the old generation (in-flight requests finish), then throw it away."""
+        self._promoting = True
         lingering = self.balancer.retire(_names(old))
         if lingering:
             self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
                                            "in the balancer (connections would not close)"))
         self.fleet.destroy_servers(_names(old))
 
-    def rollback(self, old: list[ServerRecord], reason: str) -> None:
-        """Old generation back at full share; new generation out and destroyed."""
+    def rollback(self, old: list[ServerRecord], reason: str) -> bool:
+        """Old generation back at full share; new generation out and destroyed. True once
+        rolled back; False when the old generation had already left the balancer (a promote
+        cut short): then the new one, which passed every gate, keeps serving and the promote
+        is finished instead, since taking it out would leave nothing serving."""
+        if self._old_generation_gone(old):
+            self._finish_promote(old, reason)
+            return False
         self.report.outcome, self.report.reason = "rolled-back", reason
         self.on_event(Event("rollback", f"rolling back: {reason}"))
         try:
@@ -306,6 +315,25 @@ class _Run:
                    if s.role == self.report.role and s.name not in self.report.old]
         self.fleet.destroy_servers(sorted(set(names) | set(created)))
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
+        return True
+
+    def _old_generation_gone(self, old: list[ServerRecord]) -> bool:
+        """None of the old generation is a member of the balancer any more (only promote
+        removes it). A balancer that cannot be asked is assumed to still hold it."""
+        if not self._promoting:
+            return False
+        try:
+            members = self.balancer.members()
+        except LabError:
+            return False
+        return not any(name in members for name in _names(old))
+
+    def _finish_promote(self, old: list[ServerRecord], reason: str) -> None:
+        self.report.outcome = "promoted"
+        self.report.reason = f"promote cut short ({reason}); finished it"
+        self.on_event(Event("warning", f"{reason} after the old generation left the balancer: "
+                                       "the new generation keeps serving; removing the old one"))
+        self.fleet.destroy_servers(_names(old))
 
     def _tick(self, percent: int, members: dict[str, Member], window: Window,
               canary: dict[str, int]) -> None:
@@ -334,6 +362,14 @@ class _CanaryCount:
             return None
         now = self.balancer.failures(self.names)
         return now.since(self.start) if now is not None else None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, LabError):
+        return str(exc)
+    return f"internal error: {exc!r}"
 
 
 def _names(servers: list[ServerRecord]) -> list[str]:

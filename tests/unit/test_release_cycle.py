@@ -280,3 +280,35 @@ def test_ctrl_c_rolls_back_in_every_phase(cycle: Cycle, phase: str) -> None:
     else:
         expect(cycle.world.calls, *before, *ROLLBACK)
     cycle.assert_rolled_back("interrupted (Ctrl-C)")
+
+
+def test_ctrl_c_after_the_old_generation_left_the_balancer_finishes_the_promote(
+        cycle: Cycle) -> None:
+    """Rolling back then would take out the only generation still serving: the new one,
+    which passed every gate, stays; the old one is thrown away as promote would have."""
+    cycle.world.when("target.destroy web-1 web-2", interrupt)
+
+    with pytest.raises(KeyboardInterrupt):
+        cycle.release()
+
+    expect(cycle.world.calls, *START, JOIN, *CANARY, "balancer.retire web-1 web-2",
+           "target.destroy web-1 web-2", "target.destroy web-1 web-2", "probe.stop")
+    assert {n: m.share for n, m in cycle.world.pool.items()} == {"web-3": 100, "web-4": 100}
+    assert sorted(cycle.world.servers) == NEW
+    saved = cycle.saved()
+    assert saved["outcome"] == "promoted"
+    assert "promote cut short (interrupted (Ctrl-C))" in str(saved["reason"])
+
+
+def test_an_unexpected_error_rolls_back_then_surfaces(cycle: Cycle) -> None:
+    """A bug in lab (not a LabError) mid-canary still rolls back before it is reported."""
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    cycle.world.when("balancer.shift 50", bug)
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        cycle.release()
+
+    expect(cycle.world.calls, *START, JOIN, *CANARY[:3], *ROLLBACK)
+    cycle.assert_rolled_back("internal error: RuntimeError('a bug')")
