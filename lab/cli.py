@@ -354,7 +354,7 @@ def verify(
     from lab.fleet import Fleet
     from lab.harness import verify as run
     from lab.provision import parse_overrides
-    from lab.verify import failure_summary, merge_junit
+    from lab.verify import merge_junit
 
     config = _config()
     with progress(f"lab verify {config.name}") as listener, Fleet(config) as fleet:
@@ -370,7 +370,7 @@ def verify(
             table.add_row(o.host, o.test, f"[{color}]{o.status}[/{color}]", o.message[:80])
         out.print(table)
     if not result.ok:
-        raise CheckFailed(failure_summary(result))
+        raise CheckFailed(result.problem)
 
 
 @app.command("test")

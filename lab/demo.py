@@ -9,42 +9,32 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.config import load_config
-from lab.errors import LabError
-from lab.events import Event, Listener, ignore
+from lab.events import Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
 from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
 from lab.scaffold import init_lab
-
-
-@dataclass
-class DemoStep:
-    name: str
-    expected: str
-    outcome: str
-    seconds: float
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == self.expected
+from lab.steps import OK, Outcome, Step, Steps
 
 
 @dataclass
 class DemoReport:
     directory: Path
-    steps: list[DemoStep] = field(default_factory=list)
+    run: Steps = field(default_factory=Steps)
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.run.done
 
     @property
     def ok(self) -> bool:
-        return bool(self.steps) and all(s.ok for s in self.steps)
+        return self.run.ok
 
 
 def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | None = None,
@@ -60,15 +50,16 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
     text = re.sub(r"step_seconds: [\d.]+", f"step_seconds: {step_seconds}", text)
     (directory / "lab.yml").write_text(text)
     config = load_config(directory / "lab.yml")
-    report = DemoReport(directory)
+    report = DemoReport(directory, Steps(on_event))
     with Fleet(config, on_event) as fleet:
         try:
-            _step(report, "up v1: create, provision, verify", "ok", on_event,
-                  lambda: _build_v1(fleet, on_event))
-            _step(report, "release v2 under load", "promoted", on_event,
-                  lambda: _release(fleet, {"version": "v2"}, on_event))
-            _step(report, "release broken v3", "rolled-back", on_event,
-                  lambda: _release(fleet, {"version": "v3", "broken": True}, on_event))
+            # Each step runs whatever happened before: the story is told to the end.
+            report.run.run("up v1: create, provision, verify", lambda: _build_v1(fleet, on_event),
+                           always=True)
+            report.run.run("release v2 under load", lambda: _release(
+                fleet, {"version": "v2"}, on_event), "promoted", always=True)
+            report.run.run("release broken v3", lambda: _release(
+                fleet, {"version": "v3", "broken": True}, on_event), "rolled-back", always=True)
         finally:
             if not keep:
                 fleet.destroy()
@@ -77,18 +68,18 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
     return report
 
 
-def _build_v1(fleet: Fleet, on_event: Listener) -> tuple[str, dict[str, Any]]:
+def _build_v1(fleet: Fleet, on_event: Listener) -> Outcome:
     fleet.up()
     result = provision(fleet, on_event=on_event)
     if not result.ok:
-        return f"failed: {result.problem}", {}
+        return Outcome(f"failed: {result.problem}", result.problem)
     checked = verify(fleet, on_event=on_event)
     passed = sum(o.status == "passed" for o in checked.outcomes)
-    return ("ok" if checked.ok else "verify failed"), {"tests passed": passed}
+    return Outcome(OK if checked.ok else "verify failed", checked.problem,
+                   {"tests passed": passed})
 
 
-def _release(fleet: Fleet, overrides: dict[str, Any],
-             on_event: Listener) -> tuple[str, dict[str, Any]]:
+def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener) -> Outcome:
     try:
         report = release(fleet, overrides, on_event=on_event)
     except ReleaseFailed:
@@ -98,14 +89,4 @@ def _release(fleet: Fleet, overrides: dict[str, Any],
     traffic = report_data["traffic"]
     figures = {"requests": traffic["requests"], "failed": traffic["errors"],
                "p99 ms": traffic["p99_ms"], "reason": report_data["reason"]}
-    return report_data["outcome"], figures
-
-
-def _step(report: DemoReport, name: str, expected: str, on_event: Listener, body: Any) -> None:
-    on_event(Event("phase", f"== {name}"))
-    started = time.monotonic()
-    try:
-        outcome, figures = body()
-    except LabError as exc:
-        outcome, figures = f"error: {exc}", {}
-    report.steps.append(DemoStep(name, expected, outcome, time.monotonic() - started, figures))
+    return Outcome(report_data["outcome"], "", figures)

@@ -8,21 +8,19 @@ CLI renders the report and turns ``not ok`` into exit status 1.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lab.balancers.base import balancer_roles, open_balancer
 from lab.config import LabConfig
-from lab.errors import LabError, TargetError
+from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.probe import free_local_port
-from lab.provision import RunResult, TaskOutcome, failure_summary, provision_lab
+from lab.provision import RunResult, TaskOutcome, provision_lab, runs_problem
 from lab.state import ServerRecord
+from lab.steps import Step, Steps
 from lab.verify import VerifyResult, verify_lab
-from lab.verify import failure_summary as verify_summary
 
 DestroyPolicy = Literal["always", "passing", "never"]
 
@@ -52,7 +50,7 @@ def provision(fleet: Fleet, names: list[str] | None = None,
     failed_hosts = {f.host for r in report.runs for f in r.failures}
     fleet.mark(sorted(failed_hosts), "failed", report.runs[0].run_id if report.runs else "")
     if not all(r.ok for r in report.runs):
-        report.problem = failure_summary(report.runs)
+        report.problem = runs_problem(report.runs)
         return report
     fleet.mark([s.name for s in servers], "provisioned", json.dumps({
         "runs": [r.run_id for r in report.runs],
@@ -105,7 +103,7 @@ def check_idempotence(fleet: Fleet, overrides: dict[str, Any] | None = None,
     report.second = provision_lab(fleet.config, servers, fleet.key, overrides,
                                   on_event=on_event, everyone=everyone)
     if not all(r.ok for r in report.second):
-        report.problem = "second run failed: " + failure_summary(report.second)
+        report.problem = "second run failed: " + runs_problem(report.second)
     elif report.not_idempotent:
         named = "; ".join(f"{t.host}: {t.task}" for t in report.not_idempotent)
         report.problem = f"not idempotent: changed on the second run: {named}"
@@ -135,7 +133,7 @@ def drift(fleet: Fleet, names: list[str] | None = None,
     report = DriftReport(provision_lab(fleet.config, servers, fleet.key, overrides, check=True,
                                        on_event=on_event, everyone=everyone))
     if not all(r.ok for r in report.runs):
-        report.problem = "drift check failed: " + failure_summary(report.runs)
+        report.problem = "drift check failed: " + runs_problem(report.runs)
     for task in report.drifted:
         fleet.state.log("drift", task.host, task.task)
     return report
@@ -153,28 +151,25 @@ def verify(fleet: Fleet, names: list[str] | None = None,
 
 
 @dataclass
-class Phase:
-    name: str
-    ok: bool
-    seconds: float
-    detail: str = ""
-
-
-@dataclass
 class TestReport:
+    """`lab test`: each phase as a :class:`~lab.steps.Step` (name, ok, seconds, detail)."""
+
     __test__ = False
 
     lab: str
-    phases: list[Phase] = field(default_factory=list)
+    steps: Steps = field(default_factory=Steps)
+
+    @property
+    def phases(self) -> list[Step]:
+        return self.steps.done
 
     @property
     def ok(self) -> bool:
-        return bool(self.phases) and all(p.ok for p in self.phases)
+        return self.steps.ok
 
     @property
     def problem(self) -> str:
-        failed = [p for p in self.phases if not p.ok]
-        return f"{failed[0].name} failed: {failed[0].detail}" if failed else ""
+        return self.steps.problem
 
 
 def test_lab_name(config: LabConfig) -> str:
@@ -188,51 +183,21 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
     """Fresh servers, provision, idempotence, verify, destroy: Molecule's `test`, faster."""
     test_config = config.beside(test_lab_name(config), config.state_dir / "test",
                                 listen=free_local_port())
-    report = TestReport(test_config.name)
+    steps = Steps(on_event)
+    report = TestReport(test_config.name, steps)
     with Fleet(test_config, on_event) as fleet:
         try:
             fleet.destroy()  # leftovers of an earlier, interrupted test
-            _phase(report, "create", lambda: (fleet.up(), "")[1], on_event)
-            _phase(report, "provision", lambda: _problem(
-                provision(fleet, overrides=overrides, on_event=on_event)), on_event)
-            _phase(report, "idempotence", lambda: _problem(
-                check_idempotence(fleet, overrides, on_event)), on_event)
-            _phase(report, "verify", lambda: _verify_problem(fleet, overrides, on_event),
-                   on_event)
+            steps.run("create", fleet.up)
+            steps.run("provision", lambda: provision(fleet, overrides=overrides,
+                                                     on_event=on_event))
+            steps.run("idempotence", lambda: check_idempotence(fleet, overrides, on_event))
+            steps.run("verify", lambda: verify(fleet, overrides=overrides, on_event=on_event))
         finally:
             if destroy == "always" or (destroy == "passing" and report.ok):
-                _phase(report, "destroy", lambda: (fleet.destroy(), "")[1], on_event,
-                       always=True)
+                steps.run("destroy", fleet.destroy, always=True)
             else:
                 on_event(Event("phase", f"kept servers of {fleet.config.name} (--destroy "
                                         f"{destroy}); remove them with `lab test --destroy "
                                         "always` or `lab destroy -f` on that lab"))
     return report
-
-
-def _verify_problem(fleet: Fleet, overrides: dict[str, Any] | None, on_event: Listener) -> str:
-    result = verify(fleet, overrides=overrides, on_event=on_event)
-    return "" if result.ok else verify_summary(result)
-
-
-def _problem(report: ProvisionReport) -> str:
-    return report.problem
-
-
-def _phase(report: TestReport, name: str, body: Callable[[], str], on_event: Listener,
-           always: bool = False) -> None:
-    """Run one phase unless an earlier one failed; a phase returns its problem or ''."""
-    if not always and not report.ok and report.phases:
-        return
-    on_event(Event("phase", f"{name}..."))
-    started = time.monotonic()
-    try:
-        problem = body()
-    except LabError as exc:
-        problem = str(exc)
-    except BaseException as exc:  # a bug or Ctrl-C: record it, let it through
-        report.phases.append(Phase(name, False, time.monotonic() - started, repr(exc)))
-        raise
-    report.phases.append(Phase(name, not problem, time.monotonic() - started, problem))
-    on_event(Event("phase", f"{name} {'ok' if not problem else 'FAILED'} "
-                            f"({report.phases[-1].seconds:.1f} s)"))

@@ -267,7 +267,7 @@ def provision_lab(
             raise
 
 
-def failure_summary(results: list[RunResult]) -> str:
+def runs_problem(results: list[RunResult]) -> str:
     """One line naming each failed host, its task and the module's message."""
     failures = [f for r in results for f in r.failures]
     if not failures:

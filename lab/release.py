@@ -31,7 +31,7 @@ from lab.fleet import Fleet
 from lab.harness import provision, verify
 from lab.probe import Probe, Window
 from lab.state import ServerRecord
-from lab.verify import failure_summary
+from lab.steps import Steps
 
 
 class ReleaseFailed(CheckFailed):
@@ -65,7 +65,7 @@ def verify_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None
                 on_event: Listener) -> str:
     """lab's verification (testinfra) as a release gate."""
     result = verify(fleet, names, overrides, on_event=on_event)
-    return "" if result.ok else failure_summary(result)
+    return result.problem
 
 
 @dataclass(frozen=True)
@@ -184,18 +184,19 @@ class _Run:
                  report: ReleaseReport, on_event: Listener) -> None:
         self.fleet, self.balancer, self.probe, self.checks = fleet, balancer, probe, checks
         self.report, self.on_event = report, on_event
+        self.steps = Steps(on_event)
         self.new: list[ServerRecord] = []
         self._promoting = False
 
     def phase(self, name: str, body: Any) -> Any:
-        self.on_event(Event("phase", f"{name}..."))
-        started = time.monotonic()
-        result = body()
-        self.report.phases[name] = round(time.monotonic() - started, 2)
-        self.on_event(Event("phase", f"{name} ok ({self.report.phases[name]:.1f} s)"))
+        """One phase through lab's step runner; any exception goes on to the rollback."""
+        made: list[Any] = []
+        step = self.steps.run(name, lambda: made.append(body()), catch=False)
+        assert step is not None  # a release stops at its first failure: nothing is skipped
+        self.report.phases[name] = round(step.seconds, 2)
         if name == "create":
-            self.new = result
-        return result
+            self.new = made[0]
+        return made[0]
 
     # gates ---------------------------------------------------------------------------------
 

@@ -53,6 +53,16 @@ class VerifyResult:
     def failures(self) -> list[TestOutcome]:
         return [o for o in self.outcomes if o.status in ("failed", "error")]
 
+    @property
+    def problem(self) -> str:
+        """One line naming the first failed tests with their hosts; "" when all passed."""
+        if self.ok:
+            return ""
+        failures = self.failures
+        shown = "; ".join(f"{f.host}: {f.test}: {f.message or f.status}" for f in failures[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        return f"verify failed: {shown}{more}" if failures else "verify ran no tests"
+
 
 def check_test_files(config: LabConfig, roles: list[str]) -> None:
     """A test file that does not compile is the user's input error, named with its line."""
@@ -177,10 +187,3 @@ def merge_junit(result: VerifyResult, destination: Path) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(destination, encoding="utf-8", xml_declaration=True)
     return destination
-
-
-def failure_summary(result: VerifyResult) -> str:
-    failures = result.failures
-    shown = "; ".join(f"{f.host}: {f.test}: {f.message or f.status}" for f in failures[:3])
-    more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-    return f"verify failed: {shown}{more}" if failures else "verify ran no tests"
