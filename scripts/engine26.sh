@@ -69,6 +69,12 @@ open_network() {
 start_engine() {
   mkdir -p "$RUN_DIR"
   cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+  # Forget the networks of an earlier start: at start Docker deletes a default bridge network
+  # it remembers, and the Linux bridge it deleted here once was the usual engine's docker0
+  # (both engines share the network namespace). Servers and test networks do not outlive a run.
+  rm -rf "$ROOTFS/var/lib/docker/network"
+  local docker0
+  docker0=$(ip -4 -o addr show dev docker0 2>/dev/null | awk '{print $4; exit}')
   say "starting Docker 26 (cgroup v2) on $DOCKER_HOST_26 (log: $HOME_DIR/dockerd.log)"
   # setsid + nohup: the engine outlives this script and the shell that ran it.
   setsid nohup unshare --mount --propagation private bash -c '
@@ -91,9 +97,24 @@ start_engine() {
       --bridge="$BRIDGE" --iptables=false --ip-masq=false --ip6tables=false \
       --default-address-pool "base=$POOL,size=24"
   ' engine26 "$ROOTFS" "$RUN_DIR" "$POOL" "$BRIDGE" >"$HOME_DIR/dockerd.log" 2>&1 </dev/null &
-  for _ in $(seq 1 120); do answers && return; sleep 0.5; done
+  for _ in $(seq 1 120); do answers && break; sleep 0.5; done
+  if answers; then
+    keep_docker0 "$docker0"
+    return
+  fi
   tail -20 "$HOME_DIR/dockerd.log" >&2
   die "Docker 26 did not start; see $HOME_DIR/dockerd.log"
+}
+
+# The usual engine's docker0 must survive this one's start; should it not, it is put back.
+keep_docker0() {
+  local address=$1
+  [ -n "$address" ] || return 0
+  ip link show docker0 >/dev/null 2>&1 && return 0
+  printf 'engine26: docker0 vanished while Docker 26 started; putting it back (%s)\n' "$address" >&2
+  ip link add docker0 type bridge
+  ip addr add "$address" dev docker0
+  ip link set docker0 up
 }
 
 # The base image is built by the usual engine; the same image (same id) is loaded here.
@@ -120,8 +141,9 @@ case "${1:-}" in
     ;;
   stop)
     if [ -f "$RUN_DIR/dockerd.pid" ]; then
-      kill "$(cat "$RUN_DIR/dockerd.pid")" 2>/dev/null || true
-      for _ in $(seq 1 40); do answers || break; sleep 0.5; done
+      pid=$(cat "$RUN_DIR/dockerd.pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     fi
     ;;
   host) echo "$DOCKER_HOST_26" ;;
