@@ -226,7 +226,7 @@ def status(
         servers = fleet.status()
         pool = rotation(fleet.config, servers, fleet.key)
     if as_json:
-        out.print_json(json.dumps([s.to_dict() | ({"balancer": pool[s.name]} if s.name in pool
+        out.print_json(json.dumps([s.shown() | ({"balancer": pool[s.name]} if s.name in pool
                                                   else {}) for s in servers]))
     else:
         _print_servers(servers, pool)

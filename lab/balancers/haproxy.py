@@ -26,7 +26,7 @@ from lab.config import HealthCheck, LabConfig, Role
 from lab.errors import TargetError
 from lab.keys import KeyPair
 from lab.ssh import as_root, ssh_argv
-from lab.state import GONE, ServerRecord
+from lab.state import ServerRecord
 
 ROLE = "lb"  # the balancer's own role, added to the lab when lab.yml has `balancer:`
 BACKEND = "app"
@@ -100,7 +100,7 @@ class HAProxy(Balancer):
     @classmethod
     def find(cls, config: LabConfig, servers: list[ServerRecord],
              key: KeyPair) -> HAProxy | None:
-        running = [s for s in servers if s.role == ROLE and s.status not in GONE]
+        running = [s for s in servers if s.role == ROLE and not s.gone]
         return cls(config, running[0], key) if running else None
 
     # the Balancer interface ----------------------------------------------------------------

@@ -19,7 +19,7 @@ from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
 from lab.ssh import wait_until_ready
-from lab.state import GONE, ServerRecord
+from lab.state import ServerRecord
 
 LABEL_PREFIX = "lab."
 BOOT_TIMEOUT = "LAB_BOOT_TIMEOUT"  # seconds a server may take to accept SSH; default 90
@@ -96,7 +96,7 @@ class Target(ABC):
         lab; a target with a cheaper question (one filtered API call) answers it directly.
         """
         wanted = set(names)
-        return {s.name for s in self.list() if s.name in wanted and s.status not in GONE}
+        return {s.name for s in self.list() if s.name in wanted and not s.gone}
 
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
         """Block until each server accepts its key over SSH and has finished booting.

@@ -21,7 +21,7 @@ from docker.models.containers import Container
 from lab.engine import EngineFacts, docker_client, engine_facts
 from lab.errors import PrerequisiteError, TargetError
 from lab.events import Event, Listener, ignore
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
 from lab.targets.runmode import OVERRIDE, RunMode, choose
 
@@ -31,7 +31,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's colours, in console
 # "created" is a container that was never started (a `lab up` killed between create and
 # start, or a start that failed): it has no published ports and will not start by itself, so
 # it counts as dead and `lab up` replaces it instead of waiting 90 s for SSH on port 0.
-LIVE_STATUS = {"running": "running", "restarting": "restarting"}
+LIVE_STATUS = {"running": Liveness.RUNNING, "restarting": Liveness.RESTARTING}
 
 
 class DockerTarget(Target):
@@ -222,7 +222,7 @@ class DockerTarget(Target):
             ssh_user="root",
             image=labels.get(f"{LABEL_PREFIX}image", attrs["Config"].get("Image", "")),
             generation=int(labels.get(f"{LABEL_PREFIX}generation", "1")),
-            status=LIVE_STATUS.get(container.status, "dead"),
+            liveness=LIVE_STATUS.get(container.status, Liveness.DEAD),
             ports=published,
             created=_docker_time(created),
         )

@@ -36,7 +36,7 @@ import vagrant
 
 from lab.errors import LabError, PrerequisiteError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
 from lab.targets.docker import DockerTarget
 
@@ -47,7 +47,7 @@ DATA = files("lab") / "data"
 BOOT_TIMEOUT = {"docker": 60, "virtualbox": 300, "libvirt": 300}
 # Vagrant states as lab statuses; any other state of a created machine (stopped, poweroff,
 # aborted, ...) is dead, and a machine Vagrant calls not created is missing.
-STATUS = {"running": "running", "preparing": "creating"}
+STATUS = {"running": Liveness.RUNNING, "preparing": Liveness.CREATING}
 NOT_CREATED = {"not_created", "not created"}
 RUN_KEYS = ("docker_args", "command", "run_mode")  # machines.json: how containers start
 INSTALL = "vagrant not found: install it (Debian: apt-get install --no-install-recommends vagrant)"
@@ -204,17 +204,18 @@ class VagrantTarget(Target):
             if state in NOT_CREATED:
                 continue
             container = containers.pop(name, None)
-            records.append(self._record(machine, STATUS.get(state, "dead"), container))
+            records.append(self._record(machine, STATUS.get(state, Liveness.DEAD), container))
         if orphans:
-            records += [replace(self.engine._record(c), target=self.name, status="dead")
+            records += [replace(self.engine._record(c), target=self.name, liveness=Liveness.DEAD)
                         for c in containers.values()]
         return records
 
-    def _record(self, machine: dict[str, Any], status: str, container: Any) -> ServerRecord:
+    def _record(self, machine: dict[str, Any], liveness: Liveness,
+                container: Any) -> ServerRecord:
         ssh = machine.get("ssh", {})
         common = {"target": self.name, "ssh_user": ssh.get("user", "vagrant"),
                   "ssh_key": ssh.get("key", ""), "image": machine["image"],
-                  "status": status, "created": machine["created"]}
+                  "liveness": liveness, "created": machine["created"]}
         if container is not None:  # address on the lab network, ports as published now
             return replace(self.engine._record(container), **common)
         return ServerRecord(

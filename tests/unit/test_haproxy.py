@@ -21,7 +21,7 @@ from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError, UsageError
 from lab.keys import KeyPair
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord, Stage
 
 HEADER = "# pxname,svname,scur,stot,wretr,status,weight,check_status,hrsp_5xx\n"
 ROWS = {
@@ -121,8 +121,9 @@ def test_a_lab_without_balancer_has_only_its_own_roles() -> None:
 
 def test_the_balancer_is_found_among_running_servers() -> None:
     lab, key = config(), KeyPair(Path(), Path())
-    dead = ServerRecord("lb-1", "lb", "docker", status="dead")
-    running = ServerRecord("lb-2", "lb", "docker", status="ready")
+    dead = ServerRecord("lb-1", "lb", "docker", liveness=Liveness.DEAD)
+    running = ServerRecord("lb-2", "lb", "docker", liveness=Liveness.RUNNING,
+                           stage=Stage.READY)
 
     assert open_balancer(lab, [dead], key) is None
     found = open_balancer(lab, [dead, running], key)

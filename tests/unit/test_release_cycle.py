@@ -24,7 +24,7 @@ from lab.config import load_config
 from lab.events import Event
 from lab.fleet import Fleet
 from lab.release import Checks, ReleaseFailed, ReleaseReport, release
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord
 
 OLD = ["web-1", "web-2"]
 NEW = ["web-3", "web-4"]
@@ -90,7 +90,7 @@ def cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cycle]:
     config = load_config(tmp_path / "lab.yml").model_copy(update={"target": "fake"})
     for index, name in enumerate(OLD):
         world.servers[name] = ServerRecord(name, "web", "fake", address=f"10.9.1.{index}",
-                                           generation=1, status="running")
+                                           generation=1, liveness=Liveness.RUNNING)
         world.pool[name] = FakeMember(share=100)
     with Fleet(config.located(tmp_path)) as fleet:
         yield Cycle(world, fleet, [])
