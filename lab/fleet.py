@@ -18,7 +18,8 @@ from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair, ensure_keypair
 from lab.state import Liveness, ServerRecord, Stage, State
-from lab.targets import ServerSpec, Target, get_target
+from lab.targets.base import ServerSpec, Target
+from lab.targets.registry import get_target
 
 
 class Selection(NamedTuple):

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from lab.config import LabConfig
+from lab.config import LabConfig, TargetSettings
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
@@ -72,6 +72,9 @@ class Target(ABC):
     """Where servers run. Subclasses set ``name`` and implement the abstract verbs."""
 
     name: ClassVar[str]
+    # The model of this target's own section of lab.yml, named like the target (`vagrant:`);
+    # None: the target takes no settings, and a section of its name is an unknown field.
+    settings_model: ClassVar[type[TargetSettings] | None] = None
 
     def __init__(self, config: LabConfig, key: KeyPair) -> None:
         self.config = config

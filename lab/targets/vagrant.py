@@ -30,10 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import vagrant
+from pydantic import AfterValidator, Field, field_validator
 
+from lab.config import TargetSettings
 from lab.errors import LabError, PrerequisiteError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.state import Liveness, ServerRecord
@@ -53,6 +55,41 @@ RUN_KEYS = ("docker_args", "command", "run_mode")  # machines.json: how containe
 INSTALL = "vagrant not found: install it (Debian: apt-get install --no-install-recommends vagrant)"
 
 
+# Boxes Vagrant starts from when its provider runs virtual machines; the docker provider uses
+# lab.yml's `image:` instead, so a baked image works with `lab release --from-image`.
+DEFAULT_BOXES = {"virtualbox": "debian/bookworm64", "libvirt": "debian/bookworm64"}
+
+
+def _box_name(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"must be a box name like 'debian/bookworm64', got {value!r}")
+    return value
+
+
+BoxName = Annotated[str, Field(strict=True), AfterValidator(_box_name)]
+
+
+class VagrantSettings(TargetSettings):
+    """``vagrant:`` in lab.yml: which Vagrant provider runs the machines (target vagrant)."""
+
+    provider: Literal["docker", "virtualbox", "libvirt"] = "docker"
+    boxes: dict[str, BoxName] = Field(default_factory=dict)  # provider -> box
+
+    @field_validator("boxes")
+    @classmethod
+    def _box_providers(cls, boxes: dict[str, str]) -> dict[str, str]:
+        for provider in boxes:
+            if provider == "docker":
+                raise ValueError("docker: the docker provider starts from `image:`, not a box")
+            if provider not in DEFAULT_BOXES:
+                raise ValueError(f"{provider!r}: boxes are for {' or '.join(DEFAULT_BOXES)}")
+        return boxes
+
+    def box(self, provider: str) -> str:
+        """The box for ``provider``: lab.yml's, else the documented default."""
+        return self.boxes.get(provider) or DEFAULT_BOXES[provider]
+
+
 class VagrantTarget(Target):
     """Servers as Vagrant machines of the lab directory, through python-vagrant.
 
@@ -61,10 +98,12 @@ class VagrantTarget(Target):
     """
 
     name = "vagrant"
+    settings_model = VagrantSettings
 
     def __init__(self, config, key) -> None:  # type: ignore[no-untyped-def]
         super().__init__(config, key)
-        self.provider: str = config.vagrant.provider
+        self.vagrant = cast(VagrantSettings, config.settings(self.name))
+        self.provider: str = self.vagrant.provider
         self.root: Path = config.directory
         self.listing: Path = config.state_dir / "vagrant" / "machines.json"
         self._engine: DockerTarget | None = None
@@ -130,7 +169,7 @@ class VagrantTarget(Target):
         ports = [{"guest": p, "host": None if self.provider == "docker" else _free_port(),
                   "fixed": False} for p in spec.ports]
         ports += [{"guest": g, "host": h, "fixed": True} for g, h in spec.fixed_ports.items()]
-        image = spec.image if self.provider == "docker" else self.config.vagrant.box(
+        image = spec.image if self.provider == "docker" else self.vagrant.box(
             self.provider)
         labels = labels_for(self.config.name, spec) | {f"{LABEL_PREFIX}image": image,
                                                       f"{LABEL_PREFIX}target": self.name}
@@ -339,7 +378,7 @@ class VagrantTarget(Target):
             data = {
                 "comment": "Written by lab (lab up, release, destroy); read by the Vagrantfile",
                 "lab": self.config.name, "provider": self.provider,
-                "box": None if self.provider == "docker" else self.config.vagrant.box(
+                "box": None if self.provider == "docker" else self.vagrant.box(
                     self.provider),
                 "network": self.network_name, "boot_timeout": BOOT_TIMEOUT[self.provider],
                 **{key: listing[key] for key in RUN_KEYS if key in listing},

@@ -22,7 +22,7 @@ from lab.fleet import Fleet
 from lab.keys import KeyPair
 from lab.probe import Window
 from lab.state import Liveness, ServerRecord
-from lab.targets import ServerSpec, Target
+from lab.targets.base import ServerSpec, Target
 
 FULL = 100
 
