@@ -548,12 +548,15 @@ def image_build(
 
     Without a registry, debian:bookworm is bootstrapped locally with debootstrap first.
     """
-    from lab.engine import docker_client
-    from lab.image import build_base_image
+    from lab.targets.registry import get_target
 
+    # The lab's target when there is a lab here, else the default's (`make setup` has none).
+    config = _config() if OPTIONS.file.is_file() else None
+    name = config.target if config is not None else LabConfig.model_fields["target"].default
     with progress("lab image build", verbose) as listener:
-        tag = build_base_image(docker_client(), rebuild=rebuild, on_event=listener)
-    out.print(tag)
+        tag = get_target(name).prepare_image(config, rebuild, listener)
+    out.print(tag or f"nothing to build: the {name} target starts from what its provider "
+                     "fetches")
 
 
 # rendering ---------------------------------------------------------------------------------

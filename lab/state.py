@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS servers (
     liveness    TEXT NOT NULL DEFAULT 'creating',
     stage       TEXT NOT NULL DEFAULT 'created',
     ports       TEXT NOT NULL DEFAULT '{}',
+    ports_host  TEXT NOT NULL DEFAULT '127.0.0.1',
     created     REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -92,7 +93,8 @@ def shown_status(liveness: Liveness, stage: Stage) -> str:
 
 @dataclass
 class ServerRecord:
-    """One server as lab last saw it. ``ports`` maps a server port to its 127.0.0.1 port.
+    """One server as lab last saw it, reached where its target says: SSH on ``ssh_host``:
+    ``ssh_port``, and ``ports`` maps a server port to the port published on ``ports_host``.
 
     ``liveness`` is the target's word, refreshed on every reconcile; ``stage`` is lab's own,
     kept across reconciles and set by :meth:`State.set_stage`. ``status`` joins them.
@@ -111,6 +113,7 @@ class ServerRecord:
     liveness: Liveness = Liveness.CREATING
     stage: Stage = Stage.CREATED
     ports: dict[int, int] = field(default_factory=dict)
+    ports_host: str = "127.0.0.1"  # where the target published ``ports``
     created: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:

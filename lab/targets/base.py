@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lab.config import LabConfig, TargetSettings
+from lab.doctor import Check
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
@@ -146,6 +147,19 @@ class Target(ABC):
     def remove_images(self) -> list[str]:
         """Remove the images this lab baked; targets without images have none."""
         return []
+
+    @classmethod
+    def prerequisites(cls) -> list[Check]:
+        """What this target needs on this machine, each ok or how to fix it: `lab doctor`
+        shows them. Checks a lab can do without say ``required=False``."""
+        return []
+
+    @classmethod
+    def prepare_image(cls, config: LabConfig | None, rebuild: bool = False,
+                      on_event: Listener = ignore) -> str | None:
+        """Build what servers start from (`lab image build`): returns its name, or None when
+        this target (or ``config``'s settings for it) has nothing to build."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing open
         """Release connections; called once the target is no longer needed."""
