@@ -611,7 +611,7 @@ def _print_servers(servers: list[Any], pool: dict[str, dict[str, Any]] | None = 
     for s in servers:
         color = {"ready": "green", "verified": "green", "dead": "red", "missing": "red",
                  "failed": "red", "verify-failed": "red"}.get(s.status, "yellow")
-        ports = " ".join(f"{p}->127.0.0.1:{h}" for p, h in sorted(s.ports.items()))
+        ports = " ".join(f"{p}->{s.ports_host}:{h}" for p, h in sorted(s.ports.items()))
         row = [s.name, s.role, str(s.generation), f"[{color}]{s.status}[/{color}]",
                f"{s.ssh_host}:{s.ssh_port}" if s.ssh_port else "-", ports or "-", s.image]
         if pool:

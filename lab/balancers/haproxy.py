@@ -35,8 +35,6 @@ FULL_WEIGHT = 100
 # Health checks every 500 ms; two in a row change a server's state, so a dead server is out
 # of rotation within about a second (the balancer playbook uses the same timing).
 CHECK_TIMING = "inter 500ms fall 2 rise 2"
-# The balancer's port 80, published on this address at lab.yml's `listen` (fixed_ports).
-LISTEN_ADDRESS = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -107,8 +105,11 @@ class HAProxy(Balancer):
 
     @property
     def url(self) -> str:
-        listen = self.config.balancer.listen if self.config.balancer else 80
-        return f"http://{LISTEN_ADDRESS}:{listen}/"
+        """Its port 80, published at lab.yml's `listen` (fixed_ports) where its target
+        publishes ports (127.0.0.1 for docker and Vagrant, a public address elsewhere)."""
+        listen = self.server.ports.get(80) or (
+            self.config.balancer.listen if self.config.balancer else 80)
+        return f"http://{self.server.ports_host}:{listen}/"
 
     def members(self) -> dict[str, Member]:
         rows = self.servers()

@@ -34,8 +34,8 @@ class ServerSpec:
     role: str
     generation: int
     image: str
-    ports: list[int] = field(default_factory=list)  # published on a free 127.0.0.1 port
-    fixed_ports: dict[int, int] = field(default_factory=dict)  # server port -> 127.0.0.1 port
+    ports: list[int] = field(default_factory=list)  # published on a port the target picks
+    fixed_ports: dict[int, int] = field(default_factory=dict)  # server port -> published port
 
 
 def labels_for(lab: str, spec: ServerSpec | None = None) -> dict[str, str]:

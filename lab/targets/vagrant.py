@@ -45,7 +45,6 @@ from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
 from lab.targets.dockerengine import PUBLISH_ADDRESS, DockerEngine
 
 T = TypeVar("T")
-LOOPBACK = "127.0.0.1"
 DATA = files("lab") / "data"
 # How long Vagrant waits for SSH: a container boots in seconds, a VM from a box in minutes.
 BOOT_TIMEOUT = {"docker": 60, "virtualbox": 300, "libvirt": 300}
@@ -467,7 +466,7 @@ def _machine_of(line: str) -> str | None:
 
 def _free_port() -> int:
     with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
+        sock.bind((PUBLISH_ADDRESS, 0))
         return int(sock.getsockname()[1])
 
 

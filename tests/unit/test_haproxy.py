@@ -142,3 +142,13 @@ def test_unknown_kind_is_named() -> None:
     assert get_balancer("haproxy") is HAProxy
     with pytest.raises(UsageError, match="balancer 'alb' is not available"):
         get_balancer("alb")
+
+
+def test_the_url_is_where_the_balancers_target_published_its_port() -> None:
+    """Nothing above the target assumes 127.0.0.1: the URL is the record's ports_host."""
+    lab, key = config(), KeyPair(Path(), Path())
+    local = ServerRecord("lb-1", "lb", "docker", liveness=Liveness.RUNNING, ports={80: 9090})
+    remote = ServerRecord("lb-1", "lb", "cloud", liveness=Liveness.RUNNING, ports={80: 8443},
+                          ports_host="203.0.113.7")
+    assert HAProxy(lab, local, key).url == "http://127.0.0.1:9090/"
+    assert HAProxy(lab, remote, key).url == "http://203.0.113.7:8443/"

@@ -10,9 +10,12 @@ from typing import Literal
 
 import pytest
 from pydantic import Field
+from typer.testing import CliRunner
 
 import lab.targets.registry
+from lab.cli import app
 from lab.config import LabConfig, TargetSettings, load_config
+from lab.doctor import Check, run_checks
 from lab.errors import ConfigError, UsageError
 from lab.events import Listener, ignore
 from lab.state import ServerRecord
@@ -147,3 +150,37 @@ def test_config_model_validate_takes_sections_too(built_in: None) -> None:
                                        "cloud": {"size": 2}})
     assert config.settings("cloud") == CloudSettings(size=2)
     assert config.beside("y", Path("/tmp/y")).settings("cloud") == CloudSettings(size=2)
+
+
+class CheckedTarget(CloudTarget):
+    """A target that needs something on this machine, and builds its own image."""
+
+    name = "checked"
+
+    @classmethod
+    def prerequisites(cls) -> list[Check]:
+        return [Check("cloud cli", False, "not found", "pip install cloud-cli")]
+
+    @classmethod
+    def prepare_image(cls, config: LabConfig | None, rebuild: bool = False,
+                      on_event: Listener = ignore) -> str | None:
+        return f"ami-{config.name if config else 'none'}-{rebuild}"
+
+
+def test_doctor_and_image_build_ask_the_target(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "checked",
+                        "test_target_registry:CheckedTarget")
+    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "broken", "no_such_module:Target")
+    for name in ("docker", "vagrant"):  # their checks ask real engines: not here
+        monkeypatch.setattr(get_target(name), "prerequisites", classmethod(lambda cls: []))
+    checks = {c.name: c for c in run_checks()}
+    assert checks["cloud cli"] == Check("cloud cli", False, "not found", "pip install cloud-cli")
+    assert not checks["target broken"].ok and not checks["target broken"].required
+    assert {"python", "OpenSSH client", "ansible"} <= set(checks)
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "target: checked\n")
+    result = CliRunner().invoke(app, ["image", "build", "--rebuild"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "ami-demo-True"
