@@ -7,6 +7,7 @@ the lab's logbook: what each server has been through.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -272,16 +273,17 @@ def _migrate(db: sqlite3.Connection) -> None:
                 default if isinstance(default, str) else "")
             db.execute(f"ALTER TABLE servers ADD COLUMN {column} TEXT NOT NULL DEFAULT "
                        f"'{text}'")
-    if "status" in have:
+    if "status" in have and "liveness" not in have:  # once, when the two columns are new
         rows = db.execute("SELECT name, status FROM servers").fetchall()
         for row in rows:
             liveness, stage = OLD_STATUS.get(row["status"], (Liveness.RUNNING, Stage.CREATED))
             db.execute("UPDATE servers SET liveness = ?, stage = ? WHERE name = ?",
                        (liveness, stage, row["name"]))
-        db.execute("ALTER TABLE servers DROP COLUMN status")
+        with contextlib.suppress(sqlite3.OperationalError):  # SQLite before 3.35: it stays,
+            db.execute("ALTER TABLE servers DROP COLUMN status")  # unread, with its default
 
 
 def _record(row: sqlite3.Row) -> ServerRecord:
-    values = dict(row)
+    values = {column: row[column] for column in _COLUMNS}
     values["ports"] = {int(k): v for k, v in json.loads(values["ports"]).items()}
     return ServerRecord(**values)
