@@ -13,6 +13,7 @@ from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.ssh import as_root, ssh_argv
+from lab.state import Stage
 
 # Host keys and machine identity belong to one server, never to an image.
 SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id"
@@ -27,7 +28,7 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
     role = role or (config.balancer.routes_to if config.balancer else next(iter(config.servers)))
     if role not in config.servers:
         raise UsageError(f"no role {role!r} in lab.yml (roles: {', '.join(config.servers)})")
-    verified = [s for s in fleet.live() if s.role == role and s.status == "verified"]
+    verified = [s for s in fleet.live() if s.role == role and s.stage is Stage.VERIFIED]
     if not verified:
         raise UsageError(f"no verified server of role {role}: run `lab provision && lab verify`")
     server = max(verified, key=lambda s: (s.generation, s.created))

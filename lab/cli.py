@@ -226,7 +226,7 @@ def status(
         servers = fleet.status()
         pool = rotation(fleet.config, servers, fleet.key)
     if as_json:
-        out.print_json(json.dumps([s.to_dict() | ({"balancer": pool[s.name]} if s.name in pool
+        out.print_json(json.dumps([s.shown() | ({"balancer": pool[s.name]} if s.name in pool
                                                   else {}) for s in servers]))
     else:
         _print_servers(servers, pool)
@@ -548,12 +548,15 @@ def image_build(
 
     Without a registry, debian:bookworm is bootstrapped locally with debootstrap first.
     """
-    from lab.engine import docker_client
-    from lab.image import build_base_image
+    from lab.targets.registry import get_target
 
+    # The lab's target when there is a lab here, else the default's (`make setup` has none).
+    config = _config() if OPTIONS.file.is_file() else None
+    name = config.target if config is not None else LabConfig.model_fields["target"].default
     with progress("lab image build", verbose) as listener:
-        tag = build_base_image(docker_client(), rebuild=rebuild, on_event=listener)
-    out.print(tag)
+        tag = get_target(name).prepare_image(config, rebuild, listener)
+    out.print(tag or f"nothing to build: the {name} target starts from what its provider "
+                     "fetches")
 
 
 # rendering ---------------------------------------------------------------------------------
@@ -608,7 +611,7 @@ def _print_servers(servers: list[Any], pool: dict[str, dict[str, Any]] | None = 
     for s in servers:
         color = {"ready": "green", "verified": "green", "dead": "red", "missing": "red",
                  "failed": "red", "verify-failed": "red"}.get(s.status, "yellow")
-        ports = " ".join(f"{p}->127.0.0.1:{h}" for p, h in sorted(s.ports.items()))
+        ports = " ".join(f"{p}->{s.ports_host}:{h}" for p, h in sorted(s.ports.items()))
         row = [s.name, s.role, str(s.generation), f"[{color}]{s.status}[/{color}]",
                f"{s.ssh_host}:{s.ssh_port}" if s.ssh_port else "-", ports or "-", s.image]
         if pool:

@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from lab.balancers.registry import kinds
 from lab.errors import ConfigError
+from lab.targets import registry as targets
 
 CONFIG_FILE = "lab.yml"
 DEFAULT_IMAGE = "lab/base:bookworm"
@@ -107,56 +109,66 @@ class ReleasePolicy(_Strict):
         return steps
 
 
-# Boxes Vagrant starts from when its provider runs virtual machines; the docker provider uses
-# lab.yml's `image:` instead, so a baked image works with `lab release --from-image`.
-DEFAULT_BOXES = {"virtualbox": "debian/bookworm64", "libvirt": "debian/bookworm64"}
-
-
-def _box_name(value: str) -> str:
-    if not value or any(c.isspace() for c in value):
-        raise ValueError(f"must be a box name like 'debian/bookworm64', got {value!r}")
-    return value
-
-
-BoxName = Annotated[str, Field(strict=True), AfterValidator(_box_name)]
-
-
-class VagrantSettings(_Strict):
-    """``vagrant:`` in lab.yml: which Vagrant provider runs the machines (target vagrant)."""
-
-    provider: Literal["docker", "virtualbox", "libvirt"] = "docker"
-    boxes: dict[str, BoxName] = Field(default_factory=dict)  # provider -> box
-
-    @field_validator("boxes")
-    @classmethod
-    def _box_providers(cls, boxes: dict[str, str]) -> dict[str, str]:
-        for provider in boxes:
-            if provider == "docker":
-                raise ValueError("docker: the docker provider starts from `image:`, not a box")
-            if provider not in DEFAULT_BOXES:
-                raise ValueError(f"{provider!r}: boxes are for {' or '.join(DEFAULT_BOXES)}")
-        return boxes
-
-    def box(self, provider: str) -> str:
-        """The box for ``provider``: lab.yml's, else the documented default."""
-        return self.boxes.get(provider) or DEFAULT_BOXES[provider]
+class TargetSettings(_Strict):
+    """The base of a target's own section of lab.yml (``vagrant:``, ``aws:``): each target
+    declares its model (``Target.settings_model``); lab.yml is validated against it here,
+    with the same one-line errors as every other field."""
 
 
 class LabConfig(_Strict):
     """The whole of lab.yml. ``directory`` is where the file lives; paths are relative to it."""
 
     name: str
-    target: Literal["docker", "vagrant", "aws"] = "docker"
+    target: str = "docker"  # a registered target (lab.targets.registry)
     image: str = DEFAULT_IMAGE
     servers: dict[str, Role] = Field(min_length=1)
     balancer: Balancer | None = None
     release: ReleasePolicy = Field(default_factory=ReleasePolicy)
     vars: dict[str, Any] = Field(default_factory=dict)
-    vagrant: VagrantSettings = Field(default_factory=VagrantSettings)
     # Where lab.yml lives (paths are relative to it) and where lab keeps state; set by
     # load_config, not by the file.
     _directory: Path = PrivateAttr(default=Path("."))
     _state_dir: Path | None = PrivateAttr(default=None)
+    # Each target's section of the file (`vagrant:`), validated by the target's own model.
+    _settings: dict[str, TargetSettings] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _target_sections(cls, data: Any,
+                         handler: ModelWrapValidatorHandler[LabConfig]) -> LabConfig:
+        """A top-level key named like a registered target with settings (``vagrant:``) is
+        that target's section: the target's model validates it, and its errors read like
+        any other field's (``vagrant.provider: ...``). Other keys are this model's."""
+        if not isinstance(data, dict):
+            return handler(data)
+        models = _settings_models([key for key in data if isinstance(key, str)])
+        rest = {key: value for key, value in data.items() if key not in models}
+        errors: list[InitErrorDetails] = []
+        config = None
+        try:
+            config = handler(rest)
+        except ValidationError as exc:
+            if not models:
+                raise
+            errors += _details(exc)
+        sections: dict[str, TargetSettings] = {}
+        for key, model in models.items():
+            try:
+                sections[key] = model.model_validate(data[key])
+            except ValidationError as exc:
+                errors += _details(exc, (key,))
+        if errors or config is None:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        config._settings.update(sections)
+        return config
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _registered_target(cls, value: Any) -> Any:
+        known = targets.names()
+        if value not in known:
+            raise ValueError(f"must be one of {_one_of(known)}, got {_short(value)}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -210,6 +222,25 @@ class LabConfig(_Strict):
         if self.balancer is not None and listen is not None:
             update["balancer"] = self.balancer.model_copy(update={"listen": listen})
         return self.model_copy(update=update).located(self.directory, state_dir)
+
+    def settings(self, target: str) -> TargetSettings | None:
+        """``target``'s section of lab.yml as its model holds it (the model's defaults when
+        the file has none); None for a target that takes no settings."""
+        if target not in self._settings:
+            model = targets.get_target(target).settings_model
+            if model is None:
+                return None
+            self._settings[target] = model()
+        return self._settings[target]
+
+    def __getattr__(self, name: str) -> Any:
+        """``config.vagrant``: a registered target's settings, named as in lab.yml."""
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]
+        except AttributeError:
+            if name.startswith("_") or name not in targets.known():
+                raise
+            return self.settings(name)
 
     def health_of(self, role: str) -> HealthCheck:
         """The role's health check; without one, GET / on its first port (or 80)."""
@@ -300,6 +331,37 @@ def _explain(error: Any) -> str:
             return str(ctx.get("error", error["msg"]))
         case _:
             return f"{error['msg'][0].lower()}{error['msg'][1:]}{got}"
+
+
+def _settings_models(keys: list[str]) -> dict[str, type[TargetSettings]]:
+    """Of lab.yml's top-level keys, those that are a registered target's settings section,
+    with the target's model; the target's module is imported only when its key is there."""
+    available = targets.known()
+    models = {}
+    for key in keys:
+        if key in available:
+            model = targets.get_target(key).settings_model
+            if model is not None:
+                models[key] = model
+    return models
+
+
+def _details(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[InitErrorDetails]:
+    """A ValidationError's errors, placed under ``prefix``, to raise again as one error."""
+    details: list[InitErrorDetails] = []
+    for error in exc.errors(include_url=False):
+        detail: InitErrorDetails = {"type": error["type"], "loc": (*prefix, *error["loc"]),
+                                    "input": error["input"]}
+        if "ctx" in error:
+            detail["ctx"] = error["ctx"]
+        details.append(detail)
+    return details
+
+
+def _one_of(names: list[str]) -> str:
+    """'a', 'b' or 'c': the choices, as pydantic words a Literal's."""
+    quoted = [repr(name) for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _short(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import NamedTuple
 
 from lab.balancers.base import fixed_ports, lab_roles
@@ -16,8 +17,9 @@ from lab.config import LabConfig, Role
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair, ensure_keypair
-from lab.state import GONE, ServerRecord, State
-from lab.targets import ServerSpec, Target, get_target
+from lab.state import Liveness, ServerRecord, Stage, State
+from lab.targets.base import ServerSpec, Target
+from lab.targets.registry import get_target
 
 
 class Selection(NamedTuple):
@@ -62,7 +64,7 @@ class Fleet:
             if role not in self.roles:
                 raise UsageError(f"no role {role!r} in lab.yml (roles: {self._roles()})")
         live = self.reconcile()
-        dead = [s.name for s in live if s.role in wanted and s.status in GONE]
+        dead = [s.name for s in live if s.role in wanted and s.gone]
         if dead:
             self._emit("replace", f"replacing dead or missing servers: {', '.join(dead)}")
             self.destroy_servers(dead)
@@ -72,10 +74,11 @@ class Fleet:
             self._emit("create", f"creating {len(specs)} server(s) on {self.target.name}")
             self._create(specs)
         # Servers found running but never seen ready (adopted, or an interrupted `up`).
-        pending = [s for s in self.state.servers()
-                   if s.role in wanted and s.status in ("creating", "running")]
+        pending = [s for s in self.state.servers() if s.role in wanted
+                   and s.stage is Stage.CREATED and s.liveness is not Liveness.RESTARTING
+                   and not s.gone]
         self.target.wait_ready(pending, self.on_event)
-        self.mark([s.name for s in pending], "ready")
+        self.mark([s.name for s in pending], Stage.READY)
         return [s for s in self.state.servers() if s.role in wanted]
 
     def status(self) -> list[ServerRecord]:
@@ -105,9 +108,9 @@ class Fleet:
     def select(self, names: list[str] | None = None) -> Selection:
         """Live servers by name (all when none given), with every live server of the lab,
         from one look at the target; a dead or unknown name is an error."""
-        everyone = [s for s in self.reconcile() if s.status not in GONE]
+        everyone = [s for s in self.reconcile() if not s.gone]
         chosen = [self.find(name) for name in names] if names else everyone
-        down = [s.name for s in chosen if s.status in GONE]
+        down = [s.name for s in chosen if s.gone]
         if down:
             raise UsageError(f"{', '.join(down)}: not running (run `lab up` to replace it)")
         if not chosen:
@@ -116,13 +119,13 @@ class Fleet:
 
     def live(self) -> list[ServerRecord]:
         """Servers that exist and run now (state reconciled with the target first)."""
-        return [s for s in self.reconcile() if s.status not in GONE]
+        return [s for s in self.reconcile() if not s.gone]
 
-    def mark(self, names: list[str], status: str, detail: str = "") -> None:
+    def mark(self, names: list[str], stage: Stage, detail: str = "") -> None:
         """Record that servers reached a stage (provisioned, verified, ...) in state."""
         for name in names:
-            self.state.set_status(name, status)
-            self.state.log(status, name, detail)
+            self.state.set_stage(name, stage)
+            self.state.log(Stage(stage).value, name, detail)
 
     def find(self, name: str) -> ServerRecord:
         """A server by name, or a UsageError that lists the names there are."""
@@ -135,7 +138,11 @@ class Fleet:
     # reconciliation ------------------------------------------------------------------------
 
     def reconcile(self) -> list[ServerRecord]:
-        """Make state agree with the target; returns the merged view."""
+        """Make state agree with the target; returns the merged view.
+
+        Liveness is the target's, stage is lab's: a server keeps its stage while it runs,
+        and starts over (to be seen ready again) once it has been dead or missing.
+        """
         live = {s.name: s for s in self.target.list()}
         known = {s.name: s for s in self.state.servers()}
         for name, seen in live.items():
@@ -144,17 +151,15 @@ class Fleet:
                 self.state.save(seen)
                 self.state.log("adopted", name, "found by label, not in state")
                 continue
-            keep = seen.status == "running" and before.status not in GONE
-            status = before.status if keep else seen.status
-            merged = ServerRecord(**{**seen.to_dict(), "status": status,
-                                     "created": before.created})
+            stage = Stage.CREATED if before.gone else before.stage
+            merged = replace(seen, stage=stage, created=before.created)
             if merged != before:
                 self.state.save(merged)
-            if before.status != "dead" and seen.status == "dead":
+            if before.liveness is not Liveness.DEAD and seen.liveness is Liveness.DEAD:
                 self.state.log("died", name)
         for name, before in known.items():
-            if name not in live and before.status != "missing":
-                self.state.set_status(name, "missing")
+            if name not in live and before.liveness is not Liveness.MISSING:
+                self.state.set_liveness(name, Liveness.MISSING)
                 self.state.log("missing", name, "no longer exists on the target")
         return self.state.servers()
 
@@ -202,7 +207,7 @@ class Fleet:
         except BaseException:
             self.destroy_servers([s.name for s in specs])
             raise
-        self.mark([r.name for r in created], "ready")
+        self.mark([r.name for r in created], Stage.READY)
         return [self.find(r.name) for r in created]
 
     def _roles(self) -> str:

@@ -18,7 +18,7 @@ from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.probe import free_local_port
 from lab.provision import RunResult, TaskOutcome, provision_lab, runs_problem
-from lab.state import ServerRecord
+from lab.state import ServerRecord, Stage
 from lab.steps import Step, Steps
 from lab.verify import VerifyResult, verify_lab
 
@@ -48,11 +48,11 @@ def provision(fleet: Fleet, names: list[str] | None = None,
     report = ProvisionReport(provision_lab(fleet.config, servers, fleet.key, overrides,
                                            on_event=on_event, everyone=everyone))
     failed_hosts = {f.host for r in report.runs for f in r.failures}
-    fleet.mark(sorted(failed_hosts), "failed", report.runs[0].run_id if report.runs else "")
+    fleet.mark(sorted(failed_hosts), Stage.FAILED, report.runs[0].run_id if report.runs else "")
     if not all(r.ok for r in report.runs):
         report.problem = runs_problem(report.runs)
         return report
-    fleet.mark([s.name for s in servers], "provisioned", json.dumps({
+    fleet.mark([s.name for s in servers], Stage.PROVISIONED, json.dumps({
         "runs": [r.run_id for r in report.runs],
         "vars": fleet.config.vars | (overrides or {})}, default=str))
     report.problem = wait_for_rotation(fleet, servers, everyone, on_event)
@@ -145,8 +145,8 @@ def verify(fleet: Fleet, names: list[str] | None = None,
     servers, everyone = fleet.select(names)
     result = verify_lab(fleet.config, servers, fleet.key, on_event, overrides, everyone)
     failed = {o.host for o in result.failures}
-    fleet.mark([s.name for s in servers if s.name not in failed], "verified")
-    fleet.mark(sorted(failed), "verify-failed")
+    fleet.mark([s.name for s in servers if s.name not in failed], Stage.VERIFIED)
+    fleet.mark(sorted(failed), Stage.VERIFY_FAILED)
     return result
 
 

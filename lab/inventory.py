@@ -1,8 +1,9 @@
 """One inventory, generated from state, for Ansible, testinfra and people.
 
-``.lab/inventory.yml`` has a group per role and, per host, how to reach it (127.0.0.1, the
-forwarded SSH port, user, the lab key, the Python interpreter). ``.lab/ssh_config`` says the
-same for ssh, so ``ssh -F .lab/ssh_config web-1`` and testinfra's ``ssh://web-1`` both work.
+``.lab/inventory.yml`` has a group per role and, per host, how to reach it (the address and
+SSH port its target reported, user, the lab key, the Python interpreter). ``.lab/ssh_config``
+says the same for ssh, so ``ssh -F .lab/ssh_config web-1`` and testinfra's ``ssh://web-1``
+both work.
 A user can run ``ansible-playbook -i .lab/inventory.yml site.yml`` by hand.
 """
 

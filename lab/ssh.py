@@ -1,7 +1,7 @@
 """SSH to a lab server with the lab's key: the one way lab, Ansible and users reach servers.
 
 Host keys are not pinned: each server makes its own at first boot and servers come and go on
-reused 127.0.0.1 ports, so a known_hosts file would only ever hold stale entries.
+reused forwarded ports, so a known_hosts file would only ever hold stale entries.
 """
 
 from __future__ import annotations

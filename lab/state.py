@@ -7,12 +7,14 @@ the lab's logbook: what each server has been through.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,10 @@ CREATE TABLE IF NOT EXISTS servers (
     ssh_key     TEXT NOT NULL DEFAULT '',
     image       TEXT NOT NULL DEFAULT '',
     generation  INTEGER NOT NULL DEFAULT 1,
-    status      TEXT NOT NULL DEFAULT 'creating',
+    liveness    TEXT NOT NULL DEFAULT 'creating',
+    stage       TEXT NOT NULL DEFAULT 'created',
     ports       TEXT NOT NULL DEFAULT '{}',
+    ports_host  TEXT NOT NULL DEFAULT '127.0.0.1',
     created     REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -55,13 +59,47 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 """
 
 
-# Statuses of servers that no longer run: exited or killed, or no longer on the target at all.
-GONE = ("dead", "missing")
+class Liveness(StrEnum):
+    """Whether a server runs, as its target saw it last: the real world's half of a status."""
+
+    CREATING = "creating"  # named in state, not yet made (or made but never seen)
+    RUNNING = "running"
+    RESTARTING = "restarting"  # the engine is restarting it; it may come back
+    DEAD = "dead"  # exists but stopped: exited, killed, powered off
+    MISSING = "missing"  # state remembers it, the target no longer has it
+
+
+class Stage(StrEnum):
+    """How far a server got through lab's pipeline: lab's half of a status, kept in state."""
+
+    CREATED = "created"  # made, not yet seen ready
+    READY = "ready"  # booted, takes the lab's key over SSH
+    PROVISIONED = "provisioned"
+    FAILED = "failed"  # its playbook failed
+    VERIFIED = "verified"
+    VERIFY_FAILED = "verify-failed"
+
+
+# Servers that no longer run: exited or killed, or no longer on the target at all.
+GONE = frozenset({Liveness.DEAD, Liveness.MISSING})
+
+
+def shown_status(liveness: Liveness, stage: Stage) -> str:
+    """The one word `lab status` shows for a server: its liveness unless it runs, then how
+    far it got (a running server never seen ready shows as running)."""
+    if liveness is not Liveness.RUNNING or stage is Stage.CREATED:
+        return liveness.value
+    return stage.value
 
 
 @dataclass
 class ServerRecord:
-    """One server as lab last saw it. ``ports`` maps a server port to its 127.0.0.1 port."""
+    """One server as lab last saw it, reached where its target says: SSH on ``ssh_host``:
+    ``ssh_port``, and ``ports`` maps a server port to the port published on ``ports_host``.
+
+    ``liveness`` is the target's word, refreshed on every reconcile; ``stage`` is lab's own,
+    kept across reconciles and set by :meth:`State.set_stage`. ``status`` joins them.
+    """
 
     name: str
     role: str
@@ -73,12 +111,33 @@ class ServerRecord:
     ssh_key: str = ""  # a private key of the server's own (Vagrant's); empty: the lab key
     image: str = ""
     generation: int = 1
-    status: str = "creating"
+    liveness: Liveness = Liveness.CREATING
+    stage: Stage = Stage.CREATED
     ports: dict[int, int] = field(default_factory=dict)
+    ports_host: str = "127.0.0.1"  # where the target published ``ports``
     created: float = field(default_factory=time.time)
 
+    def __post_init__(self) -> None:
+        # From SQLite, JSON or a caller's string: always the enums, so `is` and `in` work.
+        self.liveness = Liveness(self.liveness)
+        self.stage = Stage(self.stage)
+
+    @property
+    def status(self) -> str:
+        """What `lab status` shows: see :func:`shown_status`."""
+        return shown_status(self.liveness, self.stage)
+
+    @property
+    def gone(self) -> bool:
+        return self.liveness in GONE
+
     def to_dict(self) -> dict[str, Any]:
+        """Every field, as stored (``ServerRecord(**record.to_dict())`` makes it again)."""
         return asdict(self)
+
+    def shown(self) -> dict[str, Any]:
+        """Every field plus the ``status`` word: what `lab status --json` prints."""
+        return self.to_dict() | {"status": self.status}
 
 
 _COLUMNS = [f.name for f in fields(ServerRecord)]
@@ -92,7 +151,9 @@ class State:
         state_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
-            _add_missing_columns(db)
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # two lab commands may open an old state.db at once
+            _migrate(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -129,9 +190,14 @@ class State:
                 [values[c] for c in _COLUMNS],
             )
 
-    def set_status(self, name: str, status: str) -> None:
+    def set_stage(self, name: str, stage: Stage) -> None:
         with self._connect() as db:
-            db.execute("UPDATE servers SET status = ? WHERE name = ?", (status, name))
+            db.execute("UPDATE servers SET stage = ? WHERE name = ?", (Stage(stage), name))
+
+    def set_liveness(self, name: str, liveness: Liveness) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE servers SET liveness = ? WHERE name = ?",
+                       (Liveness(liveness), name))
 
     def forget(self, name: str) -> None:
         with self._connect() as db:
@@ -187,15 +253,37 @@ class State:
             return [dict(row) for row in db.execute(query + " ORDER BY id", args)]
 
 
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """A state.db written by an older lab gains the columns added since (with defaults)."""
+# Before liveness and stage were two columns, one `status` held either: what each old word
+# says about both. A word not listed here is read as a running server never seen ready.
+OLD_STATUS: dict[str, tuple[Liveness, Stage]] = {
+    **{live.value: (live, Stage.CREATED) for live in Liveness},
+    **{stage.value: (Liveness.RUNNING, stage) for stage in Stage if stage is not Stage.CREATED},
+}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """A state.db written by an older lab gains the columns added since (with defaults), and
+    its single ``status`` column becomes ``liveness`` and ``stage``."""
     have = {row["name"] for row in db.execute("PRAGMA table_info(servers)")}
+    defaults = {f.name: f.default for f in fields(ServerRecord)}
     for column in _COLUMNS:
         if column not in have:
-            db.execute(f"ALTER TABLE servers ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+            default = defaults[column]
+            text = default.value if isinstance(default, StrEnum) else (
+                default if isinstance(default, str) else "")
+            db.execute(f"ALTER TABLE servers ADD COLUMN {column} TEXT NOT NULL DEFAULT "
+                       f"'{text}'")
+    if "status" in have and "liveness" not in have:  # once, when the two columns are new
+        rows = db.execute("SELECT name, status FROM servers").fetchall()
+        for row in rows:
+            liveness, stage = OLD_STATUS.get(row["status"], (Liveness.RUNNING, Stage.CREATED))
+            db.execute("UPDATE servers SET liveness = ?, stage = ? WHERE name = ?",
+                       (liveness, stage, row["name"]))
+        with contextlib.suppress(sqlite3.OperationalError):  # SQLite before 3.35: it stays,
+            db.execute("ALTER TABLE servers DROP COLUMN status")  # unread, with its default
 
 
 def _record(row: sqlite3.Row) -> ServerRecord:
-    values = dict(row)
+    values = {column: row[column] for column in _COLUMNS}
     values["ports"] = {int(k): v for k, v in json.loads(values["ports"]).items()}
     return ServerRecord(**values)

@@ -26,7 +26,7 @@ from lab.config import HealthCheck, LabConfig, Role
 from lab.errors import TargetError
 from lab.keys import KeyPair
 from lab.ssh import as_root, ssh_argv
-from lab.state import GONE, ServerRecord
+from lab.state import ServerRecord
 
 ROLE = "lb"  # the balancer's own role, added to the lab when lab.yml has `balancer:`
 BACKEND = "app"
@@ -35,8 +35,6 @@ FULL_WEIGHT = 100
 # Health checks every 500 ms; two in a row change a server's state, so a dead server is out
 # of rotation within about a second (the balancer playbook uses the same timing).
 CHECK_TIMING = "inter 500ms fall 2 rise 2"
-# The balancer's port 80, published on this address at lab.yml's `listen` (fixed_ports).
-LISTEN_ADDRESS = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -100,15 +98,18 @@ class HAProxy(Balancer):
     @classmethod
     def find(cls, config: LabConfig, servers: list[ServerRecord],
              key: KeyPair) -> HAProxy | None:
-        running = [s for s in servers if s.role == ROLE and s.status not in GONE]
+        running = [s for s in servers if s.role == ROLE and not s.gone]
         return cls(config, running[0], key) if running else None
 
     # the Balancer interface ----------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        listen = self.config.balancer.listen if self.config.balancer else 80
-        return f"http://{LISTEN_ADDRESS}:{listen}/"
+        """Its port 80, published at lab.yml's `listen` (fixed_ports) where its target
+        publishes ports (127.0.0.1 for docker and Vagrant, a public address elsewhere)."""
+        listen = self.server.ports.get(80) or (
+            self.config.balancer.listen if self.config.balancer else 80)
+        return f"http://{self.server.ports_host}:{listen}/"
 
     def members(self) -> dict[str, Member]:
         rows = self.servers()

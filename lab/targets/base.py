@@ -14,12 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from lab.config import LabConfig
+from lab.config import LabConfig, TargetSettings
+from lab.doctor import Check
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
 from lab.ssh import wait_until_ready
-from lab.state import GONE, ServerRecord
+from lab.state import ServerRecord
 
 LABEL_PREFIX = "lab."
 BOOT_TIMEOUT = "LAB_BOOT_TIMEOUT"  # seconds a server may take to accept SSH; default 90
@@ -33,8 +34,8 @@ class ServerSpec:
     role: str
     generation: int
     image: str
-    ports: list[int] = field(default_factory=list)  # published on a free 127.0.0.1 port
-    fixed_ports: dict[int, int] = field(default_factory=dict)  # server port -> 127.0.0.1 port
+    ports: list[int] = field(default_factory=list)  # published on a port the target picks
+    fixed_ports: dict[int, int] = field(default_factory=dict)  # server port -> published port
 
 
 def labels_for(lab: str, spec: ServerSpec | None = None) -> dict[str, str]:
@@ -72,6 +73,9 @@ class Target(ABC):
     """Where servers run. Subclasses set ``name`` and implement the abstract verbs."""
 
     name: ClassVar[str]
+    # The model of this target's own section of lab.yml, named like the target (`vagrant:`);
+    # None: the target takes no settings, and a section of its name is an unknown field.
+    settings_model: ClassVar[type[TargetSettings] | None] = None
 
     def __init__(self, config: LabConfig, key: KeyPair) -> None:
         self.config = config
@@ -96,7 +100,7 @@ class Target(ABC):
         lab; a target with a cheaper question (one filtered API call) answers it directly.
         """
         wanted = set(names)
-        return {s.name for s in self.list() if s.name in wanted and s.status not in GONE}
+        return {s.name for s in self.list() if s.name in wanted and not s.gone}
 
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
         """Block until each server accepts its key over SSH and has finished booting.
@@ -143,6 +147,19 @@ class Target(ABC):
     def remove_images(self) -> list[str]:
         """Remove the images this lab baked; targets without images have none."""
         return []
+
+    @classmethod
+    def prerequisites(cls) -> list[Check]:
+        """What this target needs on this machine, each ok or how to fix it: `lab doctor`
+        shows them. Checks a lab can do without say ``required=False``."""
+        return []
+
+    @classmethod
+    def prepare_image(cls, config: LabConfig | None, rebuild: bool = False,
+                      on_event: Listener = ignore) -> str | None:
+        """Build what servers start from (`lab image build`): returns its name, or None when
+        this target (or ``config``'s settings for it) has nothing to build."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing open
         """Release connections; called once the target is no longer needed."""

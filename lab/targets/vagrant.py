@@ -30,27 +30,65 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import vagrant
+from pydantic import AfterValidator, Field, field_validator
 
+from lab.config import LabConfig, TargetSettings
+from lab.doctor import Check
+from lab.engine import docker_client
 from lab.errors import LabError, PrerequisiteError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
-from lab.targets.docker import DockerTarget
+from lab.targets.dockerengine import PUBLISH_ADDRESS, DockerEngine
 
 T = TypeVar("T")
-LOOPBACK = "127.0.0.1"
 DATA = files("lab") / "data"
 # How long Vagrant waits for SSH: a container boots in seconds, a VM from a box in minutes.
 BOOT_TIMEOUT = {"docker": 60, "virtualbox": 300, "libvirt": 300}
 # Vagrant states as lab statuses; any other state of a created machine (stopped, poweroff,
 # aborted, ...) is dead, and a machine Vagrant calls not created is missing.
-STATUS = {"running": "running", "preparing": "creating"}
+STATUS = {"running": Liveness.RUNNING, "preparing": Liveness.CREATING}
 NOT_CREATED = {"not_created", "not created"}
 RUN_KEYS = ("docker_args", "command", "run_mode")  # machines.json: how containers start
 INSTALL = "vagrant not found: install it (Debian: apt-get install --no-install-recommends vagrant)"
+
+
+# Boxes Vagrant starts from when its provider runs virtual machines; the docker provider uses
+# lab.yml's `image:` instead, so a baked image works with `lab release --from-image`.
+DEFAULT_BOXES = {"virtualbox": "debian/bookworm64", "libvirt": "debian/bookworm64"}
+
+
+def _box_name(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"must be a box name like 'debian/bookworm64', got {value!r}")
+    return value
+
+
+BoxName = Annotated[str, Field(strict=True), AfterValidator(_box_name)]
+
+
+class VagrantSettings(TargetSettings):
+    """``vagrant:`` in lab.yml: which Vagrant provider runs the machines (target vagrant)."""
+
+    provider: Literal["docker", "virtualbox", "libvirt"] = "docker"
+    boxes: dict[str, BoxName] = Field(default_factory=dict)  # provider -> box
+
+    @field_validator("boxes")
+    @classmethod
+    def _box_providers(cls, boxes: dict[str, str]) -> dict[str, str]:
+        for provider in boxes:
+            if provider == "docker":
+                raise ValueError("docker: the docker provider starts from `image:`, not a box")
+            if provider not in DEFAULT_BOXES:
+                raise ValueError(f"{provider!r}: boxes are for {' or '.join(DEFAULT_BOXES)}")
+        return boxes
+
+    def box(self, provider: str) -> str:
+        """The box for ``provider``: lab.yml's, else the documented default."""
+        return self.boxes.get(provider) or DEFAULT_BOXES[provider]
 
 
 class VagrantTarget(Target):
@@ -61,20 +99,23 @@ class VagrantTarget(Target):
     """
 
     name = "vagrant"
+    settings_model = VagrantSettings
 
     def __init__(self, config, key) -> None:  # type: ignore[no-untyped-def]
         super().__init__(config, key)
-        self.provider: str = config.vagrant.provider
+        self.vagrant = cast(VagrantSettings, config.settings(self.name))
+        self.provider: str = self.vagrant.provider
         self.root: Path = config.directory
         self.listing: Path = config.state_dir / "vagrant" / "machines.json"
-        self._engine: DockerTarget | None = None
+        self._engine: DockerEngine | None = None
 
     @property
-    def engine(self) -> DockerTarget:
-        """The Docker engine, through the docker target: the docker provider's containers are
-        found, inspected, baked and (when Vagrant cannot) removed exactly as that target's."""
+    def engine(self) -> DockerEngine:
+        """The Docker engine, shared with the docker target: the docker provider's containers
+        are found, inspected, baked and (when Vagrant cannot) removed exactly as that
+        target's."""
         if self._engine is None:
-            self._engine = DockerTarget(self.config, self.key)
+            self._engine = DockerEngine(self.config.name)
         return self._engine
 
     # create --------------------------------------------------------------------------------
@@ -92,7 +133,7 @@ class VagrantTarget(Target):
             mode = self.engine.run_mode
             run = {"docker_args": mode.cli_args(), "command": mode.command,
                    "run_mode": mode.name}
-            self.engine._ensure_network()  # before `vagrant up`: create_args names it
+            self.engine.ensure_network()  # before `vagrant up`: create_args names it
         self._ensure_vagrantfile(on_event)
         with self._editing(run) as machines:
             machines.update({s.name: self._entry(s) for s in specs})
@@ -130,7 +171,7 @@ class VagrantTarget(Target):
         ports = [{"guest": p, "host": None if self.provider == "docker" else _free_port(),
                   "fixed": False} for p in spec.ports]
         ports += [{"guest": g, "host": h, "fixed": True} for g, h in spec.fixed_ports.items()]
-        image = spec.image if self.provider == "docker" else self.config.vagrant.box(
+        image = spec.image if self.provider == "docker" else self.vagrant.box(
             self.provider)
         labels = labels_for(self.config.name, spec) | {f"{LABEL_PREFIX}image": image,
                                                       f"{LABEL_PREFIX}target": self.name}
@@ -144,10 +185,9 @@ class VagrantTarget(Target):
             return ""
         reports = []
         for name in names:
-            record = ServerRecord(name=name, role="", target=self.name)
-            failure = self.engine.boot_failure(record)
+            failure = self.engine.boot_failure(name)
             if failure:
-                reports.append(f"\n  {name}: {failure}{self.engine.boot_report(record)}")
+                reports.append(f"\n  {name}: {failure}{self.engine.boot_report(name)}")
         return "".join(reports)
 
     def _ssh_endpoints(self, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -158,7 +198,7 @@ class VagrantTarget(Target):
         missing = [n for n in names if n not in hosts]
         if missing:
             raise TargetError(f"{', '.join(missing)}: `vagrant ssh-config` gave no endpoint")
-        return {n: {"host": hosts[n].get("HostName", LOOPBACK),
+        return {n: {"host": hosts[n].get("HostName", PUBLISH_ADDRESS),
                     "port": int(hosts[n].get("Port", 22)),
                     "user": hosts[n].get("User", "vagrant"),
                     "key": hosts[n].get("IdentityFile", "")} for n in names}
@@ -194,33 +234,31 @@ class VagrantTarget(Target):
 
     def _records(self, machines: dict[str, dict[str, Any]], states: dict[str, str],
                  orphans: bool = True) -> list[ServerRecord]:
-        containers = {}
-        if self.provider == "docker":
-            containers = {c.labels.get(f"{LABEL_PREFIX}server"): c
-                          for c in self.engine._containers()}
+        containers = self.engine.by_server() if self.provider == "docker" else {}
         records = []
         for name, machine in machines.items():
             state = states.get(name, "not_created")
             if state in NOT_CREATED:
                 continue
             container = containers.pop(name, None)
-            records.append(self._record(machine, STATUS.get(state, "dead"), container))
+            records.append(self._record(machine, STATUS.get(state, Liveness.DEAD), container))
         if orphans:
-            records += [replace(self.engine._record(c), target=self.name, status="dead")
+            records += [replace(self.engine.record(c, self.name), liveness=Liveness.DEAD)
                         for c in containers.values()]
         return records
 
-    def _record(self, machine: dict[str, Any], status: str, container: Any) -> ServerRecord:
+    def _record(self, machine: dict[str, Any], liveness: Liveness,
+                container: Any) -> ServerRecord:
         ssh = machine.get("ssh", {})
         common = {"target": self.name, "ssh_user": ssh.get("user", "vagrant"),
                   "ssh_key": ssh.get("key", ""), "image": machine["image"],
-                  "status": status, "created": machine["created"]}
+                  "liveness": liveness, "created": machine["created"]}
         if container is not None:  # address on the lab network, ports as published now
-            return replace(self.engine._record(container), **common)
+            return replace(self.engine.record(container, self.name), **common)
         return ServerRecord(
             name=machine["name"], role=machine["role"], generation=machine["generation"],
-            address=machine.get("address", ""), ssh_host=ssh.get("host", LOOPBACK),
-            ssh_port=int(ssh.get("port", 0)),
+            address=machine.get("address", ""), ssh_host=ssh.get("host", PUBLISH_ADDRESS),
+            ssh_port=int(ssh.get("port", 0)), ports_host=PUBLISH_ADDRESS,
             ports={p["guest"]: p["host"] for p in machine["ports"] if p["host"]}, **common)
 
     # destroy -------------------------------------------------------------------------------
@@ -244,7 +282,7 @@ class VagrantTarget(Target):
         # containers), and with names None the lab's network.
         with contextlib.suppress(PrerequisiteError):
             if self.provider == "docker" or names is None:
-                removed.update(self.engine.destroy(names))
+                removed.update(self.engine.remove(names))
         for name in sorted(removed):
             on_event(Event("destroyed", f"{name} removed", subject=name))
         return sorted(removed)
@@ -259,13 +297,13 @@ class VagrantTarget(Target):
         container.exec_run(["sh", "-c", 'printf "%s\\n" "$KEY" > /home/vagrant/.ssh/'
                             "authorized_keys"],
                            environment={"KEY": (DATA / "image" / "vagrant.pub").read_text()})
-        return self.engine.bake(server, tag, labels)
+        return self.engine.commit(server.name, tag, labels)
 
     def boot_failure(self, server: ServerRecord) -> str | None:
-        return self.engine.boot_failure(server) if self.provider == "docker" else None
+        return self.engine.boot_failure(server.name) if self.provider == "docker" else None
 
     def boot_report(self, server: ServerRecord) -> str:
-        return self.engine.boot_report(server) if self.provider == "docker" else ""
+        return self.engine.boot_report(server.name) if self.provider == "docker" else ""
 
     def has_image(self, image: str) -> bool:
         return self.engine.has_image(image) if self.provider == "docker" else True
@@ -278,6 +316,30 @@ class VagrantTarget(Target):
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+
+    # what the target needs -----------------------------------------------------------------
+
+    @classmethod
+    def prerequisites(cls) -> list[Check]:
+        """Vagrant (for `target: vagrant`), its version, and which of its providers work
+        here; none required, as a lab may never use this target."""
+        return vagrant_checks()
+
+    @classmethod
+    def prepare_image(cls, config: LabConfig | None, rebuild: bool = False,
+                      on_event: Listener = ignore) -> str | None:
+        """The docker provider starts from lab's base image, built as the docker target
+        builds it; a VM provider starts from a box, which Vagrant fetches on `vagrant up`."""
+        from lab.targets.docker import DockerTarget
+
+        settings = cast(VagrantSettings, config.settings(cls.name)) if config else (
+            VagrantSettings())
+        if settings.provider == "docker":
+            return DockerTarget.prepare_image(config, rebuild, on_event)
+        on_event(Event("image", f"the {settings.provider} provider starts from box "
+                                f"{settings.box(settings.provider)}: Vagrant fetches it on "
+                                "`lab up`"))
+        return None
 
     # vagrant and machines.json ---------------------------------------------------------------
 
@@ -338,7 +400,7 @@ class VagrantTarget(Target):
             data = {
                 "comment": "Written by lab (lab up, release, destroy); read by the Vagrantfile",
                 "lab": self.config.name, "provider": self.provider,
-                "box": None if self.provider == "docker" else self.config.vagrant.box(
+                "box": None if self.provider == "docker" else self.vagrant.box(
                     self.provider),
                 "network": self.network_name, "boot_timeout": BOOT_TIMEOUT[self.provider],
                 **{key: listing[key] for key in RUN_KEYS if key in listing},
@@ -404,10 +466,45 @@ def _machine_of(line: str) -> str | None:
 
 def _free_port() -> int:
     with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
+        sock.bind((PUBLISH_ADDRESS, 0))
         return int(sock.getsockname()[1])
 
 
 def _require_vagrant() -> None:
     if shutil.which("vagrant") is None:
         raise PrerequisiteError(f"{INSTALL}; `lab doctor` checks the rest")
+
+
+def vagrant_checks() -> list[Check]:
+    """Vagrant's version and which of its providers work here (`lab doctor`)."""
+    if shutil.which("vagrant") is None:
+        return [Check("vagrant (optional)", False, "not found",
+                      "apt-get install -y --no-install-recommends vagrant", required=False)]
+    # An empty directory: no Vagrantfile is loaded, and no version check goes over the network.
+    with tempfile.TemporaryDirectory() as empty:
+        client = vagrant.Vagrant(root=empty, env=os.environ | {"VAGRANT_CHECKPOINT_DISABLE": "1"})
+        try:
+            version = client.version()
+            plugins = {p.name for p in client.plugin_list()}
+        except Exception as exc:  # CalledProcessError, OSError, or python-vagrant's own
+            return [Check("vagrant (optional)", False, f"does not run: {exc}",
+                          "reinstall vagrant", required=False)]
+    try:
+        docker_client(timeout=10).close()
+        engine = True
+    except LabError:
+        engine = False
+    providers = [
+        ("docker", engine, "the Docker engine answers" if engine else "no Docker engine",
+         "start Docker (see `docker engine` above)"),
+        ("virtualbox", shutil.which("VBoxManage") is not None,
+         "VBoxManage on PATH" if shutil.which("VBoxManage") else "VBoxManage not found",
+         "install VirtualBox"),
+        ("libvirt", "vagrant-libvirt" in plugins,
+         "plugin vagrant-libvirt" if "vagrant-libvirt" in plugins else "plugin not installed",
+         "apt-get install vagrant-libvirt (or `vagrant plugin install vagrant-libvirt`)"),
+    ]
+    return [Check("vagrant (optional)", True, f"Vagrant {version}", required=False)] + [
+        Check(f"vagrant provider {name}", ok, detail, fix, required=False)
+        for name, ok, detail, fix in providers
+    ]

@@ -21,8 +21,8 @@ from lab.events import Listener, ignore
 from lab.fleet import Fleet
 from lab.keys import KeyPair
 from lab.probe import Window
-from lab.state import ServerRecord
-from lab.targets import ServerSpec, Target
+from lab.state import Liveness, ServerRecord
+from lab.targets.base import ServerSpec, Target
 
 FULL = 100
 
@@ -74,7 +74,7 @@ class World:
 
     def kill(self, name: str) -> Callable[[], None]:
         def act() -> None:
-            self.servers[name].status = "dead"
+            self.servers[name].liveness = Liveness.DEAD
             self.pool[name].healthy = False
         return act
 
@@ -99,7 +99,7 @@ class FakeTarget(Target):
         for spec in specs:
             record = ServerRecord(spec.name, spec.role, self.name, address=f"10.9.0.{len(made)}",
                                   image=spec.image, generation=spec.generation,
-                                  status="running")
+                                  liveness=Liveness.RUNNING)
             self.world.servers[spec.name] = record
             made.append(record)
         return made
@@ -111,7 +111,7 @@ class FakeTarget(Target):
     def alive(self, names: list[str]) -> set[str]:
         self.world.record("target.alive", log=False)
         return {n for n in names if n in self.world.servers
-                and self.world.servers[n].status == "running"}
+                and self.world.servers[n].liveness is Liveness.RUNNING}
 
     def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
         names = sorted(self.world.servers) if names is None else names

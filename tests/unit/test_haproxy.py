@@ -21,7 +21,7 @@ from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError, UsageError
 from lab.keys import KeyPair
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord, Stage
 
 HEADER = "# pxname,svname,scur,stot,wretr,status,weight,check_status,hrsp_5xx\n"
 ROWS = {
@@ -121,8 +121,9 @@ def test_a_lab_without_balancer_has_only_its_own_roles() -> None:
 
 def test_the_balancer_is_found_among_running_servers() -> None:
     lab, key = config(), KeyPair(Path(), Path())
-    dead = ServerRecord("lb-1", "lb", "docker", status="dead")
-    running = ServerRecord("lb-2", "lb", "docker", status="ready")
+    dead = ServerRecord("lb-1", "lb", "docker", liveness=Liveness.DEAD)
+    running = ServerRecord("lb-2", "lb", "docker", liveness=Liveness.RUNNING,
+                           stage=Stage.READY)
 
     assert open_balancer(lab, [dead], key) is None
     found = open_balancer(lab, [dead, running], key)
@@ -141,3 +142,13 @@ def test_unknown_kind_is_named() -> None:
     assert get_balancer("haproxy") is HAProxy
     with pytest.raises(UsageError, match="balancer 'alb' is not available"):
         get_balancer("alb")
+
+
+def test_the_url_is_where_the_balancers_target_published_its_port() -> None:
+    """Nothing above the target assumes 127.0.0.1: the URL is the record's ports_host."""
+    lab, key = config(), KeyPair(Path(), Path())
+    local = ServerRecord("lb-1", "lb", "docker", liveness=Liveness.RUNNING, ports={80: 9090})
+    remote = ServerRecord("lb-1", "lb", "cloud", liveness=Liveness.RUNNING, ports={80: 8443},
+                          ports_host="203.0.113.7")
+    assert HAProxy(lab, local, key).url == "http://127.0.0.1:9090/"
+    assert HAProxy(lab, remote, key).url == "http://203.0.113.7:8443/"

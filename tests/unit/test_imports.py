@@ -96,3 +96,20 @@ def test_no_import_cycle_in_lab() -> None:
 def test_config_does_not_import_a_balancer() -> None:
     graph = import_graph()
     assert graph["lab.config"] & {"lab.balancers.base", "lab.balancers.haproxy"} == set()
+
+
+def test_config_does_not_import_a_target() -> None:
+    """lab.yml names targets through their registry; a target's module is imported only when
+    a lab uses it or has its section, never by config.py itself."""
+    graph = import_graph()
+    assert "lab.targets.registry" in graph["lab.config"]
+    assert graph["lab.config"] & {"lab.targets.base", "lab.targets.docker",
+                                  "lab.targets.vagrant", "lab.targets.dockerengine"} == set()
+
+
+def test_the_vagrant_target_uses_the_shared_docker_engine() -> None:
+    """What both targets need from Docker is dockerengine.py's, not the docker target's."""
+    graph = import_graph()
+    assert "lab.targets.dockerengine" in graph["lab.targets.vagrant"]
+    source = (PACKAGE / "targets" / "vagrant.py").read_text()
+    assert "engine._" not in source

@@ -19,12 +19,12 @@ import release_fakes
 from release_fakes import FakeMember, World, fake_provision, fake_verify, interrupt
 
 import lab.balancers.registry
-import lab.targets
+import lab.targets.registry
 from lab.config import load_config
 from lab.events import Event
 from lab.fleet import Fleet
 from lab.release import Checks, ReleaseFailed, ReleaseReport, release
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord
 
 OLD = ["web-1", "web-2"]
 NEW = ["web-3", "web-4"]
@@ -83,14 +83,13 @@ def cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cycle]:
     world = World()
     monkeypatch.setattr(release_fakes, "world", world)
     monkeypatch.setitem(lab.balancers.registry.BUILT_IN, "fake", "release_fakes:FakeBalancer")
-    monkeypatch.setitem(lab.targets.BUILT_IN, "fake", "release_fakes:FakeTarget")
+    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "fake", "release_fakes:FakeTarget")
     (tmp_path / "lab.yml").write_text(LAB_YML)
-    # lab.yml's `target:` still takes a fixed list of names (issue 9, point 2): the fake is
-    # put in after validation. The balancer's kind is validated against its registry.
-    config = load_config(tmp_path / "lab.yml").model_copy(update={"target": "fake"})
+    # The fake target and balancer are validated against their registries, like real ones.
+    config = load_config(tmp_path / "lab.yml", target="fake")
     for index, name in enumerate(OLD):
         world.servers[name] = ServerRecord(name, "web", "fake", address=f"10.9.1.{index}",
-                                           generation=1, status="running")
+                                           generation=1, liveness=Liveness.RUNNING)
         world.pool[name] = FakeMember(share=100)
     with Fleet(config.located(tmp_path)) as fleet:
         yield Cycle(world, fleet, [])

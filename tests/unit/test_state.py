@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.state import ServerRecord, State
+from lab.state import GONE, Liveness, ServerRecord, Stage, State, shown_status
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def full_record(name: str = "web-3", role: str = "web") -> ServerRecord:
     return ServerRecord(
         name=name, role=role, target="docker", address="172.18.0.5", ssh_host="127.0.0.1",
         ssh_port=32768, ssh_user="admin", image="lab/base:bookworm", generation=4,
-        status="ready", ports={80: 32769, 443: 32770}, created=1700000000.25,
+        liveness=Liveness.RUNNING, stage=Stage.READY, ports={80: 32769, 443: 32770},
+        created=1700000000.25,
     )
 
 
@@ -71,7 +72,7 @@ def test_to_dict_has_every_field(state: State) -> None:
 
 def test_save_replaces(state: State) -> None:
     state.save(full_record())
-    changed = ServerRecord(**{**full_record().to_dict(), "status": "dead", "ssh_port": 1})
+    changed = ServerRecord(**{**full_record().to_dict(), "liveness": Liveness.DEAD, "ssh_port": 1})
     state.save(changed)
     assert state.servers() == [changed]
 
@@ -80,10 +81,10 @@ def test_unknown_server_is_none(state: State) -> None:
     assert state.server("nope-1") is None
 
 
-def test_set_status_and_forget(state: State) -> None:
+def test_set_liveness_and_forget(state: State) -> None:
     state.save(full_record("web-1"))
     state.save(full_record("web-2"))
-    state.set_status("web-1", "dead")
+    state.set_liveness("web-1", Liveness.DEAD)
     web1 = state.server("web-1")
     assert web1 is not None and web1.status == "dead"
     state.forget("web-1")
@@ -205,3 +206,86 @@ def test_numbers_are_compared_as_numbers(state: State) -> None:
     for name in name_servers(state, "web", 10):
         state.forget(name)
     assert state.next_index("web") == 11
+
+
+# liveness and stage ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("liveness", "stage", "shown"), [
+    (Liveness.CREATING, Stage.CREATED, "creating"),
+    (Liveness.RUNNING, Stage.CREATED, "running"),
+    (Liveness.RUNNING, Stage.READY, "ready"),
+    (Liveness.RUNNING, Stage.VERIFY_FAILED, "verify-failed"),
+    (Liveness.DEAD, Stage.VERIFIED, "dead"),
+    (Liveness.MISSING, Stage.PROVISIONED, "missing"),
+    (Liveness.RESTARTING, Stage.READY, "restarting"),
+])
+def test_status_is_liveness_unless_running_then_stage(liveness: Liveness, stage: Stage,
+                                                      shown: str) -> None:
+    assert shown_status(liveness, stage) == shown
+    record = ServerRecord("web-1", "web", "docker", liveness=liveness, stage=stage)
+    assert record.status == shown and record.shown()["status"] == shown
+    assert record.gone == (liveness in GONE)
+
+
+def test_liveness_and_stage_are_stored_apart(state: State) -> None:
+    state.save(full_record("web-1"))
+    state.set_liveness("web-1", Liveness.DEAD)
+    dead = state.server("web-1")
+    assert dead is not None and (dead.liveness, dead.stage) == (Liveness.DEAD, Stage.READY)
+    state.set_stage("web-1", Stage.VERIFIED)
+    state.set_liveness("web-1", Liveness.RUNNING)
+    back = state.server("web-1")
+    assert back is not None and back.status == "verified"
+    assert isinstance(back.liveness, Liveness) and isinstance(back.stage, Stage)
+
+
+def test_strings_become_the_enums() -> None:
+    record = ServerRecord("web-1", "web", "docker", liveness="dead", stage="verified")  # type: ignore[arg-type]
+    assert record.liveness is Liveness.DEAD and record.stage is Stage.VERIFIED
+    with pytest.raises(ValueError, match="'zombie' is not a valid Liveness"):
+        ServerRecord("web-1", "web", "docker", liveness="zombie")  # type: ignore[arg-type]
+
+
+OLD_SCHEMA = """
+CREATE TABLE servers (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, target TEXT NOT NULL,
+    address TEXT NOT NULL DEFAULT '', ssh_port INTEGER NOT NULL DEFAULT 0,
+    image TEXT NOT NULL DEFAULT '', generation INTEGER NOT NULL DEFAULT 1,
+    status TEXT NOT NULL DEFAULT 'creating', ports TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL
+);
+CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, server TEXT,
+                     kind TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
+"""
+
+
+def test_an_old_state_db_is_migrated_in_place(tmp_path: Path) -> None:
+    """A state.db from before liveness and stage: one `status` column, fewer columns."""
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.executescript(OLD_SCHEMA)
+    old = ["creating", "running", "restarting", "dead", "missing", "ready", "provisioned",
+           "failed", "verified", "verify-failed", "something-new"]
+    for index, status in enumerate(old):
+        db.execute("INSERT INTO servers (name, role, target, ssh_port, status, created) "
+                   "VALUES (?, 'web', 'docker', 2200, ?, 1.5)", (f"web-{index}", status))
+    db.execute("INSERT INTO events (at, server, kind) VALUES (1.0, 'web-0', 'named')")
+    db.commit()
+    db.close()
+
+    state = State(tmp_path)
+    servers = {s.name: s for s in state.servers()}
+    assert [servers[f"web-{i}"].status for i in range(len(old) - 1)] == old[:-1]
+    assert servers["web-10"].status == "running"  # a word lab no longer knows
+    assert (servers["web-8"].liveness, servers["web-8"].stage) == (Liveness.RUNNING,
+                                                                   Stage.VERIFIED)
+    assert (servers["web-3"].liveness, servers["web-3"].stage) == (Liveness.DEAD, Stage.CREATED)
+    assert servers["web-5"].ssh_host == "127.0.0.1" and servers["web-5"].ssh_port == 2200
+    assert [e["kind"] for e in state.events()] == ["named"]
+    columns = {row[1] for row in sqlite3.connect(state.path).execute(
+        "PRAGMA table_info(servers)")}
+    assert {"liveness", "stage"} <= columns and "status" not in columns
+    # Opening it again changes nothing, and it takes new records as any state.db does.
+    assert {s.name: s for s in State(tmp_path).servers()} == servers
+    state.save(full_record("web-20"))
+    assert state.server("web-20") == full_record("web-20")

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import DEFAULT_BOXES, LabConfig, load_config
+from lab.config import LabConfig, load_config
 from lab.errors import ConfigError, PrerequisiteError, TargetError
 from lab.keys import ensure_keypair
 from lab.scaffold import example_dir, init_lab
-from lab.targets import ServerSpec, get_target
-from lab.targets.vagrant import VagrantTarget, parse_ssh_config, vagrant_failure
+from lab.targets.base import ServerSpec
+from lab.targets.registry import get_target
+from lab.targets.vagrant import DEFAULT_BOXES, VagrantTarget, parse_ssh_config, vagrant_failure
 
 REPO = Path(__file__).resolve().parents[2]
 

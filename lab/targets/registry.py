@@ -1,0 +1,50 @@
+"""Targets by name: ``docker`` and ``vagrant`` here, more through the ``lab.targets`` group.
+
+Names only, as ``module:attribute`` strings: this module imports no target, so lab.yml's
+validation (config.py) can list the known targets without importing them, and a target is
+imported only when a lab uses it (or names its settings section), like testinfra's backends.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from lab.errors import UsageError
+
+if TYPE_CHECKING:
+    from lab.targets.base import Target
+
+GROUP = "lab.targets"
+BUILT_IN = {
+    "docker": "lab.targets.docker:DockerTarget",
+    "vagrant": "lab.targets.vagrant:VagrantTarget",
+}
+# Accepted by lab.yml's `target:` before they exist, so a lab written for them validates;
+# choosing one stops with "not available" until its module is here.
+PLANNED = ("aws",)
+
+
+def known() -> dict[str, str]:
+    """Every target there is, with where its class lives (``module:attribute``)."""
+    from importlib.metadata import entry_points  # not at import: config.py imports this file
+
+    return dict(BUILT_IN) | {ep.name: ep.value for ep in entry_points(group=GROUP)}
+
+
+def names() -> list[str]:
+    """The names lab.yml's ``target:`` accepts: built-in, planned, then installed ones."""
+    available = known()
+    return list(dict.fromkeys([*BUILT_IN, *PLANNED, *available]))
+
+
+def get_target(name: str) -> type[Target]:
+    """The Target class for ``name``; imported only when asked for."""
+    available = known()
+    if name not in available:
+        raise UsageError(
+            f"target {name!r} is not available (known: {', '.join(sorted(available))})"
+        )
+    module, _, attribute = available[name].partition(":")
+    cls: type[Target] = getattr(import_module(module), attribute)
+    return cls
