@@ -62,6 +62,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -375,33 +376,18 @@ def lab_passed(timed: Timed) -> int:
 def molecule_actions(timed: Timed) -> dict[str, float]:
     """Seconds per action of `molecule test`, from when each starts in its output; an action
     that runs twice (cleanup, destroy) is counted as ``destroy#1``, ``destroy#2``."""
-    starts: list[tuple[str, float]] = []
-    seen: dict[str, int] = {}
-    for at, line in timed.lines:
-        # `INFO default ➜ converge: Executing`, or without colour `[default > converge] Executing`
-        match = re.search(r"(?:➜\s+(\w+):|\[[\w/.-]+ > (\w+)\])\s+Executing\s*$", line)
-        if match:
-            name = match.group(1) or match.group(2)
-            seen[name] = seen.get(name, 0) + 1
-            starts.append((name, at))
-    numbered = [(f"{n}#{i}" if seen[n] > 1 else n, at) for (n, at), i in
-                zip(starts, _occurrences([n for n, _ in starts]), strict=True)]
+    # `INFO default ➜ converge: Executing`, or without colour `[default > converge] Executing`
+    starts = [(m.group(1) or m.group(2), at) for at, line in timed.lines
+              if (m := re.search(r"(?:➜\s+(\w+):|\[[\w/.-]+ > (\w+)\])\s+Executing\s*$", line))]
+    total, seen = Counter(name for name, _ in starts), Counter[str]()
     actions: dict[str, float] = {}
-    if numbered:
-        actions["(start-up)"] = numbered[0][1]
-        ends = [at for _, at in numbered[1:]] + [timed.seconds]
-        for (name, at), end in zip(numbered, ends, strict=True):
-            actions[name] = end - at
+    if starts:
+        actions["(start-up)"] = starts[0][1]
+        ends = [at for _, at in starts[1:]] + [timed.seconds]
+        for (name, at), end in zip(starts, ends, strict=True):
+            seen[name] += 1
+            actions[f"{name}#{seen[name]}" if total[name] > 1 else name] = end - at
     return actions
-
-
-def _occurrences(names: list[str]) -> list[int]:
-    count: dict[str, int] = {}
-    out = []
-    for name in names:
-        count[name] = count.get(name, 0) + 1
-        out.append(count[name])
-    return out
 
 
 def molecule_passed(timed: Timed) -> int:
