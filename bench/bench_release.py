@@ -28,13 +28,12 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import edit_lab_yml
+from benchlib import edit_lab_yml, run
 from loadgen import Load  # the independent client tests/integration/test_release.py uses
 
 from lab.probe import free_local_port
@@ -44,8 +43,7 @@ APP_LAB = Path(__file__).parent / "labs" / "app"
 
 
 def lab(directory: Path, *args: str, check: bool = True) -> str:
-    result = subprocess.run([*LAB, *args], cwd=directory, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, check=False)
+    result = run([*LAB, *args], cwd=directory)
     if check and result.returncode != 0:
         sys.exit(f"lab {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
     return result.stdout

@@ -69,7 +69,7 @@ def edit_lab_yml(path: Path, *, to: Path | None = None, name: str | None = None,
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: must be a mapping of fields")
-    servers = data.get("servers") or {}
+    servers = data["servers"] if isinstance(data.get("servers"), dict) else {}
     if name is not None:
         data["name"] = name
     if target is not None:
