@@ -55,20 +55,6 @@ def run(argv: list[str], timeout: float | None = None,
         raise Missing(f"{argv[0]} not found") from None
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    """Wall time of one command that must succeed; returns (seconds, its stderr)."""
-    started = time.perf_counter()
-    try:
-        result = run(argv, cwd=cwd, env=env, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"`lab {argv[-1]}` took over {TIMEOUT:.0f} s") from None
-    took = time.perf_counter() - started
-    if result.returncode != 0:
-        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["?"]
-        raise BenchError(f"`lab {argv[-1]}` failed (exit {result.returncode}): {detail[0]}")
-    return took, result.stderr
-
-
 def docker(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
     return run(["docker", *args], timeout=timeout)
 
@@ -113,7 +99,17 @@ class BenchLab:
         return edit_lab_yml(self.dir / "lab.yml", **changes)
 
     def timed(self, *args: str) -> float:
-        return timed([str(LAB), *args], self.dir, self.env)[0]
+        """Wall time of one `lab` command that must succeed."""
+        started = time.perf_counter()
+        try:
+            result = run([str(LAB), *args], cwd=self.dir, env=self.env, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"`lab {args[-1]}` took over {TIMEOUT:.0f} s") from None
+        took = time.perf_counter() - started
+        if result.returncode != 0:
+            detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["?"]
+            raise BenchError(f"`lab {args[-1]}` failed (exit {result.returncode}): {detail[0]}")
+        return took
 
     def cleanup(self, targets: tuple[str, ...] = ()) -> None:
         """`lab destroy` (on each of ``targets`` in turn, if given), then the directory."""
