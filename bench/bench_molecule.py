@@ -54,6 +54,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import statistics
@@ -270,7 +271,10 @@ def lab_init(directory: Path, name: str, env: dict[str, str]) -> Work:
 def molecule_run_mode() -> str:
     """Lab's run mode on this engine as molecule-plugins' docker platform keys."""
     mode = run_mode()
-    keys = {"command": json.dumps(mode.command), "tty": "true", "capabilities": '["SYS_ADMIN"]'}
+    # Molecule's schema wants the command as one string (community.docker splits it as a
+    # shell would) and expands $NAME in molecule.yml unless written $$NAME.
+    command = shlex.join(mode.command).replace("$", "$$")
+    keys = {"command": json.dumps(command), "tty": "true", "capabilities": '["SYS_ADMIN"]'}
     if mode.cgroupns:
         keys["cgroupns_mode"] = mode.cgroupns
     if mode.security_opt:
