@@ -54,6 +54,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import statistics
@@ -62,12 +63,27 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-# Shared with bench_up.py (this folder is on sys.path when a bench script runs).
-from bench_up import IMAGE, LAB, BenchError, Missing
+from benchlib import (
+    IMAGE,
+    LAB,
+    BenchError,
+    Missing,
+    bench_main,
+    docker,
+    edit_lab_yml,
+    require_prerequisites,
+    run,
+    run_mode,
+)
+
+from lab.config import load_config
+from lab.errors import LabError
+from lab.harness import test_lab_name
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENV = BENCH_DIR / ".venv-molecule"
@@ -94,16 +110,6 @@ CLOSED_PORT_URL = "http://127.0.0.1:9/"  # where a stray ansible-galaxy call goe
 
 
 # running commands --------------------------------------------------------------------------
-
-
-def run(argv: list[str], timeout: float = 120.0,
-        **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion with output captured; a missing binary is :class:`Missing`."""
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              check=False, timeout=timeout, **kwargs)  # type: ignore[call-overload]
-    except FileNotFoundError:
-        raise Missing(f"{argv[0]} not found") from None
 
 
 @dataclass
@@ -168,10 +174,6 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=wait)
             return
-
-
-def docker(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return run(["docker", *args], timeout=timeout)
 
 
 # Molecule's virtualenv ---------------------------------------------------------------------
@@ -251,60 +253,28 @@ class Work:
 
 def lab_init(directory: Path, name: str, env: dict[str, str]) -> Work:
     """`lab init` a fresh lab, drop its balancer, and say what work it describes."""
-    result = run([str(LAB), "init", str(directory), "--name", name], env=env)
+    result = run([str(LAB), "init", str(directory), "--name", name], env=env, timeout=120)
     if result.returncode != 0:
         raise BenchError(f"`lab init` failed: {(result.stderr or result.stdout).strip()}")
-    config = directory / "lab.yml"
-    text = drop_top_level_key(config.read_text(), "balancer")
-    config.write_text(text)
-    roles = re.findall(r"(?m)^  ([a-z][a-z0-9_]*):", section(text, "servers"))
-    if len(roles) != 1:
-        raise BenchError(f"expected one role under servers: in {config}, found {roles}")
-    role = section(text, "servers")
-    count = re.search(r"(?m)^\s+count:\s*(\d+)", role)
-    playbook = re.search(r"(?m)^\s+playbook:\s*(\S+)", role)
-    tests = re.search(r"(?m)^\s+tests:\s*\[([^\]]*)\]", role)
-    if not (count and playbook and tests):
-        raise BenchError(f"cannot read count, playbook and tests of the role in {config}")
-    test_files = [directory / t.strip().strip("'\"") for t in tests.group(1).split(",")
-                  if t.strip()]
+    config = edit_lab_yml(directory / "lab.yml", balancer=False)
+    if len(config.servers) != 1:
+        raise BenchError(f"expected one role under servers: in {directory / 'lab.yml'}, "
+                         f"found {list(config.servers)}")
+    (group, role), = config.servers.items()
+    if role.playbook is None:
+        raise BenchError(f"the role {group} in {directory / 'lab.yml'} has no playbook")
+    test_files = [directory / t for t in role.tests]
     per_server = sum(len(re.findall(r"(?m)^def test_", f.read_text())) for f in test_files)
-    return Work(roles[0], int(count.group(1)), directory / playbook.group(1), test_files,
-                per_server)
-
-
-def section(text: str, key: str) -> str:
-    """The lines of a top-level YAML key's block (its indented lines)."""
-    match = re.search(rf"(?ms)^{re.escape(key)}:[^\n]*\n((?:[ \t]+[^\n]*\n|\n)*)", text)
-    return match.group(1) if match else ""
-
-
-def drop_top_level_key(text: str, key: str) -> str:
-    """The YAML text without the top-level ``key:`` and its indented block."""
-    out: list[str] = []
-    skipping = False
-    for line in text.splitlines(keepends=True):
-        if re.match(rf"{re.escape(key)}:", line):
-            skipping = True
-            continue
-        if skipping and (line.startswith((" ", "\t")) or not line.strip()):
-            continue
-        skipping = False
-        out.append(line)
-    return "".join(out)
+    return Work(group, role.count, directory / role.playbook, test_files, per_server)
 
 
 def molecule_run_mode() -> str:
     """Lab's run mode on this engine as molecule-plugins' docker platform keys."""
-    from lab.engine import docker_client, engine_facts
-    from lab.targets.runmode import choose
-
-    client = docker_client()
-    try:
-        mode = choose(engine_facts(client))
-    finally:
-        client.close()
-    keys = {"command": json.dumps(mode.command), "tty": "true", "capabilities": '["SYS_ADMIN"]'}
+    mode = run_mode()
+    # Molecule's schema wants the command as one string (community.docker splits it as a
+    # shell would) and expands $NAME in molecule.yml unless written $$NAME.
+    command = shlex.join(mode.command).replace("$", "$$")
+    keys = {"command": json.dumps(command), "tty": "true", "capabilities": '["SYS_ADMIN"]'}
     if mode.cgroupns:
         keys["cgroupns_mode"] = mode.cgroupns
     if mode.security_opt:
@@ -410,33 +380,18 @@ def lab_passed(timed: Timed) -> int:
 def molecule_actions(timed: Timed) -> dict[str, float]:
     """Seconds per action of `molecule test`, from when each starts in its output; an action
     that runs twice (cleanup, destroy) is counted as ``destroy#1``, ``destroy#2``."""
-    starts: list[tuple[str, float]] = []
-    seen: dict[str, int] = {}
-    for at, line in timed.lines:
-        # `INFO default ➜ converge: Executing`, or without colour `[default > converge] Executing`
-        match = re.search(r"(?:➜\s+(\w+):|\[[\w/.-]+ > (\w+)\])\s+Executing\s*$", line)
-        if match:
-            name = match.group(1) or match.group(2)
-            seen[name] = seen.get(name, 0) + 1
-            starts.append((name, at))
-    numbered = [(f"{n}#{i}" if seen[n] > 1 else n, at) for (n, at), i in
-                zip(starts, _occurrences([n for n, _ in starts]), strict=True)]
+    # `INFO default ➜ converge: Executing`, or without colour `[default > converge] Executing`
+    starts = [(m.group(1) or m.group(2), at) for at, line in timed.lines
+              if (m := re.search(r"(?:➜\s+(\w+):|\[[\w/.-]+ > (\w+)\])\s+Executing\s*$", line))]
+    total, seen = Counter(name for name, _ in starts), Counter[str]()
     actions: dict[str, float] = {}
-    if numbered:
-        actions["(start-up)"] = numbered[0][1]
-        ends = [at for _, at in numbered[1:]] + [timed.seconds]
-        for (name, at), end in zip(numbered, ends, strict=True):
-            actions[name] = end - at
+    if starts:
+        actions["(start-up)"] = starts[0][1]
+        ends = [at for _, at in starts[1:]] + [timed.seconds]
+        for (name, at), end in zip(starts, ends, strict=True):
+            seen[name] += 1
+            actions[f"{name}#{seen[name]}" if total[name] > 1 else name] = end - at
     return actions
-
-
-def _occurrences(names: list[str]) -> list[int]:
-    count: dict[str, int] = {}
-    out = []
-    for name in names:
-        count[name] = count.get(name, 0) + 1
-        out.append(count[name])
-    return out
 
 
 def molecule_passed(timed: Timed) -> int:
@@ -549,17 +504,8 @@ def report(labs: list[Result], mols: list[Result], versions: dict[str, dict[str,
 # main --------------------------------------------------------------------------------------
 
 
-def require_prerequisites() -> None:
-    if not LAB.exists():
-        raise Missing(f"{LAB} not found: run this with the lab venv's python")
-    info = docker("version", "--format", "{{.Server.Version}}")
-    if info.returncode != 0:
-        raise Missing(f"docker is not answering: {info.stderr.strip()}")
-    if docker("image", "inspect", IMAGE).returncode != 0:
-        raise Missing(f"image {IMAGE} not found: run `lab image build`")
-
-
-def bench(rounds: int, root: Path, run_id: str, prefix: str, keep: bool) -> int:
+def bench(rounds: int, root: Path, run_id: str, prefix: str, keep: bool) -> str:
+    """Every round, both tools; the report, once all rounds passed."""
     # Same environment for both tools; LAB_LABELS is replaced, not extended, so that no
     # other benchmark's sweep label (lab.bench=1) gets onto this run's containers.
     base_env = os.environ | {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200",
@@ -622,12 +568,12 @@ def bench(rounds: int, root: Path, run_id: str, prefix: str, keep: bool) -> int:
             print(f"logs kept in {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    print(report(labs, mols, versions, noise))
+    text = report(labs, mols, versions, noise)
     cores = os.cpu_count() or 1
     if sampler.samples and statistics.median(sampler.samples) > cores:
-        print(f"note: the load average stayed above the {cores} cores most of the time: other "
-              "work was running on this machine, so the timings are noisy")
-    return 0
+        text += (f"\nnote: the load average stayed above the {cores} cores most of the time: "
+                 "other work was running on this machine, so the timings are noisy")
+    return text
 
 
 def cleanup(projects: list[Path], lab_dirs: list[Path], mol_env: dict[str, str],
@@ -649,17 +595,16 @@ def cleanup(projects: list[Path], lab_dirs: list[Path], mol_env: dict[str, str],
         if not config.exists():
             continue
         # `lab test` works on the lab NAME-test; `lab destroy` of a copy named so removes it.
-        test_config = lab_dir / "lab-bench-test.yml"
-        test_config.write_text(re.sub(r"(?m)^name:\s*(\S+)", r"name: \1-test",
-                                      config.read_text(), count=1))
-        for file in (config, test_config):
+        for file in (config, lab_dir / "lab-bench-test.yml"):
             try:
+                if file != config:
+                    edit_lab_yml(config, to=file, name=test_lab_name(load_config(config)))
                 result = run([str(LAB), "-f", str(file), "destroy"], cwd=lab_dir, env=lab_env,
                              timeout=CLEANUP_TIMEOUT)
                 if result.returncode != 0:
                     print(f"warning: lab destroy of {file} exited {result.returncode}: "
                           f"{(result.stderr or result.stdout).strip()[-300:]}", file=sys.stderr)
-            except (subprocess.TimeoutExpired, BenchError) as exc:
+            except (subprocess.TimeoutExpired, BenchError, LabError) as exc:
                 print(f"warning: lab destroy of {file}: {exc}", file=sys.stderr)
     # Molecule's docker create/destroy playbooks leave async job files in ~/.ansible_async;
     # remove those that name this run's containers.
@@ -686,28 +631,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
-    def terminated(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, terminated)
     run_id = secrets.token_hex(3)
-    prefix = f"mb-{run_id}"
-    try:
+    figures: list[str] = []
+
+    def body() -> None:
         require_prerequisites()
         ensure_molecule_venv()
         root = Path(tempfile.mkdtemp(prefix=f"bench-molecule-{run_id}-"))
         print(f"run {run_id}: {args.rounds} round(s) of `lab test` then `molecule test`, "
               f"in {root}", flush=True)
-        return bench(args.rounds, root, run_id, prefix, args.keep)
-    except Missing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except BenchError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; cleaned up", file=sys.stderr)
-        return 130
+        figures.append(bench(args.rounds, root, run_id, f"mb-{run_id}", args.keep))
+
+    return bench_main("bench_molecule", body, lambda: "\n".join(figures))
 
 
 if __name__ == "__main__":

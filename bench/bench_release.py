@@ -25,74 +25,25 @@ Needs a Docker engine and lab/base:bookworm (`make setup`). Cleans up on exit, a
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-# Shared with bench_up.py (this folder is on sys.path when a bench script runs).
-from bench_up import free_port
+from benchlib import edit_lab_yml, run
+from loadgen import Load  # the independent client tests/integration/test_release.py uses
+
+from lab.probe import free_local_port
 
 LAB = [sys.executable, "-m", "lab"]
 APP_LAB = Path(__file__).parent / "labs" / "app"
 
 
-class Load:
-    """``rate`` requests/s to 127.0.0.1:port from threads; records status and latency."""
-
-    def __init__(self, port: int, rate: float, threads: int = 8) -> None:
-        self.port, self.interval = port, threads / rate
-        self.samples: list[tuple[int, float]] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
-
-    def run(self) -> None:
-        deadline = time.monotonic() + 900
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            started = time.monotonic()
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            try:
-                connection.request("GET", "/", headers={"Connection": "close"})
-                response = connection.getresponse()
-                response.read()
-                status = response.status
-            except OSError:
-                status = 0
-            finally:
-                connection.close()
-            took = time.monotonic() - started
-            with self.lock:
-                self.samples.append((status, took))
-            self.stop.wait(max(0.0, self.interval - took))
-
-    def figures(self) -> dict[str, float]:
-        latencies = sorted(t for _, t in self.samples)
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0
-        return {"requests": len(self.samples),
-                "failed": sum(s != 200 for s, _ in self.samples), "p99_ms": 1000 * p99}
-
-
 def lab(directory: Path, *args: str, check: bool = True) -> str:
-    result = subprocess.run([*LAB, *args], cwd=directory, capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, check=False)
+    result = run([*LAB, *args], cwd=directory)
     if check and result.returncode != 0:
         sys.exit(f"lab {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
     return result.stdout
@@ -115,13 +66,10 @@ def make_lab(kind: str, workdir: Path, step_seconds: float) -> tuple[Path, int, 
         lab(workdir, "init", str(directory), "--name", name)
     else:
         shutil.copytree(APP_LAB, directory)
-    port = free_port()
-    config = directory / "lab.yml"
-    text = config.read_text().replace("__NAME__", name).replace("listen: 8080", f"listen: {port}")
-    text = re.sub(r"step_seconds: \d+", f"step_seconds: {step_seconds}", text)
-    config.write_text(text)
-    steps = len(re.search(r"steps: \[(.*?)\]", text).group(1).split(","))  # type: ignore[union-attr]
-    return directory, port, steps
+    port = free_local_port()
+    config = edit_lab_yml(directory / "lab.yml", name=name, listen=port,
+                          step_seconds=step_seconds)
+    return directory, port, len(config.release.steps)
 
 
 def bench_lab(kind: str, workdir: Path, options: argparse.Namespace) -> list[tuple[str, dict]]:

@@ -38,151 +38,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import secrets
-import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
 
-IMAGE = "lab/base:bookworm"
-BENCH_LABEL = "lab.bench=1"
+from benchlib import (
+    BENCH_LABEL,
+    IMAGE,
+    TIMEOUT,
+    BenchError,
+    BenchLab,
+    bench_main,
+    cleanup,
+    docker,
+    load_note,
+    remove_labelled,
+    require_prerequisites,
+    run_mode,
+    stats_row,
+)
+
+from lab.probe import free_local_port
+
 SIZES = (1, 2, 4, 8)
 QUICK_SIZES = (2, 8)
-TIMEOUT = 300.0  # seconds any single measured step may take before the bench gives up
-LAB = Path(sys.executable).parent / "lab"
 # The issue's targets, in seconds: (what, N) -> limit.
 TARGETS = {("lab up", 2): 6.0, ("lab up", 8): 12.0, ("lab destroy", 8): 3.0}
 
 
-class BenchError(Exception):
-    """A step failed; the message is one line for the user."""
-
-
-class Missing(BenchError):
-    """A prerequisite is missing (exit 3)."""
-
-
-# running commands --------------------------------------------------------------------------
-
-
-def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion, output captured; a missing binary becomes :class:`Missing`."""
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              check=False, **kwargs)  # type: ignore[call-overload]
-    except FileNotFoundError:
-        raise Missing(f"{argv[0]} not found") from None
-
-
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    """Wall time of one command that must succeed; returns (seconds, its stderr)."""
-    started = time.perf_counter()
-    try:
-        result = run(argv, cwd=cwd, env=env, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"`lab {argv[-1]}` took over {TIMEOUT:.0f} s") from None
-    took = time.perf_counter() - started
-    if result.returncode != 0:
-        detail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["?"]
-        raise BenchError(f"`lab {argv[-1]}` failed (exit {result.returncode}): {detail[0]}")
-    return took, result.stderr
-
-
-def docker(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
-    return run(["docker", *args], timeout=timeout)
-
-
-# the lab -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A 127.0.0.1 port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class BenchLab:
-    """A temporary lab with a unique name; ``lab up``/``lab destroy`` it with N servers."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.root = Path(tempfile.mkdtemp(prefix="bench-"))
-        self.dir = self.root / self.name
-        labels = ",".join(filter(None, [os.environ.get("LAB_LABELS", ""), BENCH_LABEL]))
-        self.env = os.environ | {"LAB_LABELS": labels, "NO_COLOR": "1", "TERM": "dumb"}
-        self.initialized = False
-        self.listen = free_port()
-
-    @staticmethod
-    def unique_name() -> str:
-        return f"bench-{os.getpid()}-{secrets.token_hex(3)}"
-
-    def init(self) -> None:
-        result = run([str(LAB), "init", str(self.dir), "--name", self.name], env=self.env)
-        if result.returncode != 0:
-            raise BenchError(f"`lab init` failed: {result.stderr.strip()}")
-        self.initialized = True
-
-    def set_count(self, count: int) -> None:
-        """``count: N`` for the lab's one role; a balancer's fixed port moved off 8080."""
-        config = self.dir / "lab.yml"
-        text, replaced = re.subn(r"(?m)^(\s+count:\s*)\d+", rf"\g<1>{count}",
-                                 config.read_text())
-        if replaced != 1:
-            raise BenchError(f"expected one `count:` in {config}, found {replaced}")
-        # Another lab on this machine may hold the example's 127.0.0.1:8080.
-        text = re.sub(r"(?m)^(\s+listen:\s*)\d+", rf"\g<1>{self.listen}", text)
-        config.write_text(text)
-
-    def up(self) -> tuple[float, str]:
-        return timed([str(LAB), "up"], self.dir, self.env)
-
-    def destroy(self) -> tuple[float, str]:
-        return timed([str(LAB), "destroy"], self.dir, self.env)
-
-    def containers(self) -> int:
-        """How many containers the lab has now (a balancer, say, would add one to N)."""
-        listed = docker("container", "ls", "-aq", "--filter", f"label=lab.name={self.name}",
-                        timeout=60)
-        return len(listed.stdout.split())
-
-    def cleanup(self) -> None:
-        if self.initialized:
-            try:
-                result = run([str(LAB), "destroy"], cwd=self.dir, env=self.env, timeout=120)
-                if result.returncode != 0:
-                    print(f"warning: lab destroy during cleanup: exit {result.returncode}; "
-                          "removing by label instead", file=sys.stderr)
-            except (subprocess.TimeoutExpired, BenchError) as exc:
-                print(f"warning: lab destroy during cleanup: {exc}", file=sys.stderr)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 # the plain-docker baseline ----------------------------------------------------------------
-
-
-def systemd_run_args() -> tuple[list[str], list[str]]:
-    """The ``docker run`` flags and command lab uses on this engine (its run mode, from
-    lab/targets/runmode.py): the baseline starts containers exactly as lab does."""
-    try:
-        from lab.engine import docker_client, engine_facts
-        from lab.targets.runmode import choose
-    except ImportError as exc:
-        raise Missing(f"lab is not importable from {sys.executable} ({exc})") from None
-    client = docker_client()
-    try:
-        mode = choose(engine_facts(client))
-    finally:
-        client.close()
-    return mode.cli_args(), mode.command
 
 
 class Baseline:
@@ -190,7 +74,8 @@ class Baseline:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.flags, self.command = systemd_run_args()
+        mode = run_mode()  # lab's own run mode on this engine
+        self.flags, self.command = mode.cli_args(), mode.command
 
     def up(self, count: int) -> tuple[float, list[str]]:
         names = [f"{self.prefix}-base-{i}" for i in range(1, count + 1)]
@@ -252,19 +137,13 @@ class Baseline:
                     process.wait()
 
 
-def remove_labelled() -> None:
-    """docker rm -f every container, and remove every network, labelled lab.bench=1."""
-    for kind, remove in (("container", ["rm", "-f"]), ("network", ["rm"])):
-        listed = docker(kind, "ls", "-aq" if kind == "container" else "-q",
-                        "--filter", f"label={BENCH_LABEL}", timeout=60)
-        ids = listed.stdout.split()
-        if ids:
-            result = docker(*([kind] if kind == "network" else []), *remove, *ids, timeout=120)
-            if result.returncode != 0:
-                print(f"warning: cleanup of {kind}s: {result.stderr.strip()}", file=sys.stderr)
-
-
 # report ------------------------------------------------------------------------------------
+
+
+def containers(lab: str) -> int:
+    """How many containers the lab has now (a balancer, say, would add one to N)."""
+    listed = docker("container", "ls", "-aq", "--filter", f"label=lab.name={lab}", timeout=60)
+    return len(listed.stdout.split())
 
 
 Samples = dict[tuple[str, int], list[float]]
@@ -282,60 +161,38 @@ def report(samples: Samples, repeat: int, extra: dict[int, set[int]],
             values = samples.get((what, n))
             if not values:
                 continue
-            median = statistics.median(values)
-            limit = TARGETS.get((what, n))
-            verdict = "" if limit is None else (
-                f"<= {limit:g} s  {'ok' if median <= limit else 'OVER'}")
+            line = stats_row(what, values, TARGETS.get((what, n)), 24, f"{n:>2} ")
             if what == "lab up" and extra.get(n):
-                verdict += f"  (lab made {'/'.join(map(str, sorted(extra[n])))} containers)"
-            lines.append(f"{what:<24} {n:>2} {len(values):>4} {median:7.2f} {min(values):7.2f} "
-                         f"{max(values):7.2f}  {verdict}".rstrip())
+                line += f"  (lab made {'/'.join(map(str, sorted(extra[n])))} containers)"
+            lines.append(line)
     lines.append("targets (issue): " + ", ".join(
         f"{what} of {n} <= {limit:g} s" for (what, n), limit in TARGETS.items()))
-    if load:
-        lines.append(f"machine: {os.cpu_count()} CPUs; 1-min load average {load[0]:.1f} at start, "
-                     f"{load[-1]:.1f} at end, {max(load):.1f} at most (other work skews figures)")
-    return "\n".join(lines)
+    return "\n".join(lines + load_note(load))
 
 
 # main --------------------------------------------------------------------------------------
 
 
-def require_prerequisites() -> None:
-    if not LAB.exists():
-        raise Missing(f"no lab binary next to {sys.executable} (pip install -e . in the venv)")
-    try:
-        result = docker("image", "inspect", "--format", "{{.Id}}", IMAGE, timeout=30)
-    except subprocess.TimeoutExpired:
-        raise Missing("the Docker engine does not answer") from None
-    if result.returncode != 0:
-        if "No such image" in result.stderr or "No such object" in result.stderr:
-            raise Missing(f"image {IMAGE} not found: run `lab image build` first")
-        line = (result.stderr.strip().splitlines() or ["no answer"])[0]
-        raise Missing(f"docker cannot inspect {IMAGE}: {line}")
-
-
 def bench(sizes: tuple[int, ...], repeat: int, samples: Samples,
           extra: dict[int, set[int]], load: list[float]) -> None:
     """Fill ``samples`` as it goes, so what was measured survives a failure or Ctrl-C."""
-    name = BenchLab.unique_name()
-    baseline = Baseline(name)  # before the lab: it may fail, and there is nothing to undo yet
-    lab = BenchLab(name)
+    lab = BenchLab()
     try:
+        baseline = Baseline(lab.name)
         print(f"lab {lab.name} in {lab.dir}; image {IMAGE}", file=sys.stderr)
-        lab.init()
-        lab.set_count(1)
-        lab.up()  # warm-up, not counted: makes the lab's key, warms caches
-        lab.destroy()
+        # Another lab on this machine may hold the example balancer's 127.0.0.1:8080.
+        lab.init(count=1, listen=free_local_port())
+        lab.timed("up")  # warm-up, not counted: makes the lab's key, warms caches
+        lab.timed("destroy")
         load.append(os.getloadavg()[0])
         for n in sizes:
-            lab.set_count(n)
+            lab.edit(count=n)
             for i in range(1, repeat + 1):
-                up, _ = lab.up()
-                made = lab.containers()
+                up = lab.timed("up")
+                made = containers(lab.name)
                 if made != n:
                     extra.setdefault(n, set()).add(made)
-                down, _ = lab.destroy()
+                down = lab.timed("destroy")
                 base_up, names = baseline.up(n)
                 base_down = baseline.remove(names)
                 for what, value in (("lab up", up), ("lab destroy", down),
@@ -348,46 +205,6 @@ def bench(sizes: tuple[int, ...], repeat: int, samples: Samples,
                       f"load {load[-1]:.1f}", file=sys.stderr)
     finally:
         cleanup(lab.cleanup, remove_labelled)
-
-
-def cleanup(*steps: Callable[[], None]) -> None:
-    """Run the clean-up steps with Ctrl-C held off: a second Ctrl-C must not leave containers."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        print("cleaning up", file=sys.stderr)
-        for step in steps:
-            step()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def bench_main(name: str, body: Callable[[], None], figures: Callable[[], str | None]) -> int:
-    """Run a bench's ``body`` and print its ``figures``, with the exit statuses the bench
-    scripts share: 3 for a missing prerequisite, 1 for a failed step, 130 on Ctrl-C (SIGTERM
-    too, so clean-up runs). Figures measured before a stop are printed, marked PARTIAL."""
-
-    def terminated(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminated)
-    status = 0
-    try:
-        body()
-    except Missing as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 3
-    except BenchError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        status = 1
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted; cleaned up", file=sys.stderr)
-        status = 130
-    text = figures()
-    if text:
-        if status:
-            print("PARTIAL: the run stopped early; figures so far")
-        print(text)
-    return status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,85 +28,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import secrets
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-# Shared with bench_up.py (this folder is on sys.path when a bench script runs).
-from bench_up import (
-    BENCH_LABEL,
+from benchlib import (
     IMAGE,
-    LAB,
-    BenchError,
+    BenchLab,
     Missing,
     bench_main,
     cleanup,
+    load_note,
     remove_labelled,
-    run,
-    timed,
+    stats_row,
 )
-from bench_up import require_prerequisites as require_lab_and_image
+from benchlib import require_prerequisites as require_lab_and_image
 
 TARGET = ("lab up (vagrant)", 30.0)
 ORDER = ["lab up (vagrant)", "lab destroy (vagrant)", "lab up (docker)", "lab destroy (docker)"]
+TARGETS = ("vagrant", "docker")
 
 
-class BenchLab:
-    """A temporary lab of two web servers; ``lab up``/``lab destroy`` on a given target."""
-
-    def __init__(self) -> None:
-        self.name = f"bench-v{os.getpid()}-{secrets.token_hex(2)}"
-        self.root = Path(tempfile.mkdtemp(prefix="bench-vagrant-"))
-        self.dir = self.root / self.name
-        labels = ",".join(filter(None, [os.environ.get("LAB_LABELS", ""), BENCH_LABEL]))
-        self.env = os.environ | {"LAB_LABELS": labels, "NO_COLOR": "1", "TERM": "dumb",
-                                 "VAGRANT_CHECKPOINT_DISABLE": "1"}
-        self.initialized = False
-
-    def init(self) -> None:
-        result = run([str(LAB), "init", str(self.dir), "--name", self.name], env=self.env)
-        if result.returncode != 0:
-            raise BenchError(f"`lab init` failed: {result.stderr.strip()}")
-        self.initialized = True
-        config = self.dir / "lab.yml"
-        text = config.read_text()
-        # Two web servers and nothing else: the balancer would be a third machine.
-        text = re.sub(r"(?ms)^balancer:\n(?:[ \t]+.*\n)+", "", text)
-        text, counted = re.subn(r"(?m)^(\s+count:\s*)\d+", r"\g<1>2", text)
-        if counted != 1 or "balancer:" in text:
-            raise BenchError(f"unexpected example lab.yml in {config}")
-        config.write_text(text)
-
-    def timed(self, *args: str) -> float:
-        return timed([str(LAB), *args], self.dir, self.env)[0]
-
-    def set_target(self, target: str) -> None:
-        """lab.yml's ``target:``, which every command reads (``--target`` is `lab up`'s only)."""
-        config = self.dir / "lab.yml"
-        text, changed = re.subn(r"(?m)^target:\s*\w+", f"target: {target}", config.read_text())
-        if changed != 1:
-            raise BenchError(f"expected one `target:` in {config}, found {changed}")
-        config.write_text(text)
-
-    def cycle(self, target: str) -> tuple[float, float]:
-        """(lab up, lab destroy) seconds on ``target``."""
-        self.set_target(target)
-        return self.timed("up"), self.timed("destroy")
-
-    def cleanup(self) -> None:
-        if self.initialized:
-            for target in ("vagrant", "docker"):
-                try:
-                    self.set_target(target)
-                    run([str(LAB), "destroy"], cwd=self.dir, env=self.env, timeout=180)
-                except (subprocess.TimeoutExpired, BenchError) as exc:
-                    print(f"warning: lab destroy during cleanup: {exc}", file=sys.stderr)
-        shutil.rmtree(self.root, ignore_errors=True)
+def cycle(lab: BenchLab, target: str) -> tuple[float, float]:
+    """(lab up, lab destroy) seconds on ``target``: lab.yml's ``target:``, which every
+    command reads (``--target`` is `lab up`'s only)."""
+    lab.edit(target=target)
+    return lab.timed("up"), lab.timed("destroy")
 
 
 def require_prerequisites() -> None:
@@ -122,40 +68,30 @@ Samples = dict[str, list[float]]
 def report(samples: Samples, load: list[float]) -> str:
     lines = ["seconds, wall clock; verdict on the median",
              f"{'what':<22} {'runs':>4} {'median':>7} {'min':>7} {'max':>7}  target"]
-    for what in ORDER:
-        values = samples.get(what)
-        if not values:
-            continue
-        median = statistics.median(values)
-        verdict = ""
-        if what == TARGET[0]:
-            verdict = f"<= {TARGET[1]:g} s  {'ok' if median <= TARGET[1] else 'OVER'}"
-        lines.append(f"{what:<22} {len(values):>4} {median:7.2f} {min(values):7.2f} "
-                     f"{max(values):7.2f}  {verdict}".rstrip())
-    if load:
-        lines.append(f"machine: {os.cpu_count()} CPUs; 1-min load average {load[0]:.1f} at "
-                     f"start, {max(load):.1f} at most (other work skews figures)")
-    return "\n".join(lines)
+    lines += [stats_row(what, samples[what], TARGET[1] if what == TARGET[0] else None, 22)
+              for what in ORDER if samples.get(what)]
+    return "\n".join(lines + load_note(load))
 
 
 def bench(repeat: int, samples: Samples, load: list[float]) -> None:
-    lab = BenchLab()
+    lab = BenchLab("bench-v", VAGRANT_CHECKPOINT_DISABLE="1")
     try:
         print(f"lab {lab.name} in {lab.dir}; image {IMAGE}", file=sys.stderr)
-        lab.init()
+        # Two web servers and nothing else: the balancer would be a third machine.
+        lab.init(count=2, balancer=False)
         load.append(os.getloadavg()[0])
-        for target in ("vagrant", "docker"):  # warm-up, not counted
-            lab.cycle(target)
+        for target in TARGETS:  # warm-up, not counted
+            cycle(lab, target)
         for i in range(1, repeat + 1):
-            for target in ("vagrant", "docker"):
-                up, down = lab.cycle(target)
+            for target in TARGETS:
+                up, down = cycle(lab, target)
                 samples.setdefault(f"lab up ({target})", []).append(up)
                 samples.setdefault(f"lab destroy ({target})", []).append(down)
                 load.append(os.getloadavg()[0])
                 print(f"run {i}/{repeat} {target}: lab up {up:.2f} s, destroy {down:.2f} s; "
                       f"load {load[-1]:.1f}", file=sys.stderr)
     finally:
-        cleanup(lab.cleanup, remove_labelled)
+        cleanup(lambda: lab.cleanup(TARGETS), remove_labelled)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,20 +6,18 @@ broken v3 and watch it roll back by itself, then print a summary and clean up.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import load_config
 from lab.events import Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
 from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
-from lab.scaffold import init_lab
+from lab.scaffold import edit_lab_yml, init_lab
 from lab.steps import OK, Outcome, Step, Steps
 
 
@@ -45,11 +43,8 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
     directory = directory or Path(tempfile.mkdtemp(prefix="lab-demo-"))
     init_lab(directory, name=f"demo-{directory.name[-6:].lower().replace('_', '-')}"
              .rstrip("-"), force=True)
-    text = (directory / "lab.yml").read_text()
-    text = re.sub(r"listen: \d+", f"listen: {free_local_port()}", text)
-    text = re.sub(r"step_seconds: [\d.]+", f"step_seconds: {step_seconds}", text)
-    (directory / "lab.yml").write_text(text)
-    config = load_config(directory / "lab.yml")
+    config = edit_lab_yml(directory / "lab.yml", listen=free_local_port(),
+                          step_seconds=step_seconds)
     report = DemoReport(directory, Steps(on_event))
     with Fleet(config, on_event) as fleet:
         try:

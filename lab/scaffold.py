@@ -1,4 +1,5 @@
-"""``lab init``: write a complete, working example lab into a directory."""
+"""``lab init``: write a complete, working example lab into a directory; and variants of a
+lab.yml, made through the same validation as any lab.yml."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-from lab.config import CONFIG_FILE, LAB_NAME
-from lab.errors import UsageError
+import yaml
+
+from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
+from lab.errors import ConfigError, UsageError
 
 
 def example_dir() -> Path:
@@ -47,3 +50,54 @@ def init_lab(directory: Path, name: str | None = None, force: bool = False) -> l
             shutil.copyfile(source, target)
         written.append(target)
     return written
+
+
+def edit_lab_yml(path: Path, *, to: Path | None = None, name: str | None = None,
+                 target: str | None = None, count: int | None = None, role: str | None = None,
+                 listen: int | None = None, step_seconds: float | None = None,
+                 balancer: bool = True) -> LabConfig:
+    """Write a variant of the lab.yml at ``path`` (to ``to``, else in place) and return it
+    validated: the one way `lab demo`, the benchmarks and the tests change a lab, so that a
+    variant is checked by ``load_config`` like any lab.yml instead of made by text edits.
+
+    ``count`` is for ``role`` (needed only when there are several); ``listen`` moves the
+    balancer's port; ``balancer=False`` takes the balancer out. Comments are not kept. A bad
+    change raises the usual one-line :class:`ConfigError` and leaves the file as it was.
+    """
+    to = to or path
+    label = to.name if to.parent == Path(".") else str(to)  # as load_config names it
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: must be a mapping of fields")
+    servers = data["servers"] if isinstance(data.get("servers"), dict) else {}
+    if name is not None:
+        data["name"] = name
+    if target is not None:
+        data["target"] = target
+    if count is not None:
+        if role is None and len(servers) != 1:
+            raise ConfigError(f"{label}: servers: {len(servers)} roles "
+                              f"({', '.join(servers) or 'none'}): say which role gets the count")
+        role = role if role is not None else next(iter(servers))
+        if not isinstance(servers.get(role), dict):
+            raise ConfigError(f"{label}: servers.{role}: no such role "
+                              f"(roles: {', '.join(servers) or 'none'})")
+        servers[role]["count"] = count
+    if not balancer:
+        data.pop("balancer", None)
+    elif listen is not None:
+        if not isinstance(data.get("balancer"), dict):
+            raise ConfigError(f"{label}: balancer: there is none to listen on port {listen}")
+        data["balancer"]["listen"] = listen
+    if step_seconds is not None:
+        data.setdefault("release", {})["step_seconds"] = step_seconds
+    before = to.read_text(encoding="utf-8") if to.exists() else None
+    to.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    try:
+        return load_config(to)
+    except ConfigError:
+        if before is None:
+            to.unlink()
+        else:
+            to.write_text(before, encoding="utf-8")
+        raise

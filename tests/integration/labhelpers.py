@@ -17,6 +17,7 @@ import yaml
 from docker.errors import NotFound
 
 from lab.config import LAB_NAME
+from lab.scaffold import edit_lab_yml
 
 RUN_LABEL = "lab.test-run"
 TIMEOUT = 180  # seconds for any one CLI call; `lab up` waits for at most 90 s per server
@@ -70,9 +71,7 @@ class Lab:
         return self.client.containers.get(f"{self.name}-{server}")
 
     def set_count(self, count: int, role: str = "web") -> None:
-        data = self.read_yml()
-        data["servers"][role]["count"] = count
-        self.write_yml(data)
+        edit_lab_yml(self.dir / "lab.yml", count=count, role=role)
 
     def read_yml(self) -> dict:
         return yaml.safe_load((self.dir / "lab.yml").read_text())
@@ -105,14 +104,9 @@ def new_lab(client: docker.DockerClient, where: Path, count: int, name: str | No
     result = subprocess.run(lab_command("init", str(directory), "--name", name),
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    lab = Lab(name, directory, client)
-    data = lab.read_yml()
-    assert data["name"] == name
-    data["servers"]["web"]["count"] = count
-    if not balancer:
-        data.pop("balancer", None)
-    lab.write_yml(data)
-    return lab
+    config = edit_lab_yml(directory / "lab.yml", count=count, role="web", balancer=balancer)
+    assert config.name == name
+    return Lab(name, directory, client)
 
 
 @contextmanager

@@ -9,9 +9,9 @@ import docker
 from labhelpers import Lab, teardown_lab, unique_lab_name
 
 from lab.probe import free_local_port
+from lab.scaffold import edit_lab_yml
 
 BENCH_LABS = Path(__file__).parents[2] / "bench" / "labs"
-
 
 
 def test_app_lab_provisions_idempotently_and_passes_its_tests(
@@ -19,9 +19,7 @@ def test_app_lab_provisions_idempotently_and_passes_its_tests(
     name = unique_lab_name("app")
     directory = tmp_path / "app"
     shutil.copytree(BENCH_LABS / "app", directory)
-    config = directory / "lab.yml"
-    config.write_text(config.read_text().replace("__NAME__", name)
-                      .replace("listen: 8080", f"listen: {free_local_port()}"))
+    edit_lab_yml(directory / "lab.yml", name=name, listen=free_local_port())
     lab = Lab(name, directory, docker_client)
     try:
         result = lab.run("test", "--destroy", "always", timeout=900)

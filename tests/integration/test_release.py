@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,21 +13,10 @@ from collections.abc import Iterator
 import docker
 import pytest
 from labhelpers import Lab, lab_command, lab_for_module
+from loadgen import Load, get
 
 from lab.probe import free_local_port
-
-
-def get(port: int) -> tuple[int, str]:
-    """One request to the balancer, as a client would make it: (status, page)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", "/", headers={"Connection": "close"})
-        response = connection.getresponse()
-        return response.status, response.read().decode().strip()
-    except OSError as exc:
-        return 0, repr(exc)
-    finally:
-        connection.close()
+from lab.scaffold import edit_lab_yml
 
 
 def versions(port: int, requests: int = 30) -> Counter[str]:
@@ -41,56 +28,13 @@ def versions(port: int, requests: int = 30) -> Counter[str]:
     return seen
 
 
-class Load:
-    """An independent client: ``rate`` requests per second from threads, counting failures."""
-
-    def __init__(self, port: int, rate: int = 100, threads: int = 8) -> None:
-        self.port, self.interval, self.threads = port, threads / rate, threads
-        self.results: list[tuple[float, int]] = []
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def __enter__(self) -> Load:
-        for worker in self.workers:
-            worker.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for worker in self.workers:
-            worker.join(timeout=10)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 600  # bounded, whatever happens
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            started = time.monotonic()
-            status, _ = get(self.port)
-            with self.lock:
-                self.results.append((started, status))
-            self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
-
-    @property
-    def failed(self) -> int:
-        return sum(status != 200 for _, status in self.results)
-
-    @property
-    def rate(self) -> float:
-        if len(self.results) < 2:
-            return 0.0
-        return len(self.results) / (self.results[-1][0] - self.results[0][0])
-
-
 @pytest.fixture(scope="module")
 def balanced(tmp_path_factory: pytest.TempPathFactory,
              docker_client: docker.DockerClient) -> Iterator[Lab]:
     """Two web servers (v1) behind HAProxy on a free port; releases move fast (1 s steps)."""
 
     def fast_and_free(lab: Lab) -> None:
-        data = lab.read_yml()
-        data["balancer"]["listen"] = free_local_port()
-        data["release"]["step_seconds"] = 1
-        lab.write_yml(data)
+        edit_lab_yml(lab.dir / "lab.yml", listen=free_local_port(), step_seconds=1)
 
     with lab_for_module(docker_client, tmp_path_factory.mktemp("rel"), ("up",), ("provision",),
                         balancer=True, edit=fast_and_free) as lab:
@@ -146,7 +90,7 @@ def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
     with Load(port_of(balanced)) as load:
         balanced.run("release", "--set", "version=v2", timeout=600)
     assert load.rate >= 100 * 0.8, f"the client only reached {load.rate:.0f} req/s"
-    assert load.failed == 0, f"{load.failed} of {len(load.results)} requests failed"
+    assert load.failed == 0, f"{load.failed} of {load.requests} requests failed"
     assert versions(port_of(balanced), 40) == Counter({"v2": 40})
     after = web_containers(balanced)
     assert len(after) == 2 and not after & before  # every old container is gone
