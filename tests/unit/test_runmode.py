@@ -231,7 +231,7 @@ def test_boot_timeout_defaults_to_90_s_and_refuses_nonsense(
 
 
 def test_doctor_names_the_mode_or_says_what_to_change() -> None:
-    from lab.doctor import _run_mode
+    from lab.targets.docker import run_mode_check as _run_mode
 
     good = _run_mode(engine("26.1.5", 2, "apparmor"))
     assert good.ok and good.detail.startswith("private-cgroup: ")
