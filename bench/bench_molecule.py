@@ -31,7 +31,7 @@ this script.
 Rounds alternate: ``lab test`` in a fresh lab directory, then ``molecule test`` in a fresh
 scenario directory; each is timed wall-clock as a whole process. Both must exit 0 and run all
 the tests (5 tests x 2 servers) in every round, or the bench stops and exits 1. It prints each
-run, each median, lab's per-phase medians (from lab's phase table), Molecule's per-action
+run, each median, lab's per-phase medians (from `lab test --json`), Molecule's per-action
 medians (from when each action starts in its output), and the ratio of the medians, lab over
 Molecule, against the target (<= 0.5).
 
@@ -67,6 +67,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from benchlib import (
     IMAGE,
@@ -353,28 +354,25 @@ def check_passed(tool: str, timed: Timed, passed: int, expected: int) -> None:
                          f"log: {timed.log}\n{timed.tail()}")
 
 
+def lab_report(timed: Timed) -> dict[str, Any]:
+    """What `lab test --json` said: its one line of JSON, at the end of the output."""
+    for _, line in reversed(timed.lines):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    raise BenchError(f"lab test --json printed no report; log: {timed.log}\n{timed.tail()}")
+
+
 def lab_phases(timed: Timed) -> dict[str, float]:
-    """Seconds per phase from the table `lab test` prints at the end; the rest (Python
-    start-up, reading lab.yml, the key, the table itself) is ``(outside phases)``."""
-    phases: dict[str, float] = {}
-    in_table = False
-    for _, line in timed.lines:
-        if re.match(r"\s*phase\s+result\s+seconds\b", line):
-            in_table, phases = True, {}
-            continue
-        row = re.match(r"\s*([a-z][\w-]*)\s+(ok|failed)\s+(\d+(?:\.\d+)?)\b", line)
-        if in_table and row:
-            phases[row.group(1)] = float(row.group(3))
-        elif in_table:
-            in_table = False
+    """Seconds per phase of `lab test`; the rest (Python start-up, reading lab.yml, the key)
+    is ``(outside phases)``."""
+    phases = {p["name"]: float(p["seconds"]) for p in lab_report(timed)["phases"]}
     if phases:
         phases["(outside phases)"] = max(0.0, timed.seconds - sum(phases.values()))
     return phases
 
 
 def lab_passed(timed: Timed) -> int:
-    return sum(int(m.group(1)) for _, line in timed.lines
-               if (m := re.search(r":\s+(\d+) passed, \d+ failed", line)))
+    return sum(int(p["figures"].get("passed", 0)) for p in lab_report(timed)["phases"])
 
 
 def molecule_actions(timed: Timed) -> dict[str, float]:
@@ -485,7 +483,7 @@ def report(labs: list[Result], mols: list[Result], versions: dict[str, dict[str,
         out.append(f"  {label:<14} Ansible {statistics.median(ansible):6.1f} s   "
                    f"the rest {statistics.median(rest):6.1f} s")
     out.append("")
-    out.append("lab test, median seconds per phase (lab's own phase table; each a median of its "
+    out.append("lab test, median seconds per phase (from `lab test --json`; each a median of its "
                "own,")
     out.append("so they need not add up to the median total):")
     out += [f"  {name:<18} {secs:6.1f}" for name, secs in median_parts(labs).items()]
@@ -539,7 +537,7 @@ def bench(rounds: int, root: Path, run_id: str, prefix: str, keep: bool) -> str:
             projects.append(project)
             env = mol_env | {"MOLECULE_EPHEMERAL_DIRECTORY": str(here / "molecule-ephemeral")}
 
-            timed = run_timed([str(LAB), "test"], lab_dir, lab_env, here / "lab-test.log")
+            timed = run_timed([str(LAB), "test", "--json"], lab_dir, lab_env, here / "lab-test.log")
             check_passed("lab test", timed, lab_passed(timed), work.expected_passed)
             labs.append(Result("lab", n, timed.seconds, lab_phases(timed)))
             print(f"round {n}: lab test       {timed.seconds:6.1f} s  ok "

@@ -298,7 +298,7 @@ def provision(
 
     overrides = parse_overrides(set_vars or [])
     config = _config()
-    with progress(f"lab provision {config.name}") as listener, Fleet(config) as fleet:
+    with progress(f"lab provision {config.name}") as listener, Fleet(config, listener) as fleet:
         report = run(fleet, names, overrides, idempotence, listener)
     for result in report.runs:
         _print_run(result)
@@ -323,7 +323,7 @@ def drift(names: Names = None, set_vars: SetVars = None) -> None:
     from lab.provision import parse_overrides
 
     config = _config()
-    with progress(f"lab drift {config.name}") as listener, Fleet(config) as fleet:
+    with progress(f"lab drift {config.name}") as listener, Fleet(config, listener) as fleet:
         report = run(fleet, names, parse_overrides(set_vars or []), listener)
     if report.problem:
         raise CheckFailed(report.problem)
@@ -357,7 +357,7 @@ def verify(
     from lab.verify import merge_junit
 
     config = _config()
-    with progress(f"lab verify {config.name}") as listener, Fleet(config) as fleet:
+    with progress(f"lab verify {config.name}") as listener, Fleet(config, listener) as fleet:
         result = run(fleet, names, parse_overrides(set_vars or []), listener)
     if junit is not None:
         merge_junit(result, junit)
@@ -380,6 +380,8 @@ def test_command(
         "--destroy", help="always | passing (keep failed servers to debug) | never.")]
     = "always",
     set_vars: SetVars = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output: one line "
+                                          "with each phase, its seconds and figures.")] = False,
 ) -> None:
     """The whole harness cycle on fresh servers: create, provision, idempotence, verify, destroy.
 
@@ -395,12 +397,17 @@ def test_command(
     with progress(f"lab test {config.name}") as listener:
         report = run_test_cycle(config, destroy_policy,  # type: ignore[arg-type]
                                 parse_overrides(set_vars or []), listener)
+    total = time.monotonic() - started
+    if as_json:
+        out.print(json.dumps(report.to_dict() | {"seconds": round(total, 2)}), soft_wrap=True)
+        if not report.ok:
+            raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+        return
     table = Table("phase", "result", "seconds", "detail", box=None)
     for phase in report.phases:
         mark = "[green]ok[/green]" if phase.ok else "[red]failed[/red]"
         table.add_row(phase.name, mark, f"{phase.seconds:.1f}", _clip(phase.detail, 100))
     out.print(table)
-    total = time.monotonic() - started
     if not report.ok:
         raise CheckFailed(f"lab test failed after {total:.1f} s: {report.problem}")
     out.print(f"[green]passed[/green] in {total:.1f} s")
@@ -426,7 +433,7 @@ def release(
     from lab.release import release as run
 
     config = _config()
-    with progress(f"lab release {config.name}") as listener, Fleet(config) as fleet:
+    with progress(f"lab release {config.name}") as listener, Fleet(config, listener) as fleet:
         report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
     _print_release(report.to_dict())
 
@@ -440,7 +447,7 @@ def rollback() -> None:
     from lab.release import rollback_target
 
     config = _config()
-    with progress(f"lab rollback {config.name}") as listener, Fleet(config) as fleet:
+    with progress(f"lab rollback {config.name}") as listener, Fleet(config, listener) as fleet:
         previous = rollback_target(fleet)
         report = run(fleet, previous["vars"], previous["image"], listener)
     _print_release(report.to_dict())
@@ -486,7 +493,7 @@ def bake(
     from lab.fleet import Fleet
 
     config = _config()
-    with progress(f"lab bake {config.name}") as listener, Fleet(config) as fleet:
+    with progress(f"lab bake {config.name}") as listener, Fleet(config, listener) as fleet:
         tag = run(fleet, role, version, listener)
     out.print(tag)
 

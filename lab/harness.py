@@ -19,7 +19,7 @@ from lab.fleet import Fleet
 from lab.probe import free_local_port
 from lab.provision import RunResult, TaskOutcome, provision_lab, runs_problem
 from lab.state import ServerRecord, Stage
-from lab.steps import Step, Steps
+from lab.steps import FAILED, OK, Outcome, Step, Steps
 from lab.verify import VerifyResult, verify_lab
 
 DestroyPolicy = Literal["always", "passing", "never"]
@@ -171,6 +171,10 @@ class TestReport:
     def problem(self) -> str:
         return self.steps.problem
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"lab": self.lab, "ok": self.ok, "problem": self.problem,
+                "phases": [step.to_dict() for step in self.phases]}
+
 
 def test_lab_name(config: LabConfig) -> str:
     """The throwaway lab `lab test` uses, so it never touches the servers `lab up` made."""
@@ -192,7 +196,7 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
             steps.run("provision", lambda: provision(fleet, overrides=overrides,
                                                      on_event=on_event))
             steps.run("idempotence", lambda: check_idempotence(fleet, overrides, on_event))
-            steps.run("verify", lambda: verify(fleet, overrides=overrides, on_event=on_event))
+            steps.run("verify", lambda: _verify_step(fleet, overrides, on_event))
         finally:
             if destroy == "always" or (destroy == "passing" and report.ok):
                 steps.run("destroy", fleet.destroy, always=True)
@@ -201,3 +205,11 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
                                         f"{destroy}); remove them with `lab test --destroy "
                                         "always` or `lab destroy -f` on that lab"))
     return report
+
+
+def _verify_step(fleet: Fleet, overrides: dict[str, Any] | None, on_event: Listener) -> Outcome:
+    """verify as a step of `lab test`, with how many tests passed and failed."""
+    result = verify(fleet, overrides=overrides, on_event=on_event)
+    passed = sum(o.status == "passed" for o in result.outcomes)
+    return Outcome(OK if result.ok else FAILED, result.problem,
+                   {"passed": passed, "failed": len(result.failures)})

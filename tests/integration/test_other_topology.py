@@ -4,6 +4,7 @@ of its own. Nothing in it is shaped for lab."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,5 +103,11 @@ def test_its_own_tests_pass_on_every_server(other: Lab, tmp_path: Path) -> None:
 
 
 def test_lab_test_runs_it_too(other: Lab) -> None:
-    result = other.run("test", timeout=600)
-    assert "passed" in result.stdout
+    result = other.run("test", "--json", timeout=600)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] is True and report["problem"] == ""
+    phases = {p["name"]: p for p in report["phases"]}
+    assert list(phases) == ["create", "provision", "idempotence", "verify", "destroy"]
+    assert all(p["ok"] and p["seconds"] > 0 for p in phases.values())
+    assert phases["verify"]["figures"]["failed"] == 0
+    assert phases["verify"]["figures"]["passed"] > 0
