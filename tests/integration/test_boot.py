@@ -40,7 +40,7 @@ def broken_images(docker_client: docker.DockerClient, test_run_label: str) -> It
             tag = f"lab-test/{kind}:{run}"
             dockerfile = f"FROM {DEFAULT_IMAGE}\n{step}\n"
             docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag,
-                                       rm=True, labels={RUN_LABEL: run})
+                                       rm=True, forcerm=True, labels={RUN_LABEL: run})
             made[kind] = tag
         yield made
     finally:
