@@ -3,6 +3,9 @@
 #   make test   sets everything up, then runs the whole test suite: on this machine's
 #               Docker engine, then the tests that create servers again on Docker 26 with
 #               cgroup v2 (a second engine beside the first: scripts/engine26.sh)
+# Opt-in and slow (VMs under software emulation, tens of minutes), never part of `make test`:
+#   make test-hosts   lab's example on a Debian 13 VM (cgroup v2, Docker 26) and on libvirt
+#                     VMs through Vagrant (scripts/hosts/), with figures per step
 VENV ?= .venv
 # The integration tests that create servers, run on both engines; left out on the second
 # the long ones that test lab's own logic (rollback paths, drift, `lab test`), not the engine.
@@ -13,7 +16,7 @@ ENGINE26_TESTS = tests/integration/test_boot.py tests/integration/test_lab_docke
                      or failing_health or ctrl_c or users_never_see or at_the_canary_step \
                      or killed_mid_canary)"
 
-.PHONY: setup engine26 demo test unit lint bench clean
+.PHONY: setup engine26 demo test test-hosts unit lint bench clean
 
 setup:
 	@./scripts/setup.sh
@@ -35,6 +38,10 @@ test: setup
 	  DOCKER_HOST=$$host $(VENV)/bin/pytest -p no:cacheprovider $(ENGINE26_TESTS) || status=1; \
 	else echo "note: Docker 26 (cgroup v2) not available here; its pass was not run"; fi; \
 	exit $$status
+
+# Runs both hosts even when the first fails; exit 1 if either did.
+test-hosts: setup
+	@./scripts/hosts/test-hosts.sh
 
 unit:
 	@$(VENV)/bin/pytest -q tests/unit
