@@ -69,9 +69,8 @@ def _build_v1(fleet: Fleet, on_event: Listener) -> Outcome:
     if not result.ok:
         return Outcome(f"failed: {result.problem}", result.problem)
     checked = verify(fleet, on_event=on_event)
-    passed = sum(o.status == "passed" for o in checked.outcomes)
     return Outcome(OK if checked.ok else "verify failed", checked.problem,
-                   {"tests passed": passed})
+                   {"tests passed": checked.passed})
 
 
 def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener) -> Outcome:

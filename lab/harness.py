@@ -210,6 +210,5 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
 def _verify_step(fleet: Fleet, overrides: dict[str, Any] | None, on_event: Listener) -> Outcome:
     """verify as a step of `lab test`, with how many tests passed and failed."""
     result = verify(fleet, overrides=overrides, on_event=on_event)
-    passed = sum(o.status == "passed" for o in result.outcomes)
     return Outcome(OK if result.ok else FAILED, result.problem,
-                   {"passed": passed, "failed": len(result.failures)})
+                   {"passed": result.passed, "failed": len(result.failures)})

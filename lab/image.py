@@ -42,17 +42,19 @@ def dockerfile_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE) -> bool:
+def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE,
+                     arch: str | None = None) -> bool:
     """The image exists, was built from this Dockerfile, and for the engine's architecture
-    (an amd64 image on Apple silicon would run under emulation, where systemd does not)."""
+    (an amd64 image on Apple silicon would run under emulation, where systemd does not).
+    ``arch`` is the engine's (Debian's name), when the caller has asked the engine already."""
     try:
         image = client.images.get(tag)
     except ImageNotFound:
         return False
-    built_for = image.attrs.get("Architecture")
-    if built_for and built_for != engine_facts(client).debian_arch:
+    if (image.labels or {}).get(HASH_LABEL) != dockerfile_hash():
         return False
-    return (image.labels or {}).get(HASH_LABEL) == dockerfile_hash()
+    built_for = image.attrs.get("Architecture")
+    return not built_for or built_for == (arch or engine_facts(client).debian_arch)
 
 
 def build_base_image(

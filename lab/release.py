@@ -186,7 +186,6 @@ class _Run:
         self.report, self.on_event = report, on_event
         self.steps = Steps(on_event)
         self.new: list[ServerRecord] = []
-        self._promoting = False
 
     def phase(self, name: str, body: Any) -> Any:
         """One phase through lab's step runner; any exception goes on to the rollback."""
@@ -286,7 +285,6 @@ class _Run:
 
     def promote(self, old: list[ServerRecord]) -> None:
         """Drain the old generation (in-flight requests finish), then throw it away."""
-        self._promoting = True
         lingering = self.balancer.retire(_names(old))
         if lingering:
             self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
@@ -321,7 +319,7 @@ class _Run:
     def _old_generation_gone(self, old: list[ServerRecord]) -> bool:
         """None of the old generation is a member of the balancer any more (only promote
         removes it). A balancer that cannot be asked is assumed to still hold it."""
-        if not self._promoting:
+        if not any(step.name == "promote" for step in self.steps.done):
             return False
         try:
             members = self.balancer.members()

@@ -50,6 +50,10 @@ class VerifyResult:
         return all(o.status in ("passed", "skipped") for o in self.outcomes)
 
     @property
+    def passed(self) -> int:
+        return sum(o.status == "passed" for o in self.outcomes)
+
+    @property
     def failures(self) -> list[TestOutcome]:
         return [o for o in self.outcomes if o.status in ("failed", "error")]
 

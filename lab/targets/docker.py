@@ -40,10 +40,6 @@ class DockerTarget(Target):
         self.network_name = self.docker.network_name
 
     @property
-    def engine(self) -> EngineFacts:
-        return self.docker.facts
-
-    @property
     def run_mode(self) -> RunMode:
         """How servers run on this engine so that systemd boots (see runmode.py)."""
         return self.docker.run_mode
@@ -88,9 +84,6 @@ class DockerTarget(Target):
     def has_image(self, image: str) -> bool:
         return self.docker.has_image(image)
 
-    def require_image(self, image: str) -> None:
-        self.docker.require_image(image)
-
     # list / wait ---------------------------------------------------------------------------
 
     def list(self) -> list[ServerRecord]:
@@ -101,9 +94,6 @@ class DockerTarget(Target):
 
     def boot_report(self, server: ServerRecord) -> str:
         return self.docker.boot_report(server.name)
-
-    def console(self, server: str) -> str:
-        return self.docker.console(server)
 
     # destroy -------------------------------------------------------------------------------
 
@@ -137,7 +127,7 @@ class DockerTarget(Target):
             return [Check("docker engine", False, str(exc).split(";")[0], fix)]
         try:
             facts = engine_facts(client)
-            current = image_is_current(client, DEFAULT_IMAGE)
+            current = image_is_current(client, DEFAULT_IMAGE, facts.debian_arch)
         finally:
             client.close()
         image = Check("base image", current, DEFAULT_IMAGE if current else

@@ -30,7 +30,7 @@ least privilege that boots systemd wins:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from docker.types import Mount
@@ -75,6 +75,12 @@ class RunMode:
     security_opt: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)  # why each security_opt
 
+    @property
+    def plain_bind(self) -> bool:
+        """The cgroup tree is bound as ``-v`` says it (rw, or ro where `:ro` is not
+        recursive); otherwise a read-only bind whose submounts stay writable."""
+        return self.cgroup_bind == "rw" or (self.cgroup_bind == "ro" and not self.recursive_ro)
+
     def sdk_options(self) -> dict[str, Any]:
         """Keyword arguments for docker-py's ``containers.create``."""
         options: dict[str, Any] = dict(COMMON_SDK, command=list(self.command))
@@ -82,7 +88,7 @@ class RunMode:
             options["cgroupns"] = self.cgroupns
         if self.security_opt:
             options["security_opt"] = list(self.security_opt)
-        if self.cgroup_bind == "rw" or (self.cgroup_bind == "ro" and not self.recursive_ro):
+        if self.plain_bind:
             options["volumes"] = {CGROUP: {"bind": CGROUP, "mode": self.cgroup_bind}}
         elif self.cgroup_bind == "ro":
             mount = Mount(CGROUP, CGROUP, type="bind", read_only=True)
@@ -98,7 +104,7 @@ class RunMode:
             args += ["--cgroupns", self.cgroupns]
         for option in self.security_opt:
             args += ["--security-opt", option]
-        if self.cgroup_bind == "rw" or (self.cgroup_bind == "ro" and not self.recursive_ro):
+        if self.plain_bind:
             args += ["-v", f"{CGROUP}:{CGROUP}:{self.cgroup_bind}"]
         elif self.cgroup_bind == "ro":
             args += ["--mount", f"type=bind,src={CGROUP},dst={CGROUP},readonly,"
@@ -118,7 +124,7 @@ def choose(facts: EngineFacts, override: str | None = None) -> RunMode:
     name = override or ("private-cgroup" if has_cgroupns else "legacy")
     mode = _MAKERS[name](facts, has_cgroupns)
     if override:
-        mode = _with(mode, why=f"chosen by {OVERRIDE}; {mode.why}")
+        mode = replace(mode, why=f"chosen by {OVERRIDE}; {mode.why}")
     return _confinement(mode, facts)
 
 
@@ -184,10 +190,4 @@ def _confinement(mode: RunMode, facts: EngineFacts) -> RunMode:
         options.append("label=disable")
         notes.append("label=disable: SELinux's container policy forbids writing to cgroups "
                      "(container_manage_cgroup is off by default)")
-    return _with(mode, security_opt=tuple(options), notes=tuple(notes))
-
-
-def _with(mode: RunMode, **changes: Any) -> RunMode:
-    from dataclasses import replace
-
-    return replace(mode, **changes)
+    return replace(mode, security_opt=tuple(options), notes=tuple(notes))
