@@ -17,6 +17,7 @@ from lab.config import LabConfig, Role
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair, ensure_keypair
+from lab.knownhosts import KnownHosts
 from lab.state import Liveness, ServerRecord, Stage, State
 from lab.targets.base import ServerSpec, Target
 from lab.targets.registry import get_target
@@ -94,12 +95,15 @@ class Fleet:
                 self._emit("destroyed", f"image {tag} removed")
         for server in self.state.servers():
             self.state.forget(server.name)
+        KnownHosts(self.key.known_hosts).clear()
         for name in removed:
             self.state.log("destroyed", name)
         return removed
 
     def destroy_servers(self, names: list[str]) -> list[str]:
         removed = self.target.destroy(names, self.on_event)
+        # Their ports go to later servers, which must not be taken for impostors.
+        KnownHosts(self.key.known_hosts).forget(names)
         for name in names:
             self.state.forget(name)
             self.state.log("destroyed", name)
@@ -157,6 +161,8 @@ class Fleet:
                 self.state.save(merged)
             if before.liveness is not Liveness.DEAD and seen.liveness is Liveness.DEAD:
                 self.state.log("died", name)
+        KnownHosts(self.key.known_hosts).follow(
+            {s.name: (s.ssh_host, s.ssh_port) for s in live.values() if s.ssh_port})
         for name, before in known.items():
             if name not in live and before.liveness is not Liveness.MISSING:
                 self.state.set_liveness(name, Liveness.MISSING)

@@ -31,7 +31,9 @@ from lab.state import ServerRecord
 ANSIBLE_ENV = {
     "ANSIBLE_PIPELINING": "True",
     "ANSIBLE_SSH_ARGS": " ".join(MULTIPLEX),
-    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    # Checked, against .lab/known_hosts (the inventory's ssh args): "False" would make
+    # Ansible put StrictHostKeyChecking=no ahead of them, and ssh takes the first.
+    "ANSIBLE_HOST_KEY_CHECKING": "True",
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_GATHERING": "smart",
     "ANSIBLE_CACHE_PLUGIN": "jsonfile",
