@@ -169,6 +169,15 @@ def host_key_refused(server: ServerRecord, key: KeyPair, stderr: str) -> HostKey
     return HostKeyRefused(f"{server.name}: lab refused to connect: {why}; {fix}")
 
 
+def refusal_note(text: str) -> str | None:
+    """One short sentence for a report line (Ansible's unreachable host, a testinfra error)
+    whose ``text`` is ssh refusing a host key, in place of ssh's banner; None otherwise."""
+    if REFUSED not in text:
+        return None
+    return ("lab refused to connect: the server's SSH host key is not the one in "
+            ".lab/known_hosts (something may be in the middle; `lab ssh` to it says more)")
+
+
 def raise_if_refused(server: ServerRecord, key: KeyPair, stderr: str) -> None:
     """Raise :class:`HostKeyRefused` when ``stderr`` (of an ssh to ``server``) says that
     ssh refused its host key."""

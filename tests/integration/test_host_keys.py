@@ -122,4 +122,12 @@ def test_a_different_host_key_is_refused(lab: Lab) -> None:
     refused = plain_ssh(lab, "web-1", "hostname")
     assert refused.returncode == 255
     assert "Host key verification failed" in refused.stderr
+
+    # Ansible (through the inventory) and testinfra (through ssh_config) refuse it too
+    for command in ("provision", "verify"):
+        result = lab.run(command, check=False)
+        assert result.returncode == 1, (command, result)
+        output = " ".join((result.stdout + result.stderr).split())
+        assert "lab refused to connect: the server's SSH host key is not the one" in output, (
+            command, output)
     assert (lab.dir / ".lab" / "known_hosts").read_text() == before  # nothing learned

@@ -16,8 +16,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.inventory import build_inventory, write_ssh_config
 from lab.keys import ensure_keypair, host_key_for
-from lab.knownhosts import Entry, KnownHosts, host_key_refused, host_pattern, trust_settings
+from lab.knownhosts import (
+    Entry,
+    KnownHosts,
+    host_key_refused,
+    host_pattern,
+    refusal_note,
+    trust_settings,
+)
+from lab.provision import _message
 from lab.state import ServerRecord
+from lab.verify import read_junit
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
@@ -164,3 +173,23 @@ def test_a_refusal_names_the_server_and_what_to_do(tmp_path: Path) -> None:
     KnownHosts(key.known_hosts).trust("web-7", "127.0.0.1", 32770, KEY_B)
     other = str(host_key_refused(server, key, "Host key verification failed."))
     assert "(recorded for web-7)" in other
+
+
+def test_reports_say_refused_instead_of_sshs_banner(tmp_path: Path) -> None:
+    banner = ("Failed to connect to the host via ssh: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+              "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n"
+              "Host key verification failed.")
+    expected = refusal_note(banner)
+    assert expected is not None and expected.startswith("lab refused to connect")
+    assert _message({"msg": banner, "unreachable": True}) == expected
+    # pytest's JUnit report: the message attribute cut short, the whole traceback as text
+    report = tmp_path / "web-1.xml"
+    report.write_text(
+        '<testsuites><testsuite><testcase classname="test_web" name="test_nginx[ssh://web-1]">'
+        "<failure message=\"RuntimeError: CommandResult(exit_status=255, _stderr=b'@@\">"
+        f"E RuntimeError: CommandResult(exit_status=255, _stderr=b'{REFUSAL}')"
+        "</failure></testcase></testsuite></testsuites>")
+    [outcome] = read_junit(report, "web-1")
+    assert (outcome.test, outcome.status, outcome.message) == ("test_web::test_nginx", "failed",
+                                                               expected)
+    assert _message({"msg": "Permission denied (publickey)."}) == "Permission denied (publickey)."
