@@ -70,9 +70,15 @@ def clients(region: str | None) -> Clients:
     if region not in regions():
         raise ConfigError(f"aws.region: {region!r} is not an AWS region "
                           "(e.g. eu-west-1, us-east-1; `aws ec2 describe-regions` lists them)")
-    session = boto3.session.Session(region_name=region)
-    make = functools.partial(session.client, config=RETRIES)
+    make = functools.partial(_session(region).client, config=RETRIES)
     return Clients(region, make("ec2"), make("elbv2"), make("ssm"), make("sts"))
+
+
+@functools.cache
+def _session(region: str) -> boto3.session.Session:
+    """One session per region for the whole process: a session loads each service's model
+    (megabytes of JSON) once, and every client made from it shares them."""
+    return boto3.session.Session(region_name=region)
 
 
 # errors ----------------------------------------------------------------------------------

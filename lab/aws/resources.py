@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lab.aws.api import Clients, code_of, tags_of
+from lab.aws.api import Clients, clients, code_of, tags_of, translated
 from lab.events import Event, Listener, ignore
 from lab.targets.base import LABEL_PREFIX, ServerSpec, labels_for
 
@@ -160,17 +160,24 @@ def image_snapshots(aws: Clients, image: str) -> list[str]:
             if m.get("Ebs", {}).get("SnapshotId")]
 
 
-def sweep(aws: Clients, now: datetime | None = None, on_event: Listener = ignore) -> Found:
-    """Remove every lab-tagged resource of the region past its ``lab.expires``, whichever
-    lab made it: the instructor's end-of-day command. Returns what was removed."""
-    found = find(aws, expired(now))
-    if not found.empty:
+def sweep(region: str | None = None, now: datetime | None = None,
+          on_event: Listener = ignore) -> Found:
+    """Remove every lab-tagged resource of ``region`` (None: boto3's default) past its
+    ``lab.expires``, whichever lab made it: the instructor's end-of-day command for a whole
+    class. Returns what was found expired (and removed)."""
+
+    aws = clients(region)
+    with translated(aws.region):
+        found = find(aws, expired(now))
+        if found.empty:
+            on_event(Event("destroy", f"{aws.region}: nothing lab made has expired"))
+            return found
         on_event(Event("destroy", f"{aws.region}: removing expired " + ", ".join(
             f"{n} {kind.replace('_', ' ')}" for kind, n in found.counts().items())))
         left = remove(aws, found, on_event)
-        for kind, ids in vars(left).items():
-            if ids:
-                on_event(Event("warning", f"still there: {kind} {', '.join(ids)}"))
+    for kind, ids in vars(left).items():
+        if ids:
+            on_event(Event("warning", f"still there: {kind.replace('_', ' ')} {', '.join(ids)}"))
     return found
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from awslab import CIDR, REGION, aws_env, key_for, lab_config, leftovers  # noqa: F401
+from awslab import CIDR, REGION, key_for, lab_config, leftovers
 
 from lab.aws import api, resources
 from lab.errors import ExitStatus, LabError
@@ -177,12 +177,11 @@ def test_sweep_removes_only_what_has_expired(aws_env: str, tmp_path: Path) -> No
     long = lab_config(tmp_path / "b", aws_env, name="long", lifetime="8h")
     for config in (short, long):
         AwsTarget(config, key_for(config)).create(specs(1))
-    aws = api.clients(REGION)
-    assert resources.sweep(aws).empty  # nothing has expired yet
+    assert resources.sweep(REGION).empty  # nothing has expired yet
     later = datetime.now(UTC) + timedelta(hours=2)
-    removed = resources.sweep(aws, now=later)
+    removed = resources.sweep(REGION, now=later)
     assert removed.counts() == {"instances": 1, "launch_templates": 1, "security_groups": 1,
                                 "key_pairs": 1}
     assert leftovers("short") == {} and "instances" in leftovers("long")
-    resources.sweep(aws, now=later + timedelta(hours=7))
+    resources.sweep(None, now=later + timedelta(hours=7))  # AWS_REGION's
     assert leftovers("long") == {}
