@@ -30,7 +30,7 @@ from botocore.exceptions import (
 from lab.errors import ConfigError, LabError, PrerequisiteError, TargetError, UsageError
 
 # Standard retry mode: exponential backoff with jitter on throttling and transient errors.
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 8}, connect_timeout=10,
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 8}, connect_timeout=10,
                  read_timeout=60)
 CREDENTIALS_FIX = ("run `aws configure` (or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
                    "AWS_SECRET_ACCESS_KEY), then `lab doctor`")
@@ -71,7 +71,8 @@ def clients(region: str | None) -> Clients:
         raise ConfigError(f"aws.region: {region!r} is not an AWS region "
                           "(e.g. eu-west-1, us-east-1; `aws ec2 describe-regions` lists them)")
     make = functools.partial(_session(region).client, config=RETRIES)
-    return Clients(region, make("ec2"), make("elbv2"), make("ssm"), make("sts"))
+    with translated(region):  # half a set of credentials fails here already
+        return Clients(region, make("ec2"), make("elbv2"), make("ssm"), make("sts"))
 
 
 @functools.cache

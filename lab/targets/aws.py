@@ -29,7 +29,7 @@ from lab.aws.resources import EXISTING, NAME, pages
 from lab.aws.userdata import user_data
 from lab.config import LabConfig, TargetSettings
 from lab.doctor import Check
-from lab.errors import LabError, UsageError
+from lab.errors import ConfigError, LabError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
 from lab.state import Liveness, ServerRecord
@@ -357,8 +357,11 @@ class AwsTarget(Target):
                           "in lab.yml)", required=False)]
         try:
             aws = api.clients(region)
-        except LabError as exc:
+        except ConfigError as exc:
             return [Check("aws region", False, region, str(exc), required=False)]
+        except LabError as exc:
+            return [Check("aws region", True, region),
+                    Check("aws credentials", False, "not usable", str(exc), required=False)]
         try:
             with translated(region):
                 who = aws.sts.get_caller_identity()

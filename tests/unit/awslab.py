@@ -16,6 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from lab.aws import api
 from lab.config import LabConfig
 from lab.keys import ensure_keypair
 
@@ -38,6 +39,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("LAB_LABELS", raising=False)
+    api._session.cache_clear()  # each test's credentials and region, not a previous test's
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         yield ec2.register_image(
@@ -93,3 +95,43 @@ def leftovers(lab: str) -> dict[str, list[str]]:
     found["target_groups"] = [a for a in groups if a in tagged]
     found["listeners"] = [a for a in listeners if a in tagged]
     return {kind: ids for kind, ids in found.items() if ids}
+
+
+def fail(client: Any, operation: str, code: str, times: int = 1_000_000, status: int = 400,
+         retried: bool = False) -> list[int]:
+    """Make ``client``'s ``operation`` answer AWS's error ``code`` the next ``times`` times.
+    Returns a list that grows by one at each attempt.
+
+    ``retried``: the answer is sent back as from the wire, so boto3's retries and parsing run
+    as on AWS; moto still carries the call out (botocore asks every before-send handler), so
+    use it for reads only. Otherwise the call stops before it is sent and moto never sees
+    it: as on AWS, a refused call makes nothing.
+    """
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}'
+            f'</Code><Message>injected {code}</Message></Error></Errors>'
+            '<RequestID>test</RequestID></Response>').encode()
+    attempts: list[int] = []
+
+    def on_the_wire(request: Any, **_: Any) -> AWSResponse | None:
+        attempts.append(1)
+        if len(attempts) > times:
+            return None
+        return AWSResponse(request.url, status, {}, MockRawResponse(body))
+
+    def before_sending(**_: Any) -> tuple[Any, dict[str, Any]] | None:
+        attempts.append(1)
+        if len(attempts) > times:
+            return None
+        parsed = {"Error": {"Code": code, "Message": f"injected {code}"},
+                  "ResponseMetadata": {"HTTPStatusCode": status}}
+        return AWSResponse("https://aws.invalid/", status, {}, MockRawResponse(b"")), parsed
+
+    service = client.meta.service_model.service_name
+    if retried:
+        client.meta.events.register_first(f"before-send.{service}.{operation}", on_the_wire)
+    else:
+        client.meta.events.register_first(f"before-call.{service}.{operation}", before_sending)
+    return attempts
