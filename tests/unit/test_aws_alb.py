@@ -194,3 +194,24 @@ def test_names_fit_aws_limits() -> None:
     long = short_name("a" * 32, "-g12")
     assert len(long) <= 32 and long.endswith("-g12") and long != short_name("a" * 31 + "b",
                                                                              "-g12")
+
+
+def test_ctrl_c_in_a_release_rolls_back_and_removes_the_new_generation(
+        lab: LabConfig) -> None:
+    fast = lab.model_copy(update={"release": lab.release.model_copy(
+        update={"steps": [50, 100], "step_seconds": 0.1})})
+
+    def interrupted(fleet: Fleet, names: list[str], overrides: Any, on_event: Listener) -> str:
+        raise KeyboardInterrupt
+
+    with Fleet(fast) as fleet:
+        fleet.up()
+        with pytest.raises(KeyboardInterrupt):
+            release(fleet, probe=QuietProbe, checks=Checks(passing, interrupted))
+        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert weights(balancer) == {1: 100}
+        assert sorted(balancer._groups()) == [1]  # the new generation's group is gone
+        assert sorted(s.name for s in fleet.target.list()) == ["web-1", "web-2"]
+        fleet.destroy()
+    assert leftovers("t") == {}

@@ -185,3 +185,16 @@ def test_sweep_removes_only_what_has_expired(aws_env: str, tmp_path: Path) -> No
     assert leftovers("short") == {} and "instances" in leftovers("long")
     resources.sweep(None, now=later + timedelta(hours=7))  # AWS_REGION's
     assert leftovers("long") == {}
+
+
+def test_the_image_may_be_a_public_parameter(aws_env: str, tmp_path: Path) -> None:
+    """The default is Debian's public parameter; moto has none, so the test makes its own."""
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/lab/test/debian-12", Value=aws_env, Type="String")
+    config = lab_config(tmp_path, "/lab/test/debian-12")
+    target = AwsTarget(config, key_for(config))
+    assert target.image_id("lab/base:bookworm") == aws_env
+    missing = lab_config(tmp_path, "/aws/service/debian/release/bookworm/latest/amd64")
+    with pytest.raises(LabError, match=r"^aws\.image: no such public parameter in eu-west-1"):
+        AwsTarget(missing, key_for(missing)).plan(specs(1))
+    assert leftovers("t") == {}
