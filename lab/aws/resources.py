@@ -231,7 +231,7 @@ def _quietly(call: Callable[[], Any]) -> None:
             raise
 
 
-def _retrying(call: Callable[[], Any], seconds: float = 120.0) -> bool:
+def _retrying(call: Callable[[], Any], seconds: float = 300.0) -> bool:
     """A deletion AWS may refuse for a while (a group whose network interfaces a deleted
     load balancer still holds, a target group still in use): retried; False if it never went."""
     deadline = time.monotonic() + seconds

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 FULL_WEIGHT = 100
 DRAIN_SECONDS = 5  # each target group's deregistration delay: requests in flight finish
 HEALTH_TIMEOUT = 180.0  # an ALB needs two passed checks 5 s apart, after registration
+POLL_SECONDS = 2.0  # between looks at target health: the API's rate limits are per account
 
 
 def short_name(lab: str, suffix: str = "") -> str:
@@ -65,6 +66,9 @@ class ALB(Balancer):
     def __init__(self, config: LabConfig, aws: Clients, arn: str, dns: str) -> None:
         self.config, self.aws, self.arn, self.dns = config, aws, arn, dns
         self._names: dict[str, str] = {}  # instance id -> server name
+        # The lab's target groups by generation, asked once: a release reads members twice
+        # a second, and each question costs API calls shared by the whole account.
+        self._group_cache: dict[int, str] | None = None
 
     # making it -------------------------------------------------------------------------------
 
@@ -225,13 +229,25 @@ class ALB(Balancer):
 
     def wait_healthy(self, names: list[str], timeout: float = 15.0,
                      give_up: threading.Event | None = None) -> list[str]:
-        """As the base's, with the time an ALB needs to pass a new target's checks."""
-        return super().wait_healthy(names, max(timeout, HEALTH_TIMEOUT), give_up)
+        """As the base's, with the time an ALB needs to pass a new target's checks, asking
+        every :data:`POLL_SECONDS`."""
+        deadline = time.monotonic() + max(timeout, HEALTH_TIMEOUT)
+        while True:
+            members = self.members()
+            unhealthy = [n for n in names if n not in members or not members[n].healthy]
+            if not unhealthy or time.monotonic() >= deadline or (give_up and give_up.is_set()):
+                return unhealthy
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     # target groups and the listener --------------------------------------------------------
 
     def _groups(self) -> dict[int, str]:
         """The lab's target groups by generation."""
+        if self._group_cache is None:
+            self._group_cache = self._find_groups()
+        return dict(self._group_cache)
+
+    def _find_groups(self) -> dict[int, str]:
         chosen: dict[int, str] = {}
         # All of the region's, matched by tag: asked by load balancer, moto raises when
         # it has none, and a group taken out of the listener is no longer the balancer's.
@@ -260,6 +276,7 @@ class ALB(Balancer):
             HealthCheckTimeoutSeconds=4, HealthyThresholdCount=2, UnhealthyThresholdCount=2,
             Matcher={"HttpCode": "200-399"}, Tags=tag_list(labels),
         )["TargetGroups"][0]["TargetGroupArn"]
+        self._group_cache = None
         self.aws.elbv2.modify_target_group_attributes(TargetGroupArn=group, Attributes=[
             {"Key": "deregistration_delay.timeout_seconds", "Value": str(DRAIN_SECONDS)}])
         return str(group)
@@ -302,6 +319,7 @@ class ALB(Balancer):
         weights.pop(group, None)
         if weights:
             self._set_weights(weights)
+        self._group_cache = None
         self.aws.elbv2.delete_target_group(TargetGroupArn=group)
 
     def _health(self, group: str) -> dict[str, str]:

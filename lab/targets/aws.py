@@ -106,6 +106,9 @@ class AwsTarget(Target):
         super().__init__(config, key)
         self.settings = cast(AwsSettings, config.settings(self.name))
         self._aws: Clients | None = None
+        # Lab-wide resources (key pair, groups, template) this command made: should a later
+        # step fail (the balancer, the SSH wait), they go with the last of its servers.
+        self._made = resources.Found()
 
     @property
     def aws(self) -> Clients:
@@ -158,10 +161,13 @@ class AwsTarget(Target):
         made = resources.Found()  # the key pair, groups and template this call created
         try:
             with translated(self.aws.region):
-                return self._create(specs, made, on_event)
+                records = self._create(specs, made, on_event)
         except BaseException:
             self._undo([s.name for s in specs], made, on_event)
             raise
+        for kind in ("key_pairs", "security_groups", "launch_templates"):
+            getattr(self._made, kind).extend(getattr(made, kind))
+        return records
 
     def _create(self, specs: list[ServerSpec], made: resources.Found,
                 on_event: Listener) -> list[ServerRecord]:
@@ -265,6 +271,9 @@ class AwsTarget(Target):
             else:
                 found = resources.Found(instances=self._instance_ids(names))
             resources.remove(self.aws, found, on_event)
+            if names is not None and not self._made.empty and not self._instance_ids(None):
+                resources.remove(self.aws, self._made, on_event)  # what made them failed
+            self._made = resources.Found()
         for server in servers:
             on_event(Event("destroyed", f"{server} terminated", subject=server))
         return servers
@@ -281,7 +290,7 @@ class AwsTarget(Target):
         return [i for r in pages(self.aws.ec2, "describe_instances", "Reservations", **query)
                 for i in r["Instances"]]
 
-    def _instance_ids(self, names: list[str]) -> list[str]:
+    def _instance_ids(self, names: list[str] | None) -> list[str]:
         return [i["InstanceId"] for i in self._instances(Filters=self._filters(names))]
 
     def record(self, instance: dict[str, Any]) -> ServerRecord:

@@ -198,3 +198,20 @@ def test_the_image_may_be_a_public_parameter(aws_env: str, tmp_path: Path) -> No
     with pytest.raises(LabError, match=r"^aws\.image: no such public parameter in eu-west-1"):
         AwsTarget(missing, key_for(missing)).plan(specs(1))
     assert leftovers("t") == {}
+
+
+def test_a_failure_after_the_servers_in_up_removes_everything_up_made(
+        aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the ALB is being made: the servers, groups, key pair and template that
+    this `lab up` made go too, not only the balancer."""
+    from lab.balancers.alb import ALB
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
+    monkeypatch.setattr(ALB, "_take", interrupted)
+    with Fleet(lab_config(tmp_path, aws_env, balancer=True, count=2)) as fleet, pytest.raises(
+            KeyboardInterrupt):
+        fleet.up()
+    assert leftovers("t") == {}
