@@ -73,6 +73,8 @@ class Fleet:
         """What :meth:`up` would create and what it costs an hour, on a target that charges
         (aws); None where nothing costs money or nothing is missing. Asks the target only."""
         wanted = self._wanted(roles)
+        if not self.target.charges:
+            return None  # and no need to look at the target twice
         live = [s for s in self.reconcile() if not s.gone]
         return self.target.plan(self._missing(wanted, live))
 

@@ -99,6 +99,7 @@ class AwsTarget(Target):
 
     name = "aws"
     settings_model = AwsSettings
+    charges = True
     # lab.yml's balancer kinds this target runs as another: a local lab's HAProxy is an ALB.
     balancer_kinds: ClassVar[dict[str, str]] = {"haproxy": "alb"}
 

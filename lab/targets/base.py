@@ -112,6 +112,8 @@ class Target(ABC):
     # The model of this target's own section of lab.yml, named like the target (`vagrant:`);
     # None: the target takes no settings, and a section of its name is an unknown field.
     settings_model: ClassVar[type[TargetSettings] | None] = None
+    # Whether servers here cost money: `lab up` then shows what it will make and asks.
+    charges: ClassVar[bool] = False
     # lab.yml's balancer kinds this target runs as another kind (aws: haproxy is an ALB).
     balancer_kinds: ClassVar[dict[str, str]] = {}
 

@@ -146,3 +146,21 @@ def test_doctor_checks_the_caller_identity_and_the_region(
     api._session.cache_clear()
     region, credentials = AwsTarget.prerequisites()
     assert region.ok and not credentials.ok and "aws configure" in credentials.fix
+
+
+@pytest.mark.parametrize(("code", "status", "starts"), [
+    ("AuthFailure", ExitStatus.MISSING_PREREQUISITE, "AWS refused the credentials (AuthFailure)"),
+    ("OptInRequired", ExitStatus.MISSING_PREREQUISITE,
+     "the account has not enabled region eu-west-1"),
+    ("InvalidSubnetID.NotFound", ExitStatus.BAD_INPUT, "aws.subnet: not found in eu-west-1"),
+    ("InvalidAMIID.Malformed", ExitStatus.BAD_INPUT, "AMI not found in eu-west-1"),
+    ("ParameterNotFound", ExitStatus.BAD_INPUT, "aws.image: no such public parameter"),
+    ("InternalError", ExitStatus.CHECK_FAILED,
+     "AWS in eu-west-1: RunInstances failed: InternalError: boom"),
+])
+def test_each_aws_error_code_as_one_line(code: str, status: ExitStatus, starts: str) -> None:
+    from botocore.exceptions import ClientError
+
+    error = api.explain(ClientError({"Error": {"Code": code, "Message": "boom"}},
+                                    "RunInstances"), REGION)
+    assert error.exit_code == status and str(error).startswith(starts)
