@@ -79,8 +79,7 @@ def find(aws: Clients, match: Match, images: bool = True) -> Found:
     """Every lab resource ``match`` accepts (by its tags), per service."""
     ec2 = aws.ec2
     found = Found()
-    lbs = _elbv2_tagged(aws, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn", match)
-    found.load_balancers = lbs
+    lbs = found.load_balancers = load_balancers(aws, match)
     for arn in lbs:
         for page in pages(aws.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=arn):
             found.listeners.append(page["ListenerArn"])
@@ -109,6 +108,12 @@ def find(aws: Clients, match: Match, images: bool = True) -> Found:
             ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=tagged)
             if match(tags_of(s))]
     return found
+
+
+def load_balancers(aws: Clients, match: Match) -> list[str]:
+    """The ARNs of the load balancers ``match`` accepts."""
+    return _elbv2_tagged(aws, "describe_load_balancers", "LoadBalancers", "LoadBalancerArn",
+                         match)
 
 
 def remove(aws: Clients, found: Found, on_event: Listener = ignore) -> Found:

@@ -25,7 +25,7 @@ from lab.aws.resources import (
     NAME,
     Found,
     ec2_wait,
-    find,
+    load_balancers,
     of_lab,
     pages,
     remove,
@@ -142,7 +142,7 @@ class ALB(Balancer):
 
     @classmethod
     def _find(cls, config: LabConfig, aws: Clients) -> ALB | None:
-        arns = find(aws, of_lab(config.name), images=False).load_balancers
+        arns = load_balancers(aws, of_lab(config.name))
         if not arns:
             return None
         found = aws.elbv2.describe_load_balancers(LoadBalancerArns=arns[:1])["LoadBalancers"][0]

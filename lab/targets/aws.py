@@ -140,8 +140,7 @@ class AwsTarget(Target):
         return plan if plan.lines else None
 
     def _has_balancer(self) -> bool:
-        found = resources.find(self.aws, resources.of_lab(self.config.name), images=False)
-        return bool(found.load_balancers)
+        return bool(resources.load_balancers(self.aws, resources.of_lab(self.config.name)))
 
     def image_id(self, image: str) -> str:
         """The AMI servers start from: ``image`` when it is an AMI id (a baked one), else
@@ -181,11 +180,14 @@ class AwsTarget(Target):
                                        cast(str, self.settings.ssh_cidr), ports, listen,
                                        self.tags(), made)
         template = self._ensure_template(made)
+        versions: dict[str, str] = {}  # image -> launch template version, one per image
         ids = []
         for spec in specs:
-            version = self._template_version(template, self.image_id(spec.image), key_name,
-                                             place.subnet, groups["servers"])
-            ids.append(self._run(spec, template, version))
+            if spec.image not in versions:
+                versions[spec.image] = self._template_version(
+                    template, self.image_id(spec.image), key_name, place.subnet,
+                    groups["servers"])
+            ids.append(self._run(spec, template, versions[spec.image]))
             on_event(Event("created", f"{spec.name} launched ({ids[-1]})", subject=spec.name))
         on_event(Event("create", f"waiting for {len(ids)} instance(s) to run"))
         resources.ec2_wait(self.aws.ec2, "instance_running", InstanceIds=ids)
