@@ -98,8 +98,8 @@ def find(aws: Clients, match: Match, images: bool = True) -> Found:
     found.security_groups = [
         g["GroupId"] for g in pages(ec2, "describe_security_groups", "SecurityGroups",
                                         Filters=tagged) if match(tags_of(g))]
-    # All of them, matched here: moto ignores a tag-key filter on key pairs (there are few).
-    found.key_pairs = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]
+    # By name: deleting a key pair by its id is what moto ignores.
+    found.key_pairs = [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tagged)["KeyPairs"]
                        if match(tags_of(k))]
     if images:
         found.images = [i["ImageId"] for i in ec2.describe_images(
