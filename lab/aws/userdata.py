@@ -4,6 +4,10 @@ Two things lab hands an instance at creation: a deadline (the instance powers it
 ``lab.expires``, and instances are launched to terminate on shutdown, so a lab nobody swept
 still stops billing for compute), and, when given, its SSH host keys, so the first
 connection can already check them (``host_keys``: what issue 12's point 6 fills in).
+
+Today the launch template carries the deadline-only document (one version per image). Host
+keys are per server: pass that server's document as ``UserData`` to ``run_instances``
+(``AwsTarget._run``), which overrides the template's for that one instance.
 """
 
 from __future__ import annotations
