@@ -206,7 +206,8 @@ class ALB(Balancer):
 
     def retire(self, names: list[str], timeout: float = 10.0) -> list[str]:
         """Deregister (the drain delay lets requests in flight finish), wait, then delete
-        target groups left empty and take them out of the listener."""
+        target groups left empty and take them out of the listener (also an empty one a
+        join cut short left behind at zero weight)."""
         with translated(self.aws.region):
             where = self._group_of_members()
             ids = self._ids()
@@ -222,8 +223,10 @@ class ALB(Balancer):
             while lingering and time.monotonic() < deadline:
                 time.sleep(1)
                 lingering = self._lingering(by_group)
-            for group in by_group:
-                if not self._health(group):
+            weights = self._weights()
+            for group in set(by_group) | set(self._groups().values()):
+                # Emptied now, or left empty and weightless by a join cut short.
+                if (group in by_group or not weights.get(group)) and not self._health(group):
                     self._drop_group(group)
         return lingering
 

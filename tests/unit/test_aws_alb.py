@@ -215,3 +215,28 @@ def test_ctrl_c_in_a_release_rolls_back_and_removes_the_new_generation(
         assert sorted(s.name for s in fleet.target.list()) == ["web-1", "web-2"]
         fleet.destroy()
     assert leftovers("t") == {}
+
+
+def test_ctrl_c_while_joining_leaves_no_target_group(lab: LabConfig,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted between making the new generation's target group and registering in it:
+    the rollback deletes the empty group too."""
+    fast = lab.model_copy(update={"release": lab.release.model_copy(
+        update={"steps": [100], "step_seconds": 0.1})})
+    with Fleet(fast) as fleet:
+        fleet.up()
+        real = ALB._register
+
+        def register(self: ALB, group: str, names: list[str], port: int) -> None:
+            if "web-3" in names:
+                raise KeyboardInterrupt
+            real(self, group, names, port)
+
+        monkeypatch.setattr(ALB, "_register", register)
+        with pytest.raises(KeyboardInterrupt):
+            release(fleet, probe=QuietProbe, checks=Checks(passing, passing))
+        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert sorted(balancer._groups()) == [1] and weights(balancer) == {1: 100}
+        fleet.destroy()
+    assert leftovers("t") == {}
