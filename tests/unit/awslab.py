@@ -16,7 +16,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lab.aws import api
 from lab.config import LabConfig
 from lab.keys import ensure_keypair
 
@@ -39,13 +38,22 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("LAB_LABELS", raising=False)
-    api._session.cache_clear()  # each test's credentials and region, not a previous test's
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         yield ec2.register_image(
             Name="debian-12-amd64-test", RootDeviceName="/dev/xvda", Architecture="x86_64",
             BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
         )["ImageId"]
+
+
+def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 sessions made from here to the end of the test are this test's own: a session
+    keeps the credentials it found, and other tests must not get one that found none."""
+    import functools
+
+    from lab.aws import api
+
+    monkeypatch.setattr(api, "_session", functools.cache(api._session.__wrapped__))
 
 
 def lab_config(tmp_path: Path, ami: str, name: str = "t", balancer: bool = False,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from awslab import REGION, fail, key_for, lab_config, leftovers
+from awslab import REGION, fail, fresh_sessions, key_for, lab_config, leftovers
 from botocore.config import Config
 
 from lab.aws import api
@@ -72,6 +72,7 @@ def make(tmp_path: Path, ami: str, **aws: str) -> AwsTarget:
 def test_no_credentials(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name)
+    fresh_sessions(monkeypatch)
     message = error_of(make(tmp_path, aws_env), ExitStatus.MISSING_PREREQUISITE)
     assert message.startswith("no AWS credentials found: run `aws configure`")
 
@@ -113,7 +114,7 @@ def test_throttling_is_retried_with_backoff_then_explained(
     assert target.list() == [] and len(attempts) == 3
     monkeypatch.setattr(api, "RETRIES", Config(retries={"mode": "standard",
                                                         "total_max_attempts": 2}))
-    api._session.cache_clear()
+    fresh_sessions(monkeypatch)
     impatient = make(tmp_path, aws_env)
     attempts = fail(impatient.aws.ec2, "DescribeInstances", "RequestLimitExceeded", status=503,
                     retried=True)
@@ -143,7 +144,7 @@ def test_doctor_checks_the_caller_identity_and_the_region(
     assert (missing.ok, missing.required) == (False, False) and "AWS_REGION" in missing.fix
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    api._session.cache_clear()
+    fresh_sessions(monkeypatch)
     region, credentials = AwsTarget.prerequisites()
     assert region.ok and not credentials.ok and "aws configure" in credentials.fix
 
