@@ -64,3 +64,70 @@ def pair_instances_with_containers(monkeypatch: pytest.MonkeyPatch) -> None:
                                "destroy": destroy_paired, "alive": alive}
     for name, function in patches.items():
         monkeypatch.setattr(AwsTarget, name, function)
+
+
+class AlbStandIn:
+    """Answers for a moto ALB on 127.0.0.1: each request goes to a twin of a member of the
+    listener's target groups, a group chosen by the listener's weights as moto holds them
+    (read at most every 0.2 s), then members in turn. Nothing can send traffic to a moto
+    ALB; this sends it where the ALB would."""
+
+    def __init__(self, balancer: Any, fleet: Any) -> None:
+        import itertools
+        import random
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.request import urlopen
+
+        self.balancer, self.fleet = balancer, fleet
+        self._lock = threading.Lock()
+        self._read_at = 0.0
+        self._table: list[tuple[int, list[str]]] = []
+        self._turn = itertools.count()
+        stand_in = self
+
+        def table() -> list[tuple[int, list[str]]]:
+            with stand_in._lock:
+                if time.monotonic() - stand_in._read_at > 0.2:
+                    stand_in.balancer._group_cache = None  # the release makes groups
+                    weights = stand_in.balancer._weights()
+                    stand_in._table = [(weights.get(group, 0), sorted(
+                        n for n, state in stand_in.balancer._health(group).items()
+                        if state == "healthy"))
+                        for group in stand_in.balancer._groups().values()]
+                    stand_in._read_at = time.monotonic()
+                return stand_in._table
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                groups = [(w, members) for w, members in table() if w > 0 and members]
+                if not groups:
+                    self.send_error(503)
+                    return
+                members = random.choices([m for _, m in groups], [w for w, _ in groups])[0]
+                name = members[next(stand_in._turn) % len(members)]
+                server = stand_in.fleet.state.server(name)
+                try:
+                    with urlopen(f"http://{server.ports_host}:{server.ports[80]}{self.path}",
+                                 timeout=5) as answer:
+                        body, status = answer.read(), answer.status
+                except OSError:
+                    self.send_error(502)
+                    return
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
