@@ -2,7 +2,8 @@
 
 What Packer does for a cloud: the image carries everything the playbook did, so a release
 from it (``lab release --from-image``) starts servers that need no provisioning. The image is
-tagged ``lab/<lab>-<role>:<version>`` and labelled with lab, role and version.
+tagged ``lab/<lab>-<role>:<version>`` and labelled with lab, role and version; on AWS it is
+an AMI (its id is what a release starts from), named and tagged the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id"
 
 def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
          on_event: Listener = ignore) -> str:
-    """Commit a verified server of ``role`` to an image; returns the image tag."""
+    """Commit a verified server of ``role`` to an image; returns what `lab release
+    --from-image` takes: the image tag on Docker, the AMI id on AWS."""
     import subprocess
 
     config = fleet.config
@@ -43,11 +45,13 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
     if scrub.returncode != 0:
         raise TargetError(f"{server.name}: could not scrub it before baking: "
                           f"{scrub.stderr.strip() or f'exit {scrub.returncode}'}")
-    fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
-                                    "lab.version": version, "lab.baked-from": server.name})
-    fleet.state.log("baked", server.name, tag)
-    on_event(Event("bake", f"baked {tag}", subject=tag))
-    return tag
+    image = fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
+                                            "lab.version": version,
+                                            "lab.baked-from": server.name})
+    fleet.state.log("baked", server.name, image)
+    on_event(Event("bake", f"baked {tag}" + (f" as {image}" if image != tag else ""),
+                   subject=image))
+    return image
 
 
 def _deployed_version(fleet: Fleet, server: str) -> str | None:
