@@ -41,6 +41,15 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
     (with the lab's key and state) is removed, whatever happened."""
     temporary = directory is None
     directory = directory or Path(tempfile.mkdtemp(prefix="lab-demo-"))
+    try:
+        return _tell(directory, keep, step_seconds, on_event)
+    finally:
+        # Whatever happened (Ctrl-C included), a directory the demo made is not left behind.
+        if temporary and not keep:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _tell(directory: Path, keep: bool, step_seconds: float, on_event: Listener) -> DemoReport:
     init_lab(directory, name=f"demo-{directory.name[-6:].lower().replace('_', '-')}"
              .rstrip("-"), force=True)
     config = edit_lab_yml(directory / "lab.yml", listen=free_local_port(),
@@ -58,8 +67,6 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
         finally:
             if not keep:
                 fleet.destroy()
-    if temporary and not keep:
-        shutil.rmtree(directory, ignore_errors=True)
     return report
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
+import re
 import secrets
 import subprocess
 import sys
@@ -136,3 +139,53 @@ def teardown_lab(lab: Lab) -> None:
     for network in lab.networks():
         with contextlib.suppress(NotFound):
             network.remove()
+
+
+# README's own commands, on the files lab keeps in .lab/ -----------------------------------------
+
+REACH_TEST = '''
+def test_reached(host):
+    assert host.run("true").rc == 0
+'''
+
+
+def readme_commands(lab: Lab, where: Path, role: str = "web") -> dict[str, set[str]]:
+    """Which servers README's own commands reach, run as a user runs them on lab's files:
+    plain `ansible -m ping` on .lab/inventory.yml, `ssh -F .lab/ssh_config NAME true` for each
+    host the file names, and testinfra's `ansible://ROLE` backend on the inventory."""
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run = functools.partial(subprocess.run, cwd=lab.dir, capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL, check=False, env=env)
+    pinged = run(["ansible", "-i", ".lab/inventory.yml", "all", "-m", "ping", "-o"]).stdout
+    answered = {line.split(" | ")[0] for line in pinged.splitlines() if " | SUCCESS" in line}
+    with_ssh = {name for name in ssh_config_hosts(lab)
+                if run(["ssh", "-F", ".lab/ssh_config", name, "true"]).returncode == 0}
+    test = where / "test_reach.py"
+    test.write_text(REACH_TEST)
+    tested = run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                  f"--rootdir={where}", f"--hosts=ansible://{role}",
+                  "--ansible-inventory=.lab/inventory.yml", str(test)]).stdout
+    passed = set(re.findall(r"\[ansible://([\w-]+)\] PASSED", tested))
+    return {"ansible": answered, "ssh": with_ssh, "testinfra": passed}
+
+
+def ssh_config_hosts(lab: Lab) -> list[str]:
+    config = lab.dir / ".lab" / "ssh_config"
+    return [line.split()[1] for line in config.read_text().splitlines()
+            if line.startswith("Host ")]
+
+
+def shared_sockets(lab: Lab, names: list[str]) -> dict[str, Path]:
+    """Each server's shared SSH connection socket (/tmp/lab-ssh-*), opened now if it was not:
+    what `ssh -F .lab/ssh_config NAME` reuses."""
+    sockets = {}
+    for name in names:
+        argv = ["ssh", "-F", str(lab.dir / ".lab" / "ssh_config"), name]
+        subprocess.run([*argv, "true"], capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL, check=True)
+        shown = subprocess.run(["ssh", "-G", *argv[1:]], capture_output=True, text=True,
+                               timeout=60, check=True).stdout
+        [path] = [line.split(" ", 1)[1] for line in shown.splitlines()
+                  if line.startswith("controlpath ")]
+        sockets[name] = Path(path)
+    return sockets

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import docker
@@ -12,7 +13,9 @@ from labhelpers import lab_command
 
 def test_demo_tells_the_whole_story_and_leaves_nothing_behind(
         tmp_path: Path, docker_client: docker.DockerClient, test_run_label: str) -> None:
-    env = os.environ | {"TMPDIR": str(tmp_path)}  # where the demo makes its temporary lab
+    marker = f"lab-demo-test-{uuid.uuid4().hex}"  # inherited by whatever the demo starts
+    env = os.environ | {"TMPDIR": str(tmp_path),  # where the demo makes its temporary lab
+                        "LAB_TEST_MARKER": marker}
     result = subprocess.run(lab_command("demo", "--step-seconds", "1"), cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=600,
                             stdin=subprocess.DEVNULL, check=False)
@@ -28,3 +31,17 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_behind(
         if c.labels.get("lab.name", "").startswith("demo-")]
     assert demo_containers == []
     assert list(tmp_path.iterdir()) == []  # the temporary lab, its key and state are gone
+    # No process the demo started outlives it: an ssh master holds a /tmp/lab-ssh-* socket.
+    assert processes_with(marker) == []
+
+
+def processes_with(marker: str) -> list[str]:
+    """Command lines of the processes whose environment carries ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "environ").read_bytes():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return found

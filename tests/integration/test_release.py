@@ -9,10 +9,11 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
-from labhelpers import Lab, lab_command, lab_for_module
+from labhelpers import Lab, lab_command, lab_for_module, readme_commands, shared_sockets
 from loadgen import Load, get
 
 from lab.probe import free_local_port
@@ -84,9 +85,10 @@ def test_release_from_an_image_that_is_not_there_is_refused_before_it_starts(
     assert len(json.loads(balanced.run("history", "--json").stdout)) == releases
 
 
-def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
+def test_good_release_under_load_fails_no_request(balanced: Lab, tmp_path: Path) -> None:
     before = web_containers(balanced)
     assert current_version(balanced) == "v1"
+    old_sockets = shared_sockets(balanced, sorted(before))
     with Load(port_of(balanced)) as load:
         balanced.run("release", "--set", "version=v2", timeout=600)
     assert load.rate >= 100 * 0.8, f"the client only reached {load.rate:.0f} req/s"
@@ -102,6 +104,11 @@ def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
     assert set(pool) == after
     assert all(b["weight"] == 100 and b["health"] == "UP" and b["share"] == 0.5
                for b in pool.values())
+    # lab's files follow the servers: the new generation's names are in them, the old gone,
+    # and the old servers' shared connections went with them.
+    assert readme_commands(balanced, tmp_path) == {
+        "ansible": after | {"lb-1"}, "ssh": after | {"lb-1"}, "testinfra": after}
+    assert [path for path in old_sockets.values() if path.exists()] == []
 
 
 def test_release_whose_tests_fail_rolls_back(balanced: Lab) -> None:
