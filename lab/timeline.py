@@ -101,7 +101,18 @@ class Recorder:
         moments = [{k: v for k, v in asdict(m).items() if v is not None and v != ""}
                    for m in self.moments]
         return {"format": FORMAT, "clock": "seconds since the release's probe started",
-                "started": round(self.started, 3), "seconds": seconds, "events": moments}
+                "started": round(self.started, 3), "seconds": seconds, "events": moments,
+                "shares": _changes(self.readings)}
+
+
+def _changes(readings: list[Reading]) -> list[list[float]]:
+    """``[t, share_new, share_old]`` at each reading that differs from the one before: the
+    exact step line, even for a step held less than a second."""
+    changes: list[list[float]] = []
+    for reading in readings:
+        if not changes or changes[-1][1:] != [reading.share_new, reading.share_old]:
+            changes.append([reading.t, reading.share_new, reading.share_old])
+    return changes
 
 
 def _per_second(readings: list[Reading], count: int) -> list[tuple[float, float]]:

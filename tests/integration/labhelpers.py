@@ -8,14 +8,17 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
+import matplotlib.image
 import yaml
 from docker.errors import NotFound
 
@@ -189,3 +192,38 @@ def shared_sockets(lab: Lab, names: list[str]) -> dict[str, Path]:
                   if line.startswith("controlpath ")]
         sockets[name] = Path(path)
     return sockets
+
+
+# a real browser ---------------------------------------------------------------------------------
+
+BROWSER_ONLY = "not an origin"  # netlog's initiator of the browser's own requests (updates...)
+
+
+@dataclass
+class Browsed:
+    pixels: Any  # the screenshot, rows x columns x RGB(A) floats in 0..1
+    page_requests: list[str]  # every URL the page itself asked the network for
+
+
+def browse(page: Path, where: Path, width: int = 1200, height: int = 1400) -> Browsed:
+    """Open ``page`` from a file:// URL in Debian's chromium, headless, with networking off
+    (its own empty network namespace), and take a screenshot. Chromium's network log says
+    what the page asked for; the browser's own background requests are told apart by it."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is not installed (scripts/setup.sh installs it)"
+    shot, netlog = where / "screenshot.png", where / "netlog.json"
+    result = subprocess.run(
+        ["unshare", "--net", chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--hide-scrollbars", f"--window-size={width},{height}",
+         f"--user-data-dir={where / 'profile'}", f"--screenshot={shot}",
+         f"--log-net-log={netlog}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+    assert shot.is_file(), f"no screenshot: {result.stderr[-2000:]}"
+    log = json.loads(netlog.read_text())
+    names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
+    asked = [e["params"] for e in log["events"]
+             if names.get(e["type"]) == "URL_REQUEST_START_JOB" and "url" in e.get("params", {})]
+    return Browsed(
+        pixels=matplotlib.image.imread(shot),
+        page_requests=[p["url"] for p in asked if p.get("initiator") != BROWSER_ONLY
+                       and not p["url"].startswith("file:")])

@@ -43,9 +43,13 @@ def test_shares_hold_until_the_balancer_says_otherwise() -> None:
         recorder.reading({pool[0]: member(pool[0], 1 - share_new),
                           pool[1]: member(pool[1], share_new)}, ["new-1"], ["old-1"])
 
-    seconds = recorder.to_dict([probe_with([]).window(0, 1)] * 6)["seconds"]
+    recorded = recorder.to_dict([probe_with([]).window(0, 1)] * 6)
+    seconds = recorded["seconds"]
 
     assert [s["share_new"] for s in seconds] == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
+    # The step line itself keeps every change at its time, even one held under a second.
+    assert recorded["shares"] == [[0.1, 0.0, 1.0], [2.2, 0.1, 0.9], [2.7, 0.5, 0.5],
+                                  [4.5, 1.0, 0.0]]
     assert [s["share_old"] for s in seconds] == [1.0, 1.0, 0.5, 0.5, 0.0, 0.0]
 
 
