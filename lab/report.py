@@ -157,15 +157,18 @@ def draw(charts: list[tuple[str, Chart]]) -> str:
         figure = Figure(figsize=(11, 5.2 * rows), layout="constrained")
         axes = figure.subplots(2 * rows, 1, sharex=True,
                                gridspec_kw={"height_ratios": [3, 1.3] * rows})
+        # One colour per version across every chart: v2 looks the same in both releases.
+        versions = sorted({v for _title, data in charts for v in data.requests})
+        palette = {v: VERSION_COLORS[i % len(VERSION_COLORS)] for i, v in enumerate(versions)}
         for index, (title, data) in enumerate(charts):
-            _draw_one(axes[2 * index], axes[2 * index + 1], title, data)
+            _draw_one(axes[2 * index], axes[2 * index + 1], title, data, palette)
         axes[-1].set_xlabel("seconds since the release began")
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     return _inline(buffer.getvalue())
 
 
-def _draw_one(top: Any, bottom: Any, title: str, data: Chart) -> None:
+def _draw_one(top: Any, bottom: Any, title: str, data: Chart, palette: dict[str, str]) -> None:
     # A second's value holds until the next: steps drawn "post" need the last one's end.
     x = [*data.seconds, (data.seconds[-1] + 1) if data.seconds else 1.0]
 
@@ -179,7 +182,7 @@ def _draw_one(top: Any, bottom: Any, title: str, data: Chart) -> None:
     if data.requests:
         top.stackplot(x, *(held(v) for v in data.requests.values()),
                       labels=[f"{v} answered" for v in data.requests],
-                      colors=VERSION_COLORS[:len(data.requests)], step="post", alpha=0.85)
+                      colors=[palette[v] for v in data.requests], step="post", alpha=0.85)
     top.set_ylabel("requests per second")
     top.set_ylim(0, max([sum(c) for c in zip(*data.requests.values(), strict=True)] + [1]) * 1.35)
     for name, start, _end in data.phases:
@@ -324,8 +327,14 @@ def write_report(state_dir: Path, wanted: list[str | None], output: Path | None 
 
 
 def write_page(releases: list[dict[str, Any]], target: Path) -> Written:
-    """Render releases already read (``lab demo`` has its own in hand) to ``target``."""
+    """Render releases already read (``lab demo`` has its own in hand) to ``target``: the
+    HTML page, or only the chart when ``target`` ends in ``.svg`` (for a README)."""
     page, notices = render(releases)
+    if target.suffix == ".svg":
+        charts = [(_title(r), c) for r in releases if (c := chart(r)) is not None]
+        if not charts:
+            raise UsageError(f"{target}: nothing to draw ({notices[0]})")
+        page = draw(charts) + "\n"
     try:
         target.write_text(page, encoding="utf-8")
     except OSError as exc:

@@ -96,7 +96,8 @@ def report(
     = None,
     open_page: Annotated[bool, typer.Option("--open", help="Open it in the browser.")] = False,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write here (default: .lab/releases/<id>.html).")] = None,
+        "--output", "-o", help="Write here (default: .lab/releases/<id>.html); a .svg "
+        "name writes the chart alone.")] = None,
     compare: Annotated[tuple[str, str] | None, typer.Option(
         help="Draw two releases on one time axis: --compare A B.")] = None,
 ) -> None:

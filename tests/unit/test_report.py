@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lab.cli import app
-from lab.report import chart, render
+from lab.report import chart, render, write_page
 
 runner = CliRunner(env={"LAB_FILE": None})
 
@@ -115,3 +115,14 @@ def test_report_of_a_release_that_is_not_there_names_the_ones_that_are(
     written = runner.invoke(app, ["report", "20261127"])
     assert written.exit_code == 0, written.output
     assert written.stdout.strip().endswith("20261127-101500-abcdef.html")
+
+
+def test_two_releases_share_one_time_axis_and_a_svg_is_the_chart_alone(tmp_path: Path) -> None:
+    good = release() | {"id": "20261127-101000-aaaaaa", "outcome": "promoted"}
+    page, _ = render([good, release()])
+    assert page.count("<svg") == 1  # one figure: both releases on one time axis
+    assert "20261127-101000-aaaaaa: v2, promoted" in page
+    assert "20261127-101500-abcdef: v2, rolled-back" in page
+
+    svg = write_page([release()], tmp_path / "chart.svg").path.read_text()
+    assert svg.startswith("<svg") and "<html" not in svg and "rolled back: at 10%" in svg
