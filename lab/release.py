@@ -214,15 +214,17 @@ class _Run:
 
     def gate_provision(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
         problem = self.checks.provision(self.fleet, _names(new), overrides, self.on_event)
-        self.timeline.moment("gate", "provision", ok=not problem, detail=problem)
+        reason = f"provisioning the new generation failed: {problem}" if problem else ""
+        self.timeline.moment("gate", "provision", ok=not problem, detail=reason)
         if problem:
-            raise ReleaseFailed(f"provisioning the new generation failed: {problem}")
+            raise ReleaseFailed(reason)
 
     def gate_verify(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
         problem = self.checks.verify(self.fleet, _names(new), overrides, self.on_event)
-        self.timeline.moment("gate", "tests", ok=not problem, detail=problem)
+        reason = f"the new generation failed its tests: {problem}" if problem else ""
+        self.timeline.moment("gate", "tests", ok=not problem, detail=reason)
         if problem:
-            raise ReleaseFailed(f"the new generation failed its tests: {problem}")
+            raise ReleaseFailed(reason)
 
     def verify_and_join(self, new: list[ServerRecord], health: HealthCheck,
                         overrides: dict[str, Any] | None) -> None:

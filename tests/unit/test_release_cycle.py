@@ -24,6 +24,7 @@ from lab.config import load_config
 from lab.events import Event
 from lab.fleet import Fleet
 from lab.release import Checks, ReleaseFailed, ReleaseReport, release
+from lab.report import chart
 from lab.state import Liveness, ServerRecord
 
 OLD = ["web-1", "web-2"]
@@ -73,6 +74,10 @@ class Cycle:
         saved = self.saved()
         assert saved["outcome"] == "rolled-back"
         assert reason in str(saved["reason"])
+        # Its picture marks the rollback with the very reason the release gives.
+        drawn = chart(saved)
+        assert drawn is not None and drawn.rollback is not None
+        assert drawn.rollback[1] == saved["reason"]
         assert any(e.kind == "rollback" and "old generation serves all traffic" in e.message
                    for e in self.events)
 
