@@ -296,7 +296,7 @@ def demo(
     out.print(f"total {time.monotonic() - started:.1f} s"
               + (f"; lab kept in {report.directory}" if keep else ""))
     for page in report.pages:
-        out.print(f"report: {page}")
+        out.print(f"report: {page}", soft_wrap=True)
     if not report.ok:
         raise CheckFailed("the demo did not go as expected (see the table above)")
 

@@ -114,7 +114,7 @@ def report(
     written = write_report(lab_config(ctx).state_dir, wanted, output)
     for notice in written.notices:
         err.print(notice, soft_wrap=True)
-    out.print(str(written.path))
+    out.print(str(written.path), soft_wrap=True)
     if open_page:
         webbrowser.open(written.path.resolve().as_uri())
 

@@ -126,3 +126,21 @@ def test_two_releases_share_one_time_axis_and_a_svg_is_the_chart_alone(tmp_path:
 
     svg = write_page([release()], tmp_path / "chart.svg").path.read_text()
     assert svg.startswith("<svg") and "<html" not in svg and "rolled back: at 10%" in svg
+
+
+def test_lab_report_on_a_release_from_before_timelines_says_so_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yml").write_text("name: demo\nservers: {web: {}}\n")
+    releases = tmp_path / ".lab" / "releases"
+    releases.mkdir(parents=True)
+    (releases / "20261127-101500-abcdef.json").write_text(json.dumps(release(timeline=False)))
+
+    result = runner.invoke(app, ["report"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "release 20261127-101500-abcdef: recorded before lab kept timelines: no chart, its "
+        "figures only"]
+    page = releases / "20261127-101500-abcdef.html"
+    assert result.stdout.strip() == str(page) and "canary errors" in page.read_text()
