@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 
-from lab.errors import UsageError
+from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
+from lab.knownhosts import raise_if_refused
 from lab.ssh import as_root, ssh_argv
 from lab.state import Stage
 
-# Host keys and machine identity belong to one server, never to an image.
+# Host keys and machine identity belong to one server, never to an image (and each server
+# started from it is handed its own host key anyway, or makes one at first boot).
 SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id"
 
 
@@ -35,8 +37,12 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
     version = version or _deployed_version(fleet, server.name) or "latest"
     tag = f"lab/{config.name}-{role}:{version}"
     on_event(Event("bake", f"baking {server.name} into {tag}", subject=server.name))
-    subprocess.run(ssh_argv(server, fleet.key, as_root(server, ["sh", "-c", SCRUB])),
-                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    scrub = subprocess.run(ssh_argv(server, fleet.key, as_root(server, ["sh", "-c", SCRUB])),
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    raise_if_refused(server, fleet.key, scrub.stderr)
+    if scrub.returncode != 0:
+        raise TargetError(f"{server.name}: could not scrub it before baking: "
+                          f"{scrub.stderr.strip() or f'exit {scrub.returncode}'}")
     fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
                                     "lab.version": version, "lab.baked-from": server.name})
     fleet.state.log("baked", server.name, tag)

@@ -23,6 +23,7 @@ from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.inventory import remove_inventory, write_inventory
 from lab.keys import KeyPair, ensure_keypair
+from lab.knownhosts import KnownHosts
 from lab.ssh import close_shared_connections
 from lab.state import Liveness, ServerRecord, Stage, State
 from lab.targets.base import ServerSpec, Target
@@ -115,6 +116,7 @@ class Fleet:
                 self._emit("destroyed", f"image {tag} removed")
         for server in self.state.servers():
             self.state.forget(server.name)
+        KnownHosts(self.key.known_hosts).clear()
         for name in removed:
             self.state.log("destroyed", name)
         return removed
@@ -123,6 +125,8 @@ class Fleet:
         """Destroy some servers (a release's old or failed generation, dead ones)."""
         close_shared_connections([s for s in self.state.servers() if s.name in names])
         removed = self.target.destroy(names, self.on_event)
+        # Their ports go to later servers, which must not be taken for impostors.
+        KnownHosts(self.key.known_hosts).forget(names)
         for name in names:
             self.state.forget(name)
             self.state.log("destroyed", name)
@@ -188,6 +192,8 @@ class Fleet:
                 self.state.save(merged)
             if before.liveness is not Liveness.DEAD and seen.liveness is Liveness.DEAD:
                 self.state.log("died", name)
+        KnownHosts(self.key.known_hosts).follow(
+            {s.name: (s.ssh_host, s.ssh_port) for s in live.values() if s.ssh_port})
         for name, before in known.items():
             if name not in live and before.liveness is not Liveness.MISSING:
                 self.state.set_liveness(name, Liveness.MISSING)

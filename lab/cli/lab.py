@@ -95,14 +95,17 @@ def ssh(
 ) -> None:
     """Open a shell on a server with the lab's key, or run one command.
 
+    The server must show the host key lab made for it (kept in .lab/known_hosts); any other
+    key is refused, as from someone in the middle.
+
     Example:  lab ssh web-1 -- systemctl status nginx
     """
     from lab.fleet import Fleet
-    from lab.ssh import ssh_argv
+    from lab.ssh import session_argv
 
     with Fleet(lab_config(ctx)) as fleet:
         server = fleet.find(name)
-        argv = ssh_argv(server, fleet.key, command or None, batch=bool(command))
+        argv = session_argv(server, fleet.key, command or None)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 

@@ -19,6 +19,7 @@ from lab.doctor import Check
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
+from lab.knownhosts import KnownHosts
 from lab.ssh import wait_until_ready
 from lab.state import ServerRecord
 
@@ -81,9 +82,19 @@ class Target(ABC):
         self.config = config
         self.key = key
 
+    @property
+    def known_hosts(self) -> KnownHosts:
+        """Where :meth:`create` records each new server's host key (the one it handed the
+        server, or the one seen at first contact) before anything connects to it."""
+        return KnownHosts(self.key.known_hosts)
+
     @abstractmethod
     def create(self, specs: list[ServerSpec], on_event: Listener = ignore) -> list[ServerRecord]:
-        """Make the servers (in parallel where the backend allows) and return their records."""
+        """Make the servers (in parallel where the backend allows) and return their records.
+
+        Each server's host key is in :attr:`known_hosts` on return: lab connects to none
+        without checking it.
+        """
 
     @abstractmethod
     def list(self) -> list[ServerRecord]:
