@@ -207,6 +207,9 @@ class FakeProbe:
         return Window(seconds=1.0, requests=40, errors=errors, p50_ms=2.0, p99_ms=5.0,
                       versions={"v2": 40 - errors})
 
+    def series(self, since: float, until: float | None = None) -> list[Window]:
+        return [self.window(since, until)]
+
 
 def fake_provision(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
                    on_event: Listener) -> str:
