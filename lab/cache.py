@@ -337,7 +337,7 @@ def _wait_listening(container: Container, seconds: float = 10.0) -> None:
 
 # A .deb apt could not fetch, and why: the package is the file name up to its first "_".
 FAILED_FETCH = re.compile(r"Failed to fetch \S*/pool/\S*?/([a-z0-9][a-z0-9+.-]*)_\S+\.deb\s+"
-                          r"(?!404)(.{0,60})")
+                          r"(?=\S)(?!404\b)")
 
 
 def missing_packages_hint(text: str) -> str | None:
