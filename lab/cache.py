@@ -335,7 +335,8 @@ def _wait_listening(container: Container, seconds: float = 10.0) -> None:
                       f"see `docker logs {container.name}`")
 
 
-# A .deb apt could not fetch, and why: the package is the file name up to its first "_".
+# A .deb apt could not fetch (the package: its file name up to the first "_"), for any reason
+# but 404, which is a stale package index rather than a missing network.
 FAILED_FETCH = re.compile(r"Failed to fetch \S*/pool/\S*?/([a-z0-9][a-z0-9+.-]*)_\S+\.deb\s+"
                           r"(?=\S)(?!404\b)")
 
