@@ -136,8 +136,7 @@ class CacheStatus:
         """One line, as `lab doctor` shows it."""
         if not self.running:
             kept = "; its volume is kept" if self.volume else ""
-            return (f"{self.name} not running: servers fetch from Debian's mirror{kept}; "
-                    "`lab cache warm` starts and fills it")
+            return f"{self.name} not running: servers fetch from Debian's mirror{kept}"
         mode = "offline (serves what it holds)" if self.offline else "online"
         size = f"{self.size_bytes / 1e6:.0f} MB" if self.size_bytes is not None else "? MB"
         return (f"{self.name} running, {mode}, {size}, {self.traffic.hits} hits, "
@@ -226,10 +225,12 @@ class PackageCache:
     def follow_network(self, container: Container, on_event: Listener = ignore) -> bool:
         """Serve offline when the mirror does not answer, online when it does (apt-cacher-ng
         reads its mode at start, so a change restarts it: a second). Returns offline."""
-        reached = container.exec_run(
-            ["timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{MIRROR}/80"]).exit_code == 0
-        offline = not reached
-        if self._offline(container) != offline:
+        # One exec: the mode it runs in, then whether the mirror takes a connection.
+        probe = (f"cat {MODE_FILE}; timeout 5 bash -c 'exec 3<>/dev/tcp/{MIRROR}/80' "
+                 "2>/dev/null && echo reached")
+        answer = container.exec_run(["sh", "-c", probe]).output or b""
+        offline = b"reached" not in answer
+        if (b"Offlinemode: 1" in answer) != offline:
             container.exec_run(["sh", "-c", f"printf 'Offlinemode: {int(offline)}\\n' > "
                                             f"{MODE_FILE}"], user="root")
             container.restart(timeout=5)
