@@ -16,7 +16,7 @@ ENGINE26_TESTS = tests/integration/test_boot.py tests/integration/test_lab_docke
                      or failing_health or ctrl_c or users_never_see or at_the_canary_step \
                      or killed_mid_canary)"
 
-.PHONY: setup engine26 demo test test-hosts unit lint bench clean
+.PHONY: setup engine26 demo test test-hosts unit lint bench mutation clean
 
 setup:
 	@./scripts/setup.sh
@@ -42,6 +42,12 @@ test: setup
 # Runs both hosts even when the first fails; exit 1 if either did.
 test-hosts: setup
 	@./scripts/hosts/test-hosts.sh
+
+# Slow (tens of minutes on 2 cores), never part of `make test`: mutation testing of the
+# safety modules against the fast tests, with a score per module (scripts/mutation.py).
+mutation: setup
+	@$(VENV)/bin/pip install -q -e '.[mutation]'
+	@$(VENV)/bin/python scripts/mutation.py
 
 unit:
 	@$(VENV)/bin/pytest -q tests/unit
