@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from lab.cache import CacheStatus, PackageCache
-from lab.config import CONFIG_FILE, LabConfig
+from lab.config import CONFIG_FILE, LabConfig, load_config
 from lab.engine import docker_client
 from lab.errors import CheckFailed, ConfigError
 from lab.events import Event, Listener, ignore
@@ -45,6 +45,10 @@ class WarmReport:
 def warm(directories: Sequence[Path] = (), on_event: Listener = ignore) -> WarmReport:
     """Start the cache, then provision the example lab and each of ``directories`` through
     it; a lab that fails to provision stops the warm-up with its problem."""
+    for source in directories:  # before anything starts; named as the user gave them
+        if not (source / CONFIG_FILE).is_file():
+            raise ConfigError(f"{source}: no {CONFIG_FILE} here; give lab directories")
+        load_config(source / CONFIG_FILE)
     client = docker_client()
     try:
         cache = PackageCache(client)
@@ -65,8 +69,6 @@ def warm(directories: Sequence[Path] = (), on_event: Listener = ignore) -> WarmR
 
 def _warm_lab(source: Path, refresh_index: bool, on_event: Listener) -> None:
     """One lab, copied to a throwaway directory, up, provisioned, destroyed."""
-    if not (source / CONFIG_FILE).is_file():
-        raise ConfigError(f"{source}: no {CONFIG_FILE} here; give lab directories")
     directory = Path(tempfile.mkdtemp(prefix="lab-warm-"))
     try:
         config = _throwaway_copy(source, directory)
