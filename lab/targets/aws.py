@@ -10,6 +10,10 @@ Nothing may be left billing: every resource is tagged ``lab.name`` and ``lab.exp
 command that fails or is interrupted removes what it made; ``destroy`` finds everything by
 tag (lab.aws.resources) with or without state; each instance powers itself off, and so
 terminates, at its expiry.
+
+Nothing may be intercepted either: each instance boots with an SSH host key lab made for it
+(its own user data, lab.aws.userdata), recorded in ``.lab/known_hosts`` as soon as its public
+address is known, so even the first connection checks it strictly.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from lab.config import LabConfig, TargetSettings
 from lab.doctor import Check
 from lab.errors import ConfigError, LabError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.keys import KeyPair
+from lab.keys import HostKey, KeyPair, host_key_for
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, Plan, ServerSpec, Target
 
@@ -154,8 +158,9 @@ class AwsTarget(Target):
     # create --------------------------------------------------------------------------------
 
     def create(self, specs: list[ServerSpec], on_event: Listener = ignore) -> list[ServerRecord]:
-        """Key pair, security groups, launch template, instances; on any failure or Ctrl-C,
-        what this call made is removed before the error goes on."""
+        """Key pair, security groups, launch template, instances (each handed its own host
+        key, recorded in known_hosts); on any failure or Ctrl-C, what this call made is
+        removed before the error goes on."""
         if not specs:
             return []
         made = resources.Found()  # the key pair, groups and template this call created
@@ -182,16 +187,23 @@ class AwsTarget(Target):
         template = self._ensure_template(made)
         versions: dict[str, str] = {}  # image -> launch template version, one per image
         ids = []
+        host_keys: dict[str, HostKey] = {}
         for spec in specs:
             if spec.image not in versions:
                 versions[spec.image] = self._template_version(
                     template, self.image_id(spec.image), key_name, place.subnet,
                     groups["servers"])
-            ids.append(self._run(spec, template, versions[spec.image]))
+            host_keys[spec.name] = host_key_for(spec.name, self.config.name)
+            ids.append(self._run(spec, template, versions[spec.image], host_keys[spec.name]))
             on_event(Event("created", f"{spec.name} launched ({ids[-1]})", subject=spec.name))
         on_event(Event("create", f"waiting for {len(ids)} instance(s) to run"))
         resources.ec2_wait(self.aws.ec2, "instance_running", InstanceIds=ids)
-        return [self.record(i) for i in self._instances(InstanceIds=ids)]
+        records = [self.record(i) for i in self._instances(InstanceIds=ids)]
+        for record in filter(lambda r: r.ssh_host, records):  # no address: nothing to reach
+            # The public address is known only now: the first connection is already strict.
+            self.known_hosts.trust(record.name, record.ssh_host, record.ssh_port,
+                                   host_keys[record.name].public)
+        return records
 
     def _health_ports(self) -> set[int]:
         if self.config.balancer is None:
@@ -234,12 +246,17 @@ class AwsTarget(Target):
             LaunchTemplateId=template, LaunchTemplateData=data)["LaunchTemplateVersion"]
         return str(version["VersionNumber"])
 
-    def _run(self, spec: ServerSpec, template: str, version: str) -> str:
+    def _run(self, spec: ServerSpec, template: str, version: str, host_key: HostKey) -> str:
+        """Launch one instance. Its user data (overriding the template's) carries its own
+        host key: in the shared template, every instance would have the same one."""
         tags = self.tags(spec, image=spec.image, ports=",".join(map(str, spec.ports)))
+        boot = user_data(self.settings.lifetime_delta, {
+            "ed25519_private": host_key.private, "ed25519_public": host_key.public})
         reservation = self.aws.ec2.run_instances(
             LaunchTemplate={"LaunchTemplateId": template, "Version": version},
             MinCount=1, MaxCount=1, ClientToken=f"{spec.name}-{uuid.uuid4().hex[:16]}",
             TagSpecifications=tag_specs(tags, "instance", "volume"),
+            UserData=boot,  # boto3 encodes it in base64
         )
         return str(reservation["Instances"][0]["InstanceId"])
 

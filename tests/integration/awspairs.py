@@ -5,18 +5,28 @@ moto makes every EC2 instance, tag, group and template; nothing can log into one
 instance gets a twin container, made by lab's own docker target under the same lab name and
 server name, and the aws target's records point SSH (and ports) at the twin. The pairing
 lives in tests only: ``lab/`` knows nothing of it.
+
+SSH stays strict end to end: a twin boots with the host key in its instance's user data (as
+cloud-init would install it), and is checked against the line the aws target wrote to
+known_hosts, moved to where the twin is reached. A key the aws target handed over wrongly, or
+recorded wrongly, is refused.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from typing import Any
 
 import pytest
+import yaml
 
 from lab.config import DEFAULT_IMAGE
 from lab.events import Listener, ignore
+from lab.keys import HostKey
+from lab.knownhosts import KnownHosts
 from lab.state import Liveness, ServerRecord
+from lab.targets import docker as docker_target
 from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec
 from lab.targets.docker import DockerTarget
@@ -26,6 +36,33 @@ def twin(target: AwsTarget) -> DockerTarget:
     config = target.config.model_copy(update={"target": "docker"}).located(
         target.config.directory, target.config.state_dir)
     return DockerTarget(config, target.key)
+
+
+def boot_host_key(target: AwsTarget, server: str) -> HostKey:
+    """The host key cloud-init would install on ``server``'s instance: its user data's."""
+    instance = target._instance_ids([server])[0]
+    value = target.aws.ec2.describe_instance_attribute(
+        InstanceId=instance, Attribute="userData")["UserData"]["Value"]
+    keys = yaml.safe_load(base64.b64decode(value))["ssh_keys"]
+    return HostKey(keys["ed25519_private"], keys["ed25519_public"])
+
+
+def twins_with_boot_keys(target: AwsTarget, specs: list[ServerSpec],
+                         records: list[ServerRecord]) -> dict[str, ServerRecord]:
+    """Twins of the new instances, each started with its instance's host key, and reached
+    under the key the aws target recorded for the instance (Fleet.follow's move, done now)."""
+    known = KnownHosts(target.key.known_hosts)
+    entries = {r.name: known.key_at(r.ssh_host, r.ssh_port) for r in records}
+    recorded = {name: e.key for name, e in entries.items() if e is not None and e.server == name}
+    assert recorded.keys() == entries.keys(), f"the aws target recorded no host key: {entries}"
+    keys = {r.name: boot_host_key(target, r.name) for r in records}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(docker_target, "host_key_for", lambda server, lab: keys[server])
+        local = {r.name: r for r in twin(target).create(
+            [replace(s, image=DEFAULT_IMAGE) for s in specs])}
+    for name, record in local.items():
+        known.trust(name, record.ssh_host, record.ssh_port, recorded[name])
+    return local
 
 
 def paired(aws: ServerRecord, local: ServerRecord | None) -> ServerRecord:
@@ -44,8 +81,7 @@ def pair_instances_with_containers(monkeypatch: pytest.MonkeyPatch) -> None:
     def create_paired(self: AwsTarget, specs: list[ServerSpec],
                       on_event: Listener = ignore) -> list[ServerRecord]:
         records = create(self, specs, on_event)
-        local = {r.name: r for r in twin(self).create(
-            [replace(s, image=DEFAULT_IMAGE) for s in specs])}
+        local = twins_with_boot_keys(self, specs, records)
         return [paired(r, local.get(r.name)) for r in records]
 
     def list_paired(self: AwsTarget) -> list[ServerRecord]:

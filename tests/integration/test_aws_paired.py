@@ -1,9 +1,10 @@
 """The aws target's whole flow with real SSH: moto for AWS, each instance paired with a local
 container (awspairs.py). `lab up` waits for SSH, Ansible provisions over it, testinfra
-verifies over it, exactly as on EC2; a release moves the ALB's weights while lab's probe
-measures traffic through a local stand-in that follows them (rollbacks through the ALB are
-the unit tests' business, on moto alone); destroy leaves neither instances nor containers.
-One server per generation: each release provisions its new generation from scratch."""
+verifies over it, exactly as on EC2, each checking the host key the instance was handed in
+its user data; a release moves the ALB's weights while lab's probe measures traffic through a
+local stand-in that follows them (rollbacks through the ALB are the unit tests' business, on
+moto alone); destroy leaves neither instances nor containers. One server per generation: each
+release provisions its new generation from scratch."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import boto3
 import docker
 import pytest
-from awspairs import AlbStandIn, pair_instances_with_containers
+from awspairs import AlbStandIn, boot_host_key, pair_instances_with_containers
 from labhelpers import unique_lab_name
 from moto import mock_aws
 
@@ -22,6 +23,7 @@ from lab.balancers.base import open_balancer
 from lab.config import load_config
 from lab.fleet import Fleet
 from lab.harness import provision, verify
+from lab.knownhosts import KnownHosts
 from lab.release import release
 from lab.scaffold import edit_lab_yml, init_lab
 
@@ -60,6 +62,12 @@ def test_up_provision_verify_destroy_on_aws(moto: str, tmp_path: Path,
             servers = fleet.up()
             assert [s.name for s in servers] == ["web-1"]
             assert all(s.ssh_host == "127.0.0.1" for s in servers)  # the twins
+            # Every connection below checks the host key from the instance's user data.
+            known = KnownHosts(fleet.key.known_hosts)
+            for server in servers:
+                entry = known.key_at(server.ssh_host, server.ssh_port)
+                boot = boot_host_key(fleet.target, server.name)  # type: ignore[arg-type]
+                assert entry is not None and entry.key == " ".join(boot.public.split()[:2])
             report = provision(fleet)
             assert report.ok, report.problem
             result = verify(fleet)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from awslab import CIDR, REGION, key_for, lab_config, leftovers
 
 from lab.aws import api, resources
 from lab.errors import ExitStatus, LabError
 from lab.fleet import Fleet
+from lab.knownhosts import KnownHosts
 from lab.state import Liveness
 from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec
@@ -214,4 +216,35 @@ def test_a_failure_after_the_servers_in_up_removes_everything_up_made(
     with Fleet(lab_config(tmp_path, aws_env, balancer=True, count=2)) as fleet, pytest.raises(
             KeyboardInterrupt):
         fleet.up()
+    assert leftovers("t") == {}
+
+
+def test_each_instance_boots_with_its_own_host_key_recorded_in_known_hosts(
+        target: AwsTarget) -> None:
+    """Per-instance user data (not the shared template) carries each server's own host key,
+    the one known_hosts holds for its public address; the template requires IMDSv2 tokens,
+    since user data (a private key) is readable through the metadata service."""
+    records = target.create(specs(2))
+    ec2 = boto3.client("ec2", region_name=REGION)
+    known = KnownHosts(target.key.known_hosts)
+    publics = []
+    for record in records:
+        instance = target._instance_ids([record.name])[0]
+        text = base64.b64decode(ec2.describe_instance_attribute(
+            InstanceId=instance, Attribute="userData")["UserData"]["Value"]).decode()
+        boot = yaml.safe_load(text)
+        assert boot["ssh_deletekeys"] is True and boot["ssh_genkeytypes"] == []
+        assert boot["ssh_keys"]["ed25519_private"].startswith("-----BEGIN OPENSSH PRIVATE KEY")
+        public = " ".join(boot["ssh_keys"]["ed25519_public"].split()[:2])
+        entry = known.key_at(record.ssh_host, 22)
+        assert entry is not None and (entry.key, entry.server) == (public, record.name)
+        publics.append(public)
+    assert len(set(publics)) == 2 and publics[0].startswith("ssh-ed25519 ")
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName="lab-t")[
+        "LaunchTemplateVersions"]
+    template = next(v["LaunchTemplateData"] for v in versions if "ImageId" in v[
+        "LaunchTemplateData"])
+    assert template["MetadataOptions"]["HttpTokens"] == "required"
+    assert "ssh_keys" not in base64.b64decode(template["UserData"]).decode()
+    target.destroy()
     assert leftovers("t") == {}
