@@ -120,3 +120,16 @@ def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0,
         f"{server.name}: not ready after {timeout:.0f} s ({last}); "
         f"see `lab ssh {server.name}` or the target's logs"
     )
+
+
+def run_as_root(server: ServerRecord, key: KeyPair, command: str,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run one shell command line as root on ``server`` (through the shared connection);
+    the exercises' hand-made changes and planted faults are made this way."""
+    argv = ssh_argv(server, key, as_root(server, ["sh", "-c", command]), reuse=True)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise TargetError(f"{server.name}: `{command}` did not finish within {timeout:.0f} s") \
+            from None
