@@ -12,7 +12,7 @@ def page_changed(attempt: Attempt) -> Feedback | None:
         page = attempt.page(name).strip()
         if SUNDAYS not in page:
             return Feedback(
-                found=f"{name} still serves {page!r}" if page else f"{name} serves no page",
+                found=f'{name} still serves "{page}"' if page else f"{name} serves no page",
                 expected='a page that says "Welcome to the shop - now open on Sundays"',
                 next=f"`lab ssh {name}`, then change /var/www/html/index.html (the file nginx "
                      "serves; `lab exercise hint` shows how)")

@@ -35,7 +35,7 @@ def serves_the_page(attempt: Attempt) -> Feedback | None:
     for name in attempt.server_names():
         page = attempt.page(name).strip()
         if page != PAGE:
-            found = f"{name} serves {page!r}" if page else f"{name} answers nothing on port 80"
+            found = f'{name} serves "{page}"' if page else f"{name} answers nothing on port 80"
             return Feedback(
                 found=found, expected=f"{PAGE!r} at http://127.0.0.1/ on the server",
                 next="a copy task writing /var/www/html/index.html, and the site on port 80 "
