@@ -10,16 +10,28 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import NamedTuple
 
 from lab.balancers.base import fixed_ports, lab_roles
-from lab.config import LabConfig, Role
+from lab.config import LabConfig, Role, load_config
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair, ensure_keypair
 from lab.state import Liveness, ServerRecord, Stage, State
 from lab.targets.base import ServerSpec, Target
 from lab.targets.registry import get_target
+
+
+def load_lab(path: Path, target: str | None = None) -> LabConfig:
+    """The lab at ``path`` on the target it runs on: ``target`` if given, else the one its
+    servers run on (after `lab up --target vagrant` every command follows), else lab.yml's."""
+    config = load_config(path, target=target)
+    if target is None and config.state_dir.joinpath("state.db").is_file():
+        running = {s.target for s in State(config.state_dir).servers()}
+        if len(running) == 1 and config.target not in running:
+            config = load_config(path, target=running.pop())
+    return config
 
 
 class Selection(NamedTuple):

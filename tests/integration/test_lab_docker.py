@@ -189,8 +189,7 @@ def test_destroy_without_state_db(make_lab: MakeLab, docker_client: docker.Docke
 def test_destroy_after_up_is_killed(make_lab: MakeLab, docker_client: docker.DockerClient) -> None:
     lab = make_lab(count=8)
     up = lab.popen("up")
-    time.sleep(1.0)
-    # On a slow machine `lab up` may not have reached Docker yet: kill it once it has.
+    # Kill it once it has reached Docker (the first container exists), whatever the machine.
     deadline = time.monotonic() + 20
     while not lab.containers() and up.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -220,9 +219,7 @@ def test_never_started_container_is_replaced(make_lab: MakeLab,
     )
     assert lab.status()["web-2"]["status"] != "ready"
 
-    started = time.monotonic()
-    lab.run("up", timeout=60)
-    assert time.monotonic() - started < 45
+    lab.run("up", timeout=60)  # returns (no hang on the never-started container)
     servers = lab.status()
     assert sorted(servers) == ["web-1", "web-3"]
     assert {s["status"] for s in servers.values()} == {"ready"}

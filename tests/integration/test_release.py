@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -168,29 +170,54 @@ def test_canary_that_fails_requests_users_never_see_is_still_pulled_back(balance
     assert current_version(balanced) == version
 
 
-def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 300) -> None:
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    for line in process.stderr:
-        if text in line:
-            return
-        assert time.monotonic() < deadline, f"no {text!r} within {timeout} s"
-    raise AssertionError(f"lab exited before printing {text!r}")
+class Watched:
+    """A running `lab release` whose stderr a thread reads, so no wait can block on silence."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        """Return once a line with ``text`` is printed; fail at the deadline, or at exit."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError(f"lab exited before printing {text!r}: {self.seen[-5:]}")
+            self.seen.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} within {timeout} s; last lines: {self.seen[-5:]}")
+
+    def wait(self, timeout: float = 300) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        return code
 
 
-def slow_release(lab: Lab, *args: str) -> subprocess.Popen[str]:
+def slow_release(lab: Lab, *args: str) -> Watched:
     data = lab.read_yml()
     data["release"]["step_seconds"] = 6
     lab.write_yml(data)
-    return subprocess.Popen(lab_command("release", *args), cwd=lab.dir, text=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    return Watched(subprocess.Popen(lab_command("release", *args), cwd=lab.dir, text=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE))
 
 
-def finish(process: subprocess.Popen[str], lab: Lab) -> int:
-    assert process.stderr is not None
-    process.stderr.read()
-    code = process.wait(timeout=300)
+def finish(release: Watched, lab: Lab) -> int:
+    code = release.wait()
     data = lab.read_yml()
     data["release"]["step_seconds"] = 1
     lab.write_yml(data)
@@ -203,7 +230,7 @@ def test_new_server_killed_mid_canary_rolls_back(balanced: Lab,
     with Load(port_of(balanced), rate=50, threads=4) as load:
         process = slow_release(balanced, "--set", "version=v7")
         try:
-            wait_for_line(process, "canary 10%...")
+            process.wait_for("canary 10%...")
             new = web_containers(balanced) - before
             assert len(new) == 2
             docker_client.containers.get(f"{balanced.name}-{sorted(new)[0]}").kill()
@@ -226,7 +253,7 @@ def test_health_check_failing_at_the_canary_step_rolls_back(
     with Load(port_of(balanced), rate=50, threads=4) as load:
         process = slow_release(balanced, "--set", "version=v5")
         try:
-            wait_for_line(process, "canary 10%...")
+            process.wait_for("canary 10%...")
             new = sorted(web_containers(balanced) - before)
             container = docker_client.containers.get(f"{balanced.name}-{new[0]}")
             assert container.exec_run("rm /var/www/html/health").exit_code == 0
@@ -244,9 +271,8 @@ def test_ctrl_c_mid_release_rolls_back(balanced: Lab) -> None:
     before, version = web_containers(balanced), current_version(balanced)
     process = slow_release(balanced, "--set", "version=v6")
     try:
-        wait_for_line(process, "canary 10%...")
-        time.sleep(1)
-        process.send_signal(signal.SIGINT)
+        process.wait_for("canary 10%...")
+        process.process.send_signal(signal.SIGINT)
     finally:
         code = finish(process, balanced)
     assert code == 130

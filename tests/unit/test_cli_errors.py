@@ -36,13 +36,32 @@ BAD_FILES = {
     "long-message": ("name: demo\nservers: {web: {}}\n" + "x" * 300 + ": 1\n", "lab.yml: xxxx"),
 }
 
+# Every command that reads lab.yml, with the arguments it needs (a test below keeps this whole).
 COMMANDS = {
     "up": ["up"],
     "status": ["status"],
     "status-json": ["status", "--json"],
     "destroy": ["destroy"],
     "ssh": ["ssh", "web-1", "--", "true"],
+    "provision": ["provision"],
+    "drift": ["drift"],
+    "verify": ["verify"],
+    "test": ["test"],
+    "release": ["release"],
+    "rollback": ["rollback"],
+    "history": ["history"],
+    "bake": ["bake"],
+    "image-build": ["image", "build"],
 }
+# Commands that never read a lab.yml: init writes one, demo makes its own, doctor checks
+# the machine.
+NO_LAB_YML = {"init", "demo", "doctor"}
+
+
+def test_every_command_that_reads_lab_yml_is_tried_on_bad_ones() -> None:
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
+    tried = {argv[0] for argv in COMMANDS.values()}
+    assert names - NO_LAB_YML <= tried, names - NO_LAB_YML - tried
 
 
 def assert_one_line_error(exit_code: int, stdout: str, stderr: str, expected: str) -> None:

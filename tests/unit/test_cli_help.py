@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from lab.cli import _reflow, app, image_app
+from lab.cli import app
+from lab.cli.image import app as image_app
+from lab.cli.output import reflow as _reflow
 
 runner = CliRunner(env={"LAB_FILE": None, "COLUMNS": "80", "TERM": "dumb"})
 COMMANDS = [c.name or c.callback.__name__ for c in app.registered_commands]  # type: ignore[union-attr]

@@ -1,0 +1,124 @@
+"""Releases: a new generation under live traffic, rollback, history, and baked images."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from lab.cli.base import SetVars, handled, lab_config
+from lab.cli.output import out, progress
+
+app = typer.Typer()
+
+
+@app.command()
+@handled
+def release(
+    ctx: typer.Context,
+    set_vars: SetVars = None,
+    from_image: Annotated[str | None, typer.Option(
+        help="Start the new servers from this baked image, without provisioning.")] = None,
+) -> None:
+    """Replace the balanced role with a new generation, canary by canary, under live traffic.
+
+    New servers are built and verified out of rotation, then get lab.yml's release steps of
+    traffic while a probe watches errors and latency. Any failed gate, or Ctrl-C, rolls back:
+    the old servers were never touched and get all traffic again. Exit 1 after a rollback.
+
+    Example:  lab release --set version=v2
+    """
+    from lab.fleet import Fleet
+    from lab.provision import parse_overrides
+    from lab.release import release as run
+
+    config = lab_config(ctx)
+    with progress(f"lab release {config.name}") as listener, Fleet(config, listener) as fleet:
+        report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
+    print_release(report.to_dict())
+
+
+@app.command()
+@handled
+def rollback(ctx: typer.Context) -> None:
+    """Release again what ran before the last promoted release (its baked image if any)."""
+    from lab.fleet import Fleet
+    from lab.release import release as run
+    from lab.release import rollback_target
+
+    config = lab_config(ctx)
+    with progress(f"lab rollback {config.name}") as listener, Fleet(config, listener) as fleet:
+        previous = rollback_target(fleet)
+        report = run(fleet, previous["vars"], previous["image"], listener)
+    print_release(report.to_dict())
+
+
+@app.command()
+@handled
+def history(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the lab's releases with their outcome and figures."""
+    from lab.state import State
+
+    releases = State(lab_config(ctx).state_dir).releases()
+    if as_json:
+        out.print_json(json.dumps(releases))
+        return
+    table = Table("release", "outcome", "version", "from image", "requests", "errors", "p99 ms",
+                  "seconds", "reason", box=None)
+    for r in releases:
+        color = "green" if r["outcome"] == "promoted" else "red"
+        traffic = r.get("traffic", {})
+        took = (r.get("finished") or r["started"]) - r["started"]
+        table.add_row(r["id"], f"[{color}]{r['outcome']}[/{color}]",
+                      str(r["vars"].get("version", "")), r.get("image") or "-",
+                      str(traffic.get("requests", "")), str(traffic.get("errors", "")),
+                      str(traffic.get("p99_ms", "")), f"{took:.1f}", r.get("reason", "")[:60])
+    out.print(table if releases else "no releases yet (run `lab release`)")
+
+
+@app.command()
+@handled
+def bake(
+    ctx: typer.Context,
+    role: Annotated[str | None, typer.Argument(help="Role (default: the balanced one).")]
+    = None,
+    version: Annotated[str | None, typer.Option(help="Image version tag.")] = None,
+) -> None:
+    """Snapshot a provisioned, verified server into an image: lab/<lab>-<role>:<version>.
+
+    Then:  lab release --from-image lab/<lab>-<role>:<version>
+    """
+    from lab.bake import bake as run
+    from lab.fleet import Fleet
+
+    config = lab_config(ctx)
+    with progress(f"lab bake {config.name}") as listener, Fleet(config, listener) as fleet:
+        tag = run(fleet, role, version, listener)
+    out.print(tag)
+
+
+def print_release(report: dict[str, Any]) -> None:
+    table = Table("step", "requests", "errors", "new failed", "rps", "p50 ms", "p99 ms",
+                  "versions", "gate", box=None,
+                  title=f"release {report['id']}: {report['outcome']}", title_justify="left")
+    for step in report["steps"]:
+        w = step["window"]
+        versions = " ".join(f"{v}:{n}" for v, n in sorted(w.get("versions", {}).items()))
+        canary = step.get("canary") or {}
+        table.add_row(f"{step['percent']}%", str(w.get("requests", "")),
+                      str(w.get("errors", "")),
+                      f"{canary.get('failed', 0)}/{canary.get('requests', 0)}" if canary else "",
+                      str(w.get("rps", "")), str(w.get("p50_ms", "")),
+                      str(w.get("p99_ms", "")), versions, step["gate"])
+    out.print(table)
+    phases = "  ".join(f"{name} {seconds:.1f}s" for name, seconds in report["phases"].items())
+    traffic = report["traffic"]
+    out.print(f"phases: {phases}")
+    out.print(f"traffic during the release: {traffic.get('requests')} requests, "
+              f"{traffic.get('errors')} failed, p99 {traffic.get('p99_ms')} ms")
+    out.print(f"new: {', '.join(report['new'])}  old (destroyed): {', '.join(report['old'])}")
