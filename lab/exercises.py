@@ -18,7 +18,14 @@ from types import ModuleType
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lab.config import describe
 from lab.errors import ConfigError, UsageError
@@ -31,21 +38,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Ssh(_Strict):
-    """A shell command run as root on one server: how a hand-made change is made."""
+class Action(_Strict):
+    """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``) or
+    ``{ssh: web-1, run: COMMAND}``, a shell command run as root on one server (how a
+    hand-made change is made)."""
 
-    ssh: str
-    run: str = Field(min_length=1)
+    do: Literal["up", "provision", "drift", "destroy", "ssh"] = "ssh"
+    ssh: str | None = None
+    run: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word(cls, value: Any) -> Any:
+        return {"do": value} if isinstance(value, str) else value
 
     @field_validator("ssh")
     @classmethod
-    def _server_name(cls, value: str) -> str:
-        if not SERVER.match(value):
+    def _server_name(cls, value: str | None) -> str | None:
+        if value is not None and not SERVER.match(value):
             raise ValueError(f"must name a server like web-1, got {value!r}")
         return value
 
-
-Action = Literal["up", "provision", "drift", "destroy"] | Ssh
+    @model_validator(mode="after")
+    def _ssh_has_both(self) -> Action:
+        if self.do == "ssh" and not (self.ssh and self.run):
+            raise ValueError("an ssh action is `{ssh: SERVER, run: COMMAND}`")
+        return self
 
 
 class Goal(_Strict):

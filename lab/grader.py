@@ -251,7 +251,7 @@ def _workspace_problem(workspace: Workspace) -> LabConfig | Feedback:
     except ConfigError as exc:
         return Feedback(f"the workspace cannot be checked: {exc}",
                         "files lab can read", f"fix that line, or {BACK}")
-    if not any(a == "up" for a in workspace.exercise.spec.start):
+    if not any(a.do == "up" for a in workspace.exercise.spec.start):
         return config
     try:
         with Fleet(config) as fleet:

@@ -20,7 +20,7 @@ from pathlib import Path
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
 from lab.errors import CheckFailed, ConfigError, LabError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.exercises import Action, Exercise, Ssh, course, find_exercise
+from lab.exercises import Action, Exercise, course, find_exercise
 from lab.fleet import Fleet
 from lab.harness import drift, provision
 from lab.scaffold import lab_name_for
@@ -175,17 +175,17 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
         return
     with Fleet(config, on_event) as fleet:
         for action in actions:
-            if isinstance(action, Ssh):
+            if action.do == "ssh" and action.ssh and action.run:
                 on_event(Event("phase", f"on {action.ssh}: {action.run}"))
                 result = run_as_root(fleet.find(action.ssh), fleet.key, action.run)
                 if result.returncode != 0:
                     raise TargetError(f"{action.ssh}: `{action.run}` exited "
                                       f"{result.returncode}: {result.stderr.strip()[:200]}")
-            elif action == "up":
+            elif action.do == "up":
                 fleet.up()
-            elif action == "destroy":
+            elif action.do == "destroy":
                 fleet.destroy()
-            elif action == "drift":
+            elif action.do == "drift":
                 drift(fleet, on_event=on_event)  # recorded in state, as `lab drift` does
             else:
                 report = provision(fleet, on_event=on_event)
