@@ -18,6 +18,7 @@ from typing import Any
 import testinfra
 import yaml
 
+from lab.balancers.base import group_vars
 from lab.config import LabConfig
 from lab.errors import ConfigError, LabError
 from lab.events import Listener, ignore
@@ -111,7 +112,7 @@ class Attempt:
     @cached_property
     def _servers(self) -> dict[str, ServerRecord]:
         servers = self.fleet.live()
-        write_inventory(self.config.state_dir, servers, self.fleet.key)
+        write_inventory(self.config.state_dir, servers, self.fleet.key, group_vars(self.config))
         return {s.name: s for s in servers}
 
     def server_names(self, role: str | None = None) -> list[str]:
