@@ -6,6 +6,8 @@ whatever happened: the server is left as good as it was found.
 
 from __future__ import annotations
 
+import ast
+
 from lab.grader import Attempt, Feedback
 
 TESTS = "tests/test_web.py"
@@ -47,9 +49,8 @@ def catch_each_fault(attempt: Attempt) -> Feedback | None:
     if not missed:
         return None
     if len(missed) == len(FAULTS):
-        source = attempt.read(TESTS) or ""
         why = (": they assert nothing, so they pass whatever the server does; each test "
-               "needs an `assert`") if "assert" not in source else ""
+               "needs an `assert`") if not _asserts(attempt.read(TESTS) or "") else ""
         return Feedback(
             found=f"your tests catch none of the planted faults{why}",
             expected=f"a failing test when {', when '.join(missed)}",
@@ -59,6 +60,14 @@ def catch_each_fault(attempt: Attempt) -> Feedback | None:
         expected="at least one failing test for each fault",
         next="add a test for it, break web-1 that way yourself (`lab ssh web-1`) and run "
              "`lab verify`; put it right again after")
+
+
+def _asserts(source: str) -> bool:
+    """Whether the test file has an assert statement anywhere (words in comments don't count)."""
+    try:
+        return any(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(source)))
+    except SyntaxError:
+        return True  # not ours to judge: pytest reports it
 
 
 def _caught(attempt: Attempt, plant: str, restore: str) -> bool:
