@@ -16,7 +16,7 @@ from lab.errors import ConfigError, UsageError
 from lab.exercises import course, course_dir, find_exercise, load_exercise
 from lab.grader import Feedback, check
 from lab.state import State
-from lab.workspace import apply_wrong, hint, open_workspace, solve, start
+from lab.workspace import apply_wrong, hint, next_exercise, open_workspace, solve, start
 
 HARNESS = 8  # the exercise whose start makes no servers: its workspace needs no engine
 
@@ -164,3 +164,11 @@ def test_a_state_db_from_before_the_course_gains_the_progress_table(tmp_path: Pa
     state = State(tmp_path)
     assert state.all_progress() == []
     assert state.exercise_started("02-servers-as-code").checks == 0
+
+
+def test_next_after_the_last_exercise_says_so(copy_of, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_COURSE", str(copy_of(HARNESS).parent))  # 08 is the last one
+    workspace = start(HARNESS, tmp_path / "ws", name="ex-unit")
+    with pytest.raises(UsageError, match="exercise 08 is the last one"):
+        next_exercise(workspace)
