@@ -53,7 +53,7 @@ unit:
 	@$(VENV)/bin/pytest -q tests/unit
 
 lint:
-	@$(VENV)/bin/ruff check lab tests bench
+	@$(VENV)/bin/ruff check lab tests bench exercises
 
 bench: setup
 	@$(VENV)/bin/python bench/bench_up.py

@@ -172,3 +172,16 @@ def close_shared_connections(servers: list[ServerRecord], wait: float = 2.0) -> 
         deadline = time.monotonic() + wait
         while socket_path and os.path.exists(socket_path) and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+def run_as_root(server: ServerRecord, key: KeyPair, command: str,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run one shell command line as root on ``server`` (through the shared connection);
+    the exercises' hand-made changes and planted faults are made this way."""
+    argv = ssh_argv(server, key, as_root(server, ["sh", "-c", command]), reuse=True)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise TargetError(f"{server.name}: `{command}` did not finish within {timeout:.0f} s") \
+            from None

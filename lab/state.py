@@ -52,6 +52,17 @@ CREATE TABLE IF NOT EXISTS releases (
     reason    TEXT NOT NULL DEFAULT '',
     report    TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS exercise_progress (
+    exercise      TEXT PRIMARY KEY,
+    started       REAL NOT NULL,
+    active_since  REAL NOT NULL,
+    last_at       REAL NOT NULL,
+    checks        INTEGER NOT NULL DEFAULT 0,
+    passes        INTEGER NOT NULL DEFAULT 0,
+    hints         INTEGER NOT NULL DEFAULT 0,
+    resets        INTEGER NOT NULL DEFAULT 0,
+    passed_at     REAL
+);
 CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
@@ -141,6 +152,34 @@ class ServerRecord:
 
 
 _COLUMNS = [f.name for f in fields(ServerRecord)]
+
+
+@dataclass
+class ExerciseProgress:
+    """What an attendee did in one exercise of this workspace: when they began, how many
+    checks they ran and passed, how many hints they read, how often they reset."""
+
+    exercise: str  # its folder name, 02-servers-as-code
+    started: float
+    active_since: float  # when this workspace last (re)started it: the latest is the current
+    last_at: float  # the last thing done in it
+    checks: int = 0
+    passes: int = 0
+    hints: int = 0
+    resets: int = 0
+    passed_at: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        """Time spent: from the first start to the first pass, else to the last action."""
+        return (self.passed_at or self.last_at) - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"seconds": round(self.seconds, 1), "passed": bool(self.passes)}
+
+
+# A state.db made before the course existed gains the table on open (CREATE IF NOT EXISTS).
+_PROGRESS_COLUMNS = [f.name for f in fields(ExerciseProgress)]
 
 
 class State:
@@ -235,6 +274,57 @@ class State:
         with self._connect() as db:
             rows = db.execute("SELECT report FROM releases ORDER BY started")
             return [json.loads(row["report"]) for row in rows]
+
+    # exercise progress: the course, in this workspace (see lab.workspace) -------------------
+
+    def exercise_started(self, exercise: str) -> ExerciseProgress:
+        """The exercise becomes this workspace's current one (its first start is kept)."""
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO exercise_progress (exercise, started, active_since, last_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(exercise) DO UPDATE SET "
+                "active_since = excluded.active_since, last_at = excluded.last_at",
+                (exercise, now, now, now))
+        return self.exercise_progress(exercise)  # type: ignore[return-value]
+
+    def record_exercise(self, exercise: str, *, check: bool | None = None,
+                        hint: bool = False, reset: bool = False) -> ExerciseProgress:
+        """Count a check (passed or not), a hint read, or a reset."""
+        now = time.time()
+        passed = bool(check)
+        with self._connect() as db:
+            db.execute(
+                "UPDATE exercise_progress SET last_at = ?, checks = checks + ?, "
+                "passes = passes + ?, hints = hints + ?, resets = resets + ?, "
+                "passed_at = COALESCE(passed_at, CASE WHEN ? THEN ? END) WHERE exercise = ?",
+                (now, int(check is not None), int(passed), int(hint), int(reset), passed, now,
+                 exercise))
+        return self.exercise_progress(exercise)  # type: ignore[return-value]
+
+    def exercise_progress(self, exercise: str) -> ExerciseProgress | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM exercise_progress WHERE exercise = ?",
+                             (exercise,)).fetchone()
+        return ExerciseProgress(**{c: row[c] for c in _PROGRESS_COLUMNS}) if row else None
+
+    def keep_progress(self, progress: ExerciseProgress) -> None:
+        """Store a progress row as it is (carried into a fresh state.db on reset)."""
+        values = progress.__dict__
+        with self._connect() as db:
+            db.execute(f"INSERT OR REPLACE INTO exercise_progress ({', '.join(_PROGRESS_COLUMNS)})"
+                       f" VALUES ({', '.join('?' for _ in _PROGRESS_COLUMNS)})",
+                       [values[c] for c in _PROGRESS_COLUMNS])
+
+    def all_progress(self) -> list[ExerciseProgress]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM exercise_progress ORDER BY exercise").fetchall()
+        return [ExerciseProgress(**{c: row[c] for c in _PROGRESS_COLUMNS}) for row in rows]
+
+    def current_exercise(self) -> ExerciseProgress | None:
+        """The exercise this workspace was last started on."""
+        every = self.all_progress()
+        return max(every, key=lambda p: p.active_since) if every else None
 
     # events --------------------------------------------------------------------------------
 

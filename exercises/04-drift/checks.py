@@ -1,0 +1,40 @@
+"""Exercise 04, the one-line change caught: drift finds it, the code wins."""
+
+from __future__ import annotations
+
+from lab.grader import Attempt, Feedback
+
+PLAYBOOK = "playbooks/web.yml"
+
+
+def code_unchanged(attempt: Attempt) -> Feedback | None:
+    if attempt.read(PLAYBOOK) != attempt.started_files(PLAYBOOK):
+        return Feedback(
+            found=f"you changed {PLAYBOOK}: the code now follows the server",
+            expected="the server brought back to the code, not the code to the server: "
+                     "nobody reviewed that hand-made change",
+            next="undo your edit (`lab exercise reset` keeps a copy in .lab/backups/), then "
+                 "`lab drift` and `lab provision`")
+    return None
+
+
+def no_drift(attempt: Attempt) -> Feedback | None:
+    report = attempt.drift()
+    if report.problem:
+        return Feedback(found=report.problem, next="read `lab drift`'s output")
+    if report.drifted:
+        first = report.drifted[0]
+        return Feedback(
+            found=f"{first.host}: the task '{first.task}' differs from the code "
+                  f"({len(report.drifted)} task(s) in all)",
+            expected="`lab drift` saying the servers match the code",
+            next="`lab drift` shows the difference; `lab provision` puts the code's back")
+    return None
+
+
+def tests_pass(attempt: Attempt) -> Feedback | None:
+    result = attempt.run_tests()
+    if not result.ok:
+        return Feedback(found=result.problem, expected="every test passing",
+                        next="`lab verify` shows each failure")
+    return None

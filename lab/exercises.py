@@ -1,0 +1,221 @@
+"""The course: exercise folders, their exercise.yml validated once, here.
+
+An exercise is ``exercises/NN-slug/`` (README.md, exercise.yml, checks.py, start/, wrong/)
+with its finished files in ``solutions/NN-slug/``; ``exercises/README.md`` is the format an
+instructor writes to. A bad exercise.yml raises :class:`~lab.errors.ConfigError` with one line
+naming the file and the field, like lab.yml does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lab.config import describe
+from lab.errors import ConfigError, UsageError
+
+FOLDER = re.compile(r"\A(\d\d)-([a-z0-9]+(?:-[a-z0-9]+)*)\Z")
+SERVER = re.compile(r"\A[a-z][a-z0-9_]{0,19}-\d+\Z")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Action(_Strict):
+    """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``) or
+    ``{ssh: web-1, run: COMMAND}``, a shell command run as root on one server (how a
+    hand-made change is made)."""
+
+    do: Literal["up", "provision", "drift", "destroy", "ssh"] = "ssh"
+    ssh: str | None = None
+    run: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word(cls, value: Any) -> Any:
+        return {"do": value} if isinstance(value, str) else value
+
+    @field_validator("ssh")
+    @classmethod
+    def _server_name(cls, value: str | None) -> str | None:
+        if value is not None and not SERVER.match(value):
+            raise ValueError(f"must name a server like web-1, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ssh_has_both(self) -> Action:
+        if self.do == "ssh" and not (self.ssh and self.run):
+            raise ValueError("an ssh action is `{ssh: SERVER, run: COMMAND}`")
+        return self
+
+
+class Goal(_Strict):
+    check: str  # a function in checks.py
+    goal: str = Field(min_length=1)  # what the attendee reads beside pass / FAIL
+
+
+class WrongAnswer(_Strict):
+    """A mistake newcomers make: files over the solution's, actions, and what check says."""
+
+    name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    why: str = Field(min_length=1)
+    then: list[Action] = Field(default_factory=list)
+    feedback: str = Field(min_length=1)
+
+
+class ExerciseSpec(_Strict):
+    """exercise.yml."""
+
+    title: str = Field(min_length=1)
+    minutes: int = Field(ge=1, le=60, strict=True)
+    summary: str = ""
+    goals: list[Goal] = Field(min_length=1)
+    hints: list[str] = Field(default_factory=list)
+    start: list[Action] = Field(default_factory=list)
+    start_feedback: str = Field(min_length=1)
+    solution: list[Action] = Field(default_factory=list)
+    wrong: list[WrongAnswer] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise of the course: its spec, its folders and its checks."""
+
+    number: int
+    slug: str
+    folder: Path
+    spec: ExerciseSpec
+    checks: dict[str, Callable[..., Any]]
+
+    @property
+    def id(self) -> str:
+        return self.folder.name
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def start_dir(self) -> Path:
+        return self.folder / "start"
+
+    @property
+    def solution_dir(self) -> Path:
+        return self.folder.parent.parent / "solutions" / self.folder.name
+
+    def wrong_dir(self, name: str) -> Path:
+        return self.folder / "wrong" / name
+
+    def wrong_answer(self, name: str) -> WrongAnswer:
+        for answer in self.spec.wrong:
+            if answer.name == name:
+                return answer
+        raise UsageError(f"exercise {self.number:02d} has no wrong answer {name!r}")
+
+
+def course_dir() -> Path:
+    """Where the exercises are: ``LAB_COURSE``, else ``exercises/`` beside lab's package
+    (the checkout lab is installed from)."""
+    configured = os.environ.get("LAB_COURSE")
+    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "exercises"
+
+
+def course(root: Path | None = None) -> list[Exercise]:
+    """Every exercise of the course, in order; a malformed one is a ConfigError."""
+    root = root or course_dir()
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no exercises here (set LAB_COURSE to the course's folder)")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and FOLDER.match(p.name))
+    return [load_exercise(folder) for folder in folders]
+
+
+def find_exercise(number: int, root: Path | None = None) -> Exercise:
+    for exercise in course(root):
+        if exercise.number == number:
+            return exercise
+    known = ", ".join(str(e.number) for e in course(root))
+    raise UsageError(f"no exercise {number} (there are: {known})")
+
+
+def load_exercise(folder: Path) -> Exercise:
+    """Read and validate one exercise folder: exercise.yml, checks.py, start/, wrong/."""
+    match = FOLDER.match(folder.name)
+    if not match:
+        raise ConfigError(f"{folder}: an exercise folder is named NN-slug, like 02-servers-as-code")
+    label = f"{folder.parent.name}/{folder.name}/exercise.yml"
+    path = folder / "exercise.yml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{label}{where}: invalid YAML: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: must be a mapping of fields")
+    try:
+        spec = ExerciseSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{label}: {describe(exc)}") from None
+    checks = _checks(folder, spec, label)
+    exercise = Exercise(int(match.group(1)), match.group(2), folder, spec, checks)
+    _check_folders(exercise, label)
+    return exercise
+
+
+def _checks(folder: Path, spec: ExerciseSpec, label: str) -> dict[str, Callable[..., Any]]:
+    """The goal functions of checks.py, each checked to exist."""
+    module = _import_checks(folder)
+    found = {}
+    for i, goal in enumerate(spec.goals):
+        function = getattr(module, goal.check, None)
+        if not callable(function):
+            raise ConfigError(f"{label}: goals[{i}].check: no function {goal.check!r} in "
+                              "checks.py")
+        found[goal.check] = function
+    return found
+
+
+def _import_checks(folder: Path) -> ModuleType:
+    path = folder / "checks.py"
+    if not path.is_file():
+        raise ConfigError(f"{folder.name}/checks.py: not found (one function per goal)")
+    name = f"lab_exercise_checks_{folder.name.replace('-', '_')}"
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    assert loader_spec is not None and loader_spec.loader is not None
+    module = importlib.util.module_from_spec(loader_spec)
+    try:
+        loader_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise ConfigError(f"{folder.name}/checks.py:{exc.lineno}: syntax error: {exc.msg}") \
+            from None
+    return module
+
+
+def _check_folders(exercise: Exercise, label: str) -> None:
+    if not (exercise.start_dir / "lab.yml").is_file():
+        raise ConfigError(f"{exercise.id}/start/lab.yml: not found (every exercise starts from "
+                          "a lab)")
+    for i, answer in enumerate(exercise.spec.wrong):
+        if not exercise.wrong_dir(answer.name).is_dir() and not answer.then:
+            raise ConfigError(f"{label}: wrong[{i}]: neither files in wrong/{answer.name}/ nor "
+                              "actions in `then:`")
