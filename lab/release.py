@@ -309,10 +309,11 @@ class _Run:
             self.balancer.retire(_names(self.new), timeout=5)
         except LabError as exc:
             self.on_event(Event("warning", f"rollback: {exc}"))
-        names = self.report.new or _names(self.new)
+        # What create returned, and what the target holds of the role beyond the old
+        # generation: a create cut short may have made servers it never reported.
         created = [s.name for s in self.fleet.reconcile()
                    if s.role == self.report.role and s.name not in self.report.old]
-        self.fleet.destroy_servers(sorted(set(names) | set(created)))
+        self.fleet.destroy_servers(sorted(set(_names(self.new)) | set(created)))
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
         return True
 
