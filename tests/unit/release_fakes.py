@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.balancers.base import Balancer, Member, Tally
-from lab.config import HealthCheck, LabConfig
+from lab.config import DEFAULT_IMAGE, HealthCheck, LabConfig
 from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
@@ -293,7 +293,8 @@ def populate(world: World) -> None:
     """The lab before the release: the old generation at full share, and a db server."""
     for index, name in enumerate(OLD):
         world.servers[name] = ServerRecord(name, "web", "fake", address=f"10.9.1.{index}",
-                                           generation=1, liveness=Liveness.RUNNING)
+                                           image=DEFAULT_IMAGE, generation=1,
+                                           liveness=Liveness.RUNNING)
         world.pool[name] = FakeMember(share=FULL)
     world.servers["db-1"] = ServerRecord("db-1", "db", "fake", address="10.9.2.0",
                                          generation=1, liveness=Liveness.RUNNING)

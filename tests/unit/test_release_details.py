@@ -388,3 +388,67 @@ def test_a_balancer_that_cannot_be_asked_during_promote_is_assumed_to_hold_the_o
         cycle.release()
 
     cycle.assert_rolled_back("interrupted (Ctrl-C)")
+
+
+# what a release keeps -------------------------------------------------------------------------
+
+
+def release_as(cycle: Cycle, version: str, *, fail: bool = False) -> dict[str, Any]:
+    """One more release of ``version`` on the same lab; its report as saved."""
+    cycle.overrides = {"version": version}
+    cycle.world.provision_problem = "broken" if fail else ""
+    try:
+        cycle.release()
+    except ReleaseFailed:
+        assert fail
+    return cycle.fleet.state.releases()[-1]
+
+
+def test_each_release_records_what_ran_before_it_and_lab_rollback_goes_back_to_it(
+        cycle: Cycle) -> None:
+    from lab.release import rollback_target
+
+    with pytest.raises(UsageError) as caught:
+        rollback_target(cycle.fleet)
+    assert str(caught.value) == "no promoted release to roll back (see `lab history`)"
+
+    first = release_as(cycle, "v2")
+    release_as(cycle, "v3", fail=True)
+    third = release_as(cycle, "v4")
+    fourth = release_as(cycle, "v5")
+
+    # before any promoted release: lab.yml's vars, on lab.yml's image
+    assert first["previous"] == {"vars": {"version": "v1"}, "image": None}
+    # then what the last promoted release ran (a rolled-back one never ran)
+    assert third["previous"] == {"vars": {"version": "v2"}, "image": None}
+    assert fourth["previous"] == {"vars": {"version": "v4"}, "image": None}
+    assert rollback_target(cycle.fleet) == {"vars": {"version": "v4"}, "image": None}
+    assert [r["outcome"] for r in cycle.fleet.state.releases()] == [
+        "promoted", "rolled-back", "promoted", "promoted"]
+
+
+def test_the_first_release_of_servers_started_from_a_baked_image_remembers_it(
+        cycle: Cycle) -> None:
+    for name in OLD:
+        cycle.world.servers[name].image = "lab/cycle-web:v1"
+
+    report = cycle.release()
+
+    assert report.previous == {"vars": {"version": "v1"}, "image": "lab/cycle-web:v1"}
+
+
+def test_the_report_is_saved_where_lab_history_and_a_person_read_it(cycle: Cycle) -> None:
+    import json
+    import re
+
+    report = cycle.release()
+
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", report.id), report.id
+    assert report.finished is not None and report.started <= report.finished
+    assert all(isinstance(s, float) and s == round(s, 2) for s in report.phases.values())
+    path = cycle.fleet.config.state_dir / "releases" / f"{report.id}.json"
+    assert path.read_text().startswith('{\n  "id": ')  # indented for a person
+    assert json.loads(path.read_text()) == report.to_dict() == cycle.saved()
+    logged = [e for e in cycle.fleet.state.events() if e["kind"].startswith("release-")]
+    assert [(e["kind"], e["server"], e["detail"]) for e in logged] == [
+        ("release-promoted", None, report.id)]
