@@ -60,6 +60,7 @@ class World:
     balancer_down: bool = False  # members() cannot be asked
     balancer_running: bool = True  # False: find() finds none (its server is not running)
     images: set[str] = field(default_factory=set)  # what servers can start from
+    waited: list[str] = field(default_factory=list)  # what wait_ready was asked to wait for
     slow_health: bool = False  # health checks pass only when given up on (or after 10 s)
     # What the fakes were given, for tests of what the release passes on.
     found_among: list[str] = field(default_factory=list)  # servers the balancer was found in
@@ -92,7 +93,8 @@ class World:
     def kill(self, name: str) -> Callable[[], None]:
         def act() -> None:
             self.servers[name].liveness = Liveness.DEAD
-            self.pool[name].healthy = False
+            if name in self.pool:
+                self.pool[name].healthy = False
         return act
 
 
@@ -136,7 +138,12 @@ class FakeTarget(Target):
         return [n for n in names if self.world.servers.pop(n, None) is not None]
 
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
-        """Fake servers are ready when made."""
+        """Fake servers are ready when made; who was waited for is noted."""
+        self.world.waited.extend(s.name for s in servers)
+
+    def remove_images(self) -> list[str]:
+        removed, self.world.images = sorted(self.world.images), set()
+        return removed
 
     def has_image(self, image: str) -> bool:
         return image in self.world.images
