@@ -246,7 +246,7 @@ class FakeProbe:
         self.world.record("probe.window", log=False)
         self.world.windows.append(since)
         errors = self.world.user_errors
-        return Window(seconds=3.0, requests=40, errors=errors, p50_ms=2.04, p99_ms=5.06,
+        return Window(seconds=3.0, requests=40, errors=errors, p50_ms=2.54, p99_ms=5.06,
                       versions={"v2": 40 - errors})
 
 

@@ -150,7 +150,7 @@ def test_each_tick_shows_weights_traffic_errors_latency_versions_and_shares(
     assert tick.message == "10% on the new generation"
     assert tick.data == {
         "percent": 10, "rps": 13.3, "errors": 0, "requests": 40,
-        "canary": {"requests": 20, "failed": 0}, "p50_ms": 2.0, "p99_ms": 5.1,
+        "canary": {"requests": 20, "failed": 0}, "p50_ms": 2.5, "p99_ms": 5.1,
         "versions": {"v2": 40},
         "weights": {"web-0": 100, "web-1": 90, "web-2": 90, "web-3": 10, "web-4": 10},
         "health": dict.fromkeys(["web-0", "web-1", "web-2", "web-3", "web-4"], "UP"),
