@@ -178,3 +178,23 @@ def test_select_gives_the_chosen_and_every_live_server(fleet: Fleet, world: Worl
     assert sorted(s.name for s in everyone) == ["db-1", "web-2"]
     assert sorted(s.name for s in fleet.select().servers) == ["db-1", "web-2"]
     assert sorted(s.name for s in fleet.live()) == ["db-1", "web-2"]
+
+
+def test_reconcile_logs_what_it_learns_from_the_target(fleet: Fleet, world: World) -> None:
+    """The events log says when a server was found by label, died, or vanished."""
+    world.servers["web-7"] = ServerRecord("web-7", "web", "fake", liveness=Liveness.RUNNING)
+    world.servers["web-8"] = ServerRecord("web-8", "web", "fake", liveness=Liveness.RUNNING)
+    fleet.reconcile()
+    created = {s.name: s.created for s in fleet.state.servers()}
+    world.kill("web-7")()
+    del world.servers["web-8"]
+
+    fleet.reconcile()
+    fleet.reconcile()  # nothing new: nothing logged twice
+
+    logged = [(e["kind"], e["server"], e["detail"]) for e in fleet.state.events()]
+    assert logged == [("adopted", "web-7", "found by label, not in state"),
+                      ("adopted", "web-8", "found by label, not in state"),
+                      ("died", "web-7", ""),
+                      ("missing", "web-8", "no longer exists on the target")]
+    assert {s.name: s.created for s in fleet.state.servers()} == created
