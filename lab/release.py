@@ -57,8 +57,7 @@ Gate = Callable[[Fleet, list[str], dict[str, Any] | None, Listener], str]
 def provision_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
                    on_event: Listener) -> str:
     """lab's provisioning (Ansible) as a release gate."""
-    outcome = provision(fleet, names, overrides, on_event=on_event)
-    return "" if outcome.ok else outcome.problem
+    return provision(fleet, names, overrides, on_event=on_event).problem
 
 
 def verify_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
@@ -415,8 +414,8 @@ def _current_deployment(fleet: Fleet, old: list[ServerRecord]) -> dict[str, Any]
 def _save(fleet: Fleet, report: ReleaseReport) -> None:
     data = report.to_dict()
     fleet.state.save_release(data)
-    directory = fleet.config.state_dir / "releases"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = fleet.config.state_dir / "releases"  # state_dir holds state.db: it exists
+    directory.mkdir(exist_ok=True)
     (directory / f"{report.id}.json").write_text(json.dumps(data, indent=2))
     fleet.state.log(f"release-{report.outcome}", None, report.id)
 

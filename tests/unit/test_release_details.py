@@ -452,3 +452,15 @@ def test_the_report_is_saved_where_lab_history_and_a_person_read_it(cycle: Cycle
     logged = [e for e in cycle.fleet.state.events() if e["kind"].startswith("release-")]
     assert [(e["kind"], e["server"], e["detail"]) for e in logged] == [
         ("release-promoted", None, report.id)]
+
+
+def test_a_gate_that_hangs_does_not_keep_lab_from_exiting() -> None:
+    """Tests under traffic run in a thread; after Ctrl-C, a hung one must not hold lab open."""
+    import subprocess
+    import sys
+
+    hang = ("import threading; from lab.release import _Background; "
+            "_Background(threading.Event().wait); print('exiting')")
+    done = subprocess.run([sys.executable, "-c", hang], capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout) == (0, "exiting\n")
