@@ -6,6 +6,7 @@ in tests/integration/test_lab_docker.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +263,22 @@ def test_a_server_that_stopped_booting_is_explained(engine: Engine) -> None:
     assert shop.boot_failure("web-5") == "its container exited with status 255"
     assert shop.boot_failure("web-6") == "its container dead with status 137; OOM"
     assert shop.boot_failure("web-9") == "its container is gone"
+
+
+def test_the_docker_target_lists_and_destroys_through_its_engine(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lab.targets.dockerengine
+    from lab.config import LabConfig
+    from lab.keys import KeyPair
+    from lab.targets.docker import DockerTarget
+
+    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
+    target = DockerTarget(config, KeyPair(tmp_path / "k", tmp_path / "k.pub"))
+
+    listed = {s.name: (s.target, s.liveness) for s in target.list()}
+    assert listed == {"web-1": ("docker", Liveness.RUNNING), "web-2": ("docker", Liveness.DEAD)}
+    assert target.container_name("web-1") == "shop-web-1"
+    assert target.destroy(["web-1"]) == ["web-1"]
+    assert target.destroy() == ["web-2"]
+    assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop2"]
