@@ -37,6 +37,10 @@ def test_good_release_moves_traffic_step_by_step_and_retires_the_old(cycle: Cycl
     assert (report.old, report.new) == (OLD, NEW)
     assert [s.percent for s in report.steps] == [10, 50, 100]
     assert all(s.gate == "passed" and s.canary["failed"] == 0 for s in report.steps)
+    # what users saw at each step, as `lab history` shows it
+    assert [s.window for s in report.steps] == [{
+        "seconds": 3.0, "requests": 40, "errors": 0, "error_rate": 0.0, "rps": 13.3,
+        "p50_ms": 2.5, "p99_ms": 5.1, "versions": {"v2": 40}}] * 3
     assert {n: m.share for n, m in cycle.world.pool.items()} == {"web-3": 100, "web-4": 100}
     assert sorted(cycle.world.servers) == OTHERS + NEW
     assert list(report.phases) == ["create", "provision", "verify + join", "canary 10%",
@@ -150,6 +154,8 @@ def test_errors_users_see_roll_back(cycle: Cycle) -> None:
 
     expect(cycle.world.calls, *START, JOIN, *CANARY[:2], *ROLLBACK)
     cycle.assert_rolled_back("error rate")
+    step = cycle.saved()["steps"][-1]
+    assert (step["gate"], step["window"]["errors"]) == ("error rate too high", 4)
 
 
 def test_a_new_member_that_dies_mid_canary_rolls_back(cycle: Cycle) -> None:
