@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import release_fakes
-from release_fakes import LAB_YML, Cycle, World, populate
+from release_fakes import LAB_YML, Cycle, MakeCycle, World, populate
 
 import lab.balancers.registry
 import lab.targets.registry
 from lab.config import load_config
 from lab.fleet import Fleet
-
-MakeCycle = Callable[..., Cycle]
 
 
 @pytest.fixture

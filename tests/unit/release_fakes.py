@@ -353,6 +353,10 @@ class Cycle:
         assert rollback[-1] == "rolled back: the old generation serves all traffic", rollback
 
 
+# Makes a Cycle from a lab.yml (the ``make_cycle`` fixture of tests/unit/conftest.py).
+MakeCycle = Callable[..., Cycle]
+
+
 def expect(calls: list[str], *parts: str | set[str]) -> None:
     """``calls`` is ``parts`` in order; a set stands for calls in any order among themselves."""
     at = 0

@@ -11,8 +11,18 @@ import time
 from typing import Any
 
 import pytest
-from conftest import MakeCycle
-from release_fakes import NEW, OLD, OTHERS, ROLLBACK, START, Cycle, FakeMember, FakeProbe, expect
+from release_fakes import (
+    NEW,
+    OLD,
+    OTHERS,
+    ROLLBACK,
+    START,
+    Cycle,
+    FakeMember,
+    FakeProbe,
+    MakeCycle,
+    expect,
+)
 
 import lab.release
 from lab.cli.output import tick_line
