@@ -2,26 +2,30 @@
 
 What Packer does for a cloud: the image carries everything the playbook did, so a release
 from it (``lab release --from-image``) starts servers that need no provisioning. The image is
-tagged ``lab/<lab>-<role>:<version>`` and labelled with lab, role and version.
+tagged ``lab/<lab>-<role>:<version>`` and labelled with lab, role and version; on AWS it is
+an AMI (its id is what a release starts from), named and tagged the same way.
 """
 
 from __future__ import annotations
 
 import json
 
-from lab.errors import UsageError
+from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
+from lab.knownhosts import raise_if_refused
 from lab.ssh import as_root, ssh_argv
 from lab.state import Stage
 
-# Host keys and machine identity belong to one server, never to an image.
+# Host keys and machine identity belong to one server, never to an image (and each server
+# started from it is handed its own host key anyway, or makes one at first boot).
 SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id"
 
 
 def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
          on_event: Listener = ignore) -> str:
-    """Commit a verified server of ``role`` to an image; returns the image tag."""
+    """Commit a verified server of ``role`` to an image; returns what `lab release
+    --from-image` takes: the image tag on Docker, the AMI id on AWS."""
     import subprocess
 
     config = fleet.config
@@ -35,13 +39,19 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
     version = version or _deployed_version(fleet, server.name) or "latest"
     tag = f"lab/{config.name}-{role}:{version}"
     on_event(Event("bake", f"baking {server.name} into {tag}", subject=server.name))
-    subprocess.run(ssh_argv(server, fleet.key, as_root(server, ["sh", "-c", SCRUB])),
-                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
-    fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
-                                    "lab.version": version, "lab.baked-from": server.name})
-    fleet.state.log("baked", server.name, tag)
-    on_event(Event("bake", f"baked {tag}", subject=tag))
-    return tag
+    scrub = subprocess.run(ssh_argv(server, fleet.key, as_root(server, ["sh", "-c", SCRUB])),
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    raise_if_refused(server, fleet.key, scrub.stderr)
+    if scrub.returncode != 0:
+        raise TargetError(f"{server.name}: could not scrub it before baking: "
+                          f"{scrub.stderr.strip() or f'exit {scrub.returncode}'}")
+    image = fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
+                                            "lab.version": version,
+                                            "lab.baked-from": server.name})
+    fleet.state.log("baked", server.name, image)
+    on_event(Event("bake", f"baked {tag}" + (f" as {image}" if image != tag else ""),
+                   subject=image))
+    return image
 
 
 def _deployed_version(fleet: Fleet, server: str) -> str | None:

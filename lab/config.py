@@ -230,7 +230,10 @@ class LabConfig(_Strict):
             model = targets.get_target(target).settings_model
             if model is None:
                 return None
-            self._settings[target] = model()
+            try:
+                self._settings[target] = model()
+            except ValidationError as exc:
+                raise ConfigError(f"lab.yml: {target}.{describe(exc)}") from None
         return self._settings[target]
 
     def __getattr__(self, name: str) -> Any:

@@ -52,3 +52,10 @@ class CheckFailed(LabError):
     """The lab ran, and a check it makes (verify, drift, idempotence) found a problem."""
 
     exit_code = ExitStatus.CHECK_FAILED
+
+
+class HostKeyRefused(LabError):
+    """A server answered with a host key other than the one lab made or recorded for it:
+    lab refuses to talk to it, as a man in the middle would be talked to."""
+
+    exit_code = ExitStatus.CHECK_FAILED

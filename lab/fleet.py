@@ -13,13 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from lab.balancers.base import fixed_ports, lab_roles
+from lab.balancers.base import ensure_balancer, fixed_ports, lab_roles
 from lab.config import LabConfig, Role, load_config
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair, ensure_keypair
+from lab.knownhosts import KnownHosts
 from lab.state import Liveness, ServerRecord, Stage, State
-from lab.targets.base import ServerSpec, Target
+from lab.targets.base import Plan, ServerSpec, Target
 from lab.targets.registry import get_target
 
 
@@ -69,12 +70,20 @@ class Fleet:
 
     # verbs ---------------------------------------------------------------------------------
 
+    def plan(self, roles: Iterable[str] | None = None) -> Plan | None:
+        """What :meth:`up` would create and what it costs an hour, on a target that charges
+        (aws); None where nothing costs money or nothing is missing. Asks the target only."""
+        wanted = self._wanted(roles)
+        if not self.target.charges:
+            return None  # and no need to look at the target twice
+        live = [s for s in self.reconcile() if not s.gone]
+        return self.target.plan(self._missing(wanted, live))
+
     def up(self, roles: Iterable[str] | None = None) -> list[ServerRecord]:
-        """Create only what is missing, replace what died, wait until every server is ready."""
-        wanted = list(roles) if roles is not None else list(self.roles)
-        for role in wanted:
-            if role not in self.roles:
-                raise UsageError(f"no role {role!r} in lab.yml (roles: {self._roles()})")
+        """Create only what is missing, replace what died, wait until every server is ready;
+        then a managed balancer (an ALB) is made and takes the balanced role. On a failure
+        there, the servers this call made are removed too."""
+        wanted = self._wanted(roles)
         live = self.reconcile()
         dead = [s.name for s in live if s.role in wanted and s.gone]
         if dead:
@@ -85,6 +94,12 @@ class Fleet:
         if specs:
             self._emit("create", f"creating {len(specs)} server(s) on {self.target.name}")
             self._create(specs)
+        try:
+            ensure_balancer(self.config, [s for s in self.state.servers() if not s.gone],
+                            self.key, self.on_event)
+        except BaseException:
+            self.destroy_servers([s.name for s in specs])
+            raise
         # Servers found running but never seen ready (adopted, or an interrupted `up`).
         pending = [s for s in self.state.servers() if s.role in wanted
                    and s.stage is Stage.CREATED and s.liveness is not Liveness.RESTARTING
@@ -92,6 +107,13 @@ class Fleet:
         self.target.wait_ready(pending, self.on_event)
         self.mark([s.name for s in pending], Stage.READY)
         return [s for s in self.state.servers() if s.role in wanted]
+
+    def _wanted(self, roles: Iterable[str] | None) -> list[str]:
+        wanted = list(roles) if roles is not None else list(self.roles)
+        for role in wanted:
+            if role not in self.roles:
+                raise UsageError(f"no role {role!r} in lab.yml (roles: {self._roles()})")
+        return wanted
 
     def status(self) -> list[ServerRecord]:
         """Every server, as the target sees it now (dead and missing ones included)."""
@@ -106,12 +128,15 @@ class Fleet:
                 self._emit("destroyed", f"image {tag} removed")
         for server in self.state.servers():
             self.state.forget(server.name)
+        KnownHosts(self.key.known_hosts).clear()
         for name in removed:
             self.state.log("destroyed", name)
         return removed
 
     def destroy_servers(self, names: list[str]) -> list[str]:
         removed = self.target.destroy(names, self.on_event)
+        # Their ports go to later servers, which must not be taken for impostors.
+        KnownHosts(self.key.known_hosts).forget(names)
         for name in names:
             self.state.forget(name)
             self.state.log("destroyed", name)
@@ -169,6 +194,8 @@ class Fleet:
                 self.state.save(merged)
             if before.liveness is not Liveness.DEAD and seen.liveness is Liveness.DEAD:
                 self.state.log("died", name)
+        KnownHosts(self.key.known_hosts).follow(
+            {s.name: (s.ssh_host, s.ssh_port) for s in live.values() if s.ssh_port})
         for name, before in known.items():
             if name not in live and before.liveness is not Liveness.MISSING:
                 self.state.set_liveness(name, Liveness.MISSING)

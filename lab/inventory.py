@@ -1,9 +1,9 @@
 """One inventory, generated from state, for Ansible, testinfra and people.
 
 ``.lab/inventory.yml`` has a group per role and, per host, how to reach it (the address and
-SSH port its target reported, user, the lab key, the Python interpreter). ``.lab/ssh_config``
-says the same for ssh, so ``ssh -F .lab/ssh_config web-1`` and testinfra's ``ssh://web-1``
-both work.
+SSH port its target reported, user, the lab key, the Python interpreter, strict host key
+checking against ``.lab/known_hosts``). ``.lab/ssh_config`` says the same for ssh, so
+``ssh -F .lab/ssh_config web-1`` and testinfra's ``ssh://web-1`` both work.
 A user can run ``ansible-playbook -i .lab/inventory.yml site.yml`` by hand.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from lab.keys import KeyPair
-from lab.ssh import SHARED_CONNECTION, SSH_OPTIONS
+from lab.knownhosts import trust_settings
+from lab.ssh import SHARED_CONNECTION, common_args
 from lab.state import ServerRecord
 
 PYTHON = "/usr/bin/python3"
@@ -44,7 +45,8 @@ def build_inventory(servers: Iterable[ServerRecord], key: KeyPair,
         "all": {
             "vars": {
                 "ansible_python_interpreter": PYTHON,
-                "ansible_ssh_common_args": " ".join(SSH_OPTIONS),
+                # Strict host key checking against .lab/known_hosts, also for a run by hand.
+                "ansible_ssh_common_args": common_args(key),
             },
             "children": groups,
         }
@@ -72,8 +74,8 @@ def write_ssh_config(path: Path, servers: list[ServerRecord], key: KeyPair) -> P
             f"  User {server.ssh_user}",
             f"  IdentityFile {key.for_server(server.ssh_key).resolve()}",
             "  IdentitiesOnly yes",
-            "  StrictHostKeyChecking no",
-            "  UserKnownHostsFile /dev/null",
+            # Only the host key lab made (or met first) for this server is accepted.
+            *(f"  {option} {value}" for option, value in trust_settings(key).items()),
             "  LogLevel ERROR",
             # The connection lab opened when the server became ready: testinfra runs a
             # command per assertion, each then costs no handshake.

@@ -22,6 +22,7 @@ from lab.config import LabConfig
 from lab.events import Event, Listener, ignore
 from lab.inventory import write_inventory
 from lab.keys import KeyPair
+from lab.knownhosts import refusal_note
 from lab.ssh import MULTIPLEX
 from lab.state import ServerRecord
 
@@ -31,7 +32,9 @@ from lab.state import ServerRecord
 ANSIBLE_ENV = {
     "ANSIBLE_PIPELINING": "True",
     "ANSIBLE_SSH_ARGS": " ".join(MULTIPLEX),
-    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    # Checked, against .lab/known_hosts (the inventory's ssh args): "False" would make
+    # Ansible put StrictHostKeyChecking=no ahead of them, and ssh takes the first.
+    "ANSIBLE_HOST_KEY_CHECKING": "True",
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_GATHERING": "smart",
     "ANSIBLE_CACHE_PLUGIN": "jsonfile",
@@ -195,7 +198,7 @@ def _message(res: dict[str, Any]) -> str:
     for key in ("msg", "stderr", "module_stderr", "stdout"):
         value = res.get(key)
         if value:
-            return " ".join(str(value).split())[:400]
+            return refusal_note(str(value)) or " ".join(str(value).split())[:400]
     return "failed (no message; see the run's stdout)"
 
 

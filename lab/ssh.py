@@ -1,7 +1,8 @@
 """SSH to a lab server with the lab's key: the one way lab, Ansible and users reach servers.
 
-Host keys are not pinned: each server makes its own at first boot and servers come and go on
-reused forwarded ports, so a known_hosts file would only ever hold stale entries.
+Host keys are pinned: every command line here checks the server's against
+``.lab/known_hosts`` (see :mod:`lab.knownhosts`), and a refusal becomes a lab error that names
+the server instead of ssh's banner.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ from collections.abc import Callable
 
 from lab.errors import TargetError
 from lab.keys import KeyPair
+from lab.knownhosts import raise_if_refused, trust_options
 from lab.state import ServerRecord
 
 SSH_OPTIONS = [
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
     "-o", "IdentitiesOnly=yes",
     "-o", "LogLevel=ERROR",
     "-o", "ConnectTimeout=5",
 ]  # fmt: skip
+
+
+def common_args(key: KeyPair) -> str:
+    """Every option lab's connections use, as one shell-quoted line (Ansible's
+    ``ansible_ssh_common_args``)."""
+    return " ".join(shlex.quote(arg) for arg in [*SSH_OPTIONS, *trust_options(key)])
+
+
 # One connection per server, shared by every ssh lab, testinfra and users start (through
 # .lab/ssh_config): the handshake is paid once, when lab first sees the server ready, and a
 # test or a weight change after it costs milliseconds. Servers come and go, so a master whose
@@ -44,7 +52,8 @@ def ssh_argv(server: ServerRecord, key: KeyPair, command: list[str] | None = Non
     ``reuse`` shares the server's one multiplexed connection (see :data:`MULTIPLEX`).
     """
     identity = key.for_server(server.ssh_key)
-    argv = ["ssh", *SSH_OPTIONS, *(MULTIPLEX if reuse else []), "-i", str(identity),
+    argv = ["ssh", *SSH_OPTIONS, *trust_options(key), *(MULTIPLEX if reuse else []),
+            "-i", str(identity),
             "-p", str(server.ssh_port)]
     if batch:
         argv += ["-o", "BatchMode=yes"]
@@ -52,6 +61,25 @@ def ssh_argv(server: ServerRecord, key: KeyPair, command: list[str] | None = Non
         argv.append("-t")
     argv.append(f"{server.ssh_user}@{server.ssh_host}")
     return argv + remote_command(command or [])
+
+
+def session_argv(server: ServerRecord, key: KeyPair,
+                 command: list[str] | None = None) -> list[str]:
+    """The ``ssh`` command line of ``lab ssh``, once the server has shown the host key lab
+    knows: a refusal raises :class:`HostKeyRefused` naming the server, rather than leaving
+    the user with ssh's banner.
+
+    The check opens (or reuses) the server's shared connection, which the session then
+    uses, so it costs no second handshake. Any other failure is left for ssh to report.
+    """
+    try:
+        probe = subprocess.run(ssh_argv(server, key, ["true"], reuse=True), capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        probe = None
+    if probe is not None:
+        raise_if_refused(server, key, probe.stderr)
+    return ssh_argv(server, key, command, batch=bool(command), reuse=True)
 
 
 def remote_command(command: list[str]) -> list[str]:
@@ -86,6 +114,9 @@ def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0,
                      gave_up: Callable[[], str | None] | None = None) -> str:
     """Block until sshd accepts the lab key and systemd has finished booting.
 
+    The server must show the host key in ``.lab/known_hosts``; another one raises
+    :class:`HostKeyRefused` at once.
+
     Returns systemd's state (``running``, or ``degraded`` when some unit failed). Raises
     :class:`TargetError` naming the server when it does not get there within ``timeout``, or
     as soon as ``gave_up`` (asked about once a second) says why it never will: a container
@@ -111,6 +142,7 @@ def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0,
             timeout=timeout,
             stdin=subprocess.DEVNULL, check=False,
         )
+        raise_if_refused(server, key, result.stderr)  # waiting longer will not change its key
         state = result.stdout.strip()
         if state in ("running", "degraded"):
             return state

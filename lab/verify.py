@@ -24,6 +24,7 @@ from lab.errors import ConfigError
 from lab.events import Event, Listener, ignore
 from lab.inventory import write_inventory
 from lab.keys import KeyPair
+from lab.knownhosts import refusal_note
 from lab.state import ServerRecord
 
 
@@ -155,7 +156,9 @@ def read_junit(path: Path, host: str) -> list[TestOutcome]:
             node = case.find(child)
             if node is not None:
                 status = label
-                message = readable(node.get("message") or node.text or "")
+                # The message attribute may be cut short of ssh's last line: look at both.
+                message = (refusal_note(f"{node.get('message')} {node.text}")
+                           or readable(node.get("message") or node.text or ""))
                 break
         outcomes.append(TestOutcome(host, f"{file}::{name}" if file else name, status, message,
                                     float(case.get("time") or 0)))

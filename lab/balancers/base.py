@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lab.balancers.registry import known
 from lab.errors import ConfigError, LabError, UsageError
+from lab.events import Listener, ignore
 
 if TYPE_CHECKING:
     from lab.config import HealthCheck, LabConfig, Role
@@ -75,6 +76,8 @@ class Balancer(ABC):
     """
 
     kind: ClassVar[str]
+    # The targets this balancer runs on; None: any (HAProxy is a server of the lab's own).
+    targets: ClassVar[tuple[str, ...] | None] = None
 
     # what the balancer adds to the lab ---------------------------------------------------
 
@@ -92,6 +95,13 @@ class Balancer(ABC):
     def fixed_ports(cls, config: LabConfig, role: str) -> dict[int, int]:
         """Server ports of ``role`` that must be published on a chosen port (the listen port)."""
         return {}
+
+    @classmethod  # noqa: B027 - an optional hook: most balancers make nothing here
+    def ensure(cls, config: LabConfig, servers: list[ServerRecord], key: KeyPair,
+               on_event: Listener = ignore) -> None:
+        """Make the balancer if it is a managed one (an ALB) and put the balanced role's
+        servers behind it; `lab up` calls this once its servers exist. A balancer that is a
+        server of the lab (HAProxy) is made by `lab up` and set up by `lab provision`."""
 
     @classmethod
     @abstractmethod
@@ -165,8 +175,23 @@ def get_balancer(kind: str) -> type[Balancer]:
 
 
 def balancer_class(config: LabConfig) -> type[Balancer] | None:
-    """The class of the lab's balancer, or None when lab.yml has no ``balancer:``."""
-    return None if config.balancer is None else get_balancer(config.balancer.kind)
+    """The class of the lab's balancer, or None when lab.yml has no ``balancer:``.
+
+    The target may run a kind as another (on aws, ``haproxy`` is an ALB), so a local lab
+    moves to a cloud by changing ``target:`` alone; a kind that cannot run on the target
+    is a one-line ConfigError.
+    """
+    if config.balancer is None:
+        return None
+    from lab.targets.registry import get_target
+
+    written = config.balancer.kind
+    kind = get_target(config.target).balancer_kinds.get(written, written)
+    cls = get_balancer(kind)
+    if cls.targets is not None and config.target not in cls.targets:
+        raise ConfigError(f"lab.yml: balancer.kind: {written} runs only on target "
+                          f"{' or '.join(cls.targets)}, not {config.target} (use haproxy)")
+    return cls
 
 
 def lab_roles(config: LabConfig) -> dict[str, Role]:
@@ -198,6 +223,14 @@ def fixed_ports(config: LabConfig, role: str) -> dict[int, int]:
     """Server ports of ``role`` published on a chosen port (the balancer's listen port)."""
     cls = balancer_class(config)
     return cls.fixed_ports(config, role) if cls is not None else {}
+
+
+def ensure_balancer(config: LabConfig, servers: list[ServerRecord], key: KeyPair,
+                    on_event: Listener = ignore) -> None:
+    """Make a managed balancer and put the balanced role behind it (see Balancer.ensure)."""
+    cls = balancer_class(config)
+    if cls is not None:
+        cls.ensure(config, servers, key, on_event)
 
 
 def open_balancer(config: LabConfig, servers: list[ServerRecord],

@@ -25,6 +25,7 @@ from lab.balancers.base import Balancer, Member, Tally
 from lab.config import HealthCheck, LabConfig, Role
 from lab.errors import TargetError
 from lab.keys import KeyPair
+from lab.knownhosts import raise_if_refused
 from lab.ssh import as_root, ssh_argv
 from lab.state import ServerRecord
 
@@ -173,6 +174,7 @@ class HAProxy(Balancer):
         except subprocess.TimeoutExpired:
             raise TargetError(f"balancer {self.server.name}: runtime API did not answer "
                               "within 30 s") from None
+        raise_if_refused(self.server, self.key, result.stderr)
         if result.returncode != 0:
             raise TargetError(f"balancer {self.server.name}: runtime API unreachable: "
                               f"{result.stderr.strip() or result.returncode}")

@@ -1,4 +1,4 @@
-"""Balancers by name: ``haproxy`` here, more through the ``lab.balancers`` entry point group.
+"""Balancers by name: ``haproxy`` and ``alb`` here, more through the ``lab.balancers`` group.
 
 Names only, as ``module:attribute`` strings: this module imports no balancer, so lab.yml's
 validation (config.py) can list the known kinds without importing what it validates, and a
@@ -10,6 +10,7 @@ from __future__ import annotations
 GROUP = "lab.balancers"
 BUILT_IN = {
     "haproxy": "lab.balancers.haproxy:HAProxy",
+    "alb": "lab.balancers.alb:ALB",
 }
 
 

@@ -50,14 +50,27 @@ def up(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Option(help="Override lab.yml's target.")] = None,
     role: Annotated[list[str] | None, typer.Option(help="Only this role (repeatable).")] = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Create what costs money (target aws) without asking.")] = False,
 ) -> None:
     """Create the lab's servers: only what is missing, replacing any that died.
 
-    Waits until each server's systemd has booted and sshd accepts the lab's key.
+    Waits until each server's systemd has booted and sshd accepts the lab's key. On a
+    target that charges (aws), it first shows what it will create and an estimated hourly
+    cost, and asks; --yes agrees in advance (needed without a terminal).
     """
     from lab.fleet import Fleet
 
     config = lab_config(ctx, target)
+    with Fleet(config) as fleet:
+        plan = fleet.plan(role)
+    if plan is not None:
+        err.print(f"lab up {config.name} will create on {config.target}:")
+        for line in plan.describe():
+            err.print(line, soft_wrap=True)
+        if not yes and not typer.confirm("Create them?", default=False, err=True):
+            err.print("nothing created")
+            raise typer.Exit(int(ExitStatus.OK))
     started = time.monotonic()
     with progress(f"lab up {config.name}") as listener, Fleet(config, listener) as fleet:
         servers = fleet.up(role)
@@ -95,14 +108,17 @@ def ssh(
 ) -> None:
     """Open a shell on a server with the lab's key, or run one command.
 
+    The server must show the host key lab made for it (kept in .lab/known_hosts); any other
+    key is refused, as from someone in the middle.
+
     Example:  lab ssh web-1 -- systemctl status nginx
     """
     from lab.fleet import Fleet
-    from lab.ssh import ssh_argv
+    from lab.ssh import session_argv
 
     with Fleet(lab_config(ctx)) as fleet:
         server = fleet.find(name)
-        argv = ssh_argv(server, fleet.key, command or None, batch=bool(command))
+        argv = session_argv(server, fleet.key, command or None)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 
@@ -114,7 +130,8 @@ def destroy(
     images: Annotated[bool, typer.Option(help="Also remove the images `lab bake` made.")]
     = False,
 ) -> None:
-    """Remove everything the lab made: servers and network, found by label.
+    """Remove everything the lab made: servers and network (on aws also the load balancer,
+    groups, key pair and template), found by label or tag.
 
     Works even after .lab/state.db is deleted or a `lab up` was killed half-way.
     """

@@ -89,17 +89,18 @@ def bake(
     = None,
     version: Annotated[str | None, typer.Option(help="Image version tag.")] = None,
 ) -> None:
-    """Snapshot a provisioned, verified server into an image: lab/<lab>-<role>:<version>.
+    """Snapshot a provisioned, verified server into an image: lab/<lab>-<role>:<version>
+    (on aws an AMI of that name); prints what --from-image takes.
 
-    Then:  lab release --from-image lab/<lab>-<role>:<version>
+    Then:  lab release --from-image lab/<lab>-<role>:<version>   (on aws: ami-...)
     """
     from lab.bake import bake as run
     from lab.fleet import Fleet
 
     config = lab_config(ctx)
     with progress(f"lab bake {config.name}") as listener, Fleet(config, listener) as fleet:
-        tag = run(fleet, role, version, listener)
-    out.print(tag)
+        image = run(fleet, role, version, listener)
+    out.print(image)
 
 
 def print_release(report: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from lab.doctor import Check
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.keys import KeyPair
+from lab.knownhosts import KnownHosts
 from lab.ssh import wait_until_ready
 from lab.state import ServerRecord
 
@@ -36,6 +37,42 @@ class ServerSpec:
     image: str
     ports: list[int] = field(default_factory=list)  # published on a port the target picks
     fixed_ports: dict[int, int] = field(default_factory=dict)  # server port -> published port
+
+
+@dataclass(frozen=True)
+class Line:
+    """One kind of thing a command will create: how many, and their hourly cost."""
+
+    what: str
+    count: int
+    hourly: float | None  # for all ``count`` of them; None: the price is not known
+
+
+@dataclass
+class Plan:
+    """What a command will create on a target that charges for it, and the estimated
+    hourly cost: shown (and agreed to) before anything is made."""
+
+    where: str
+    lines: list[Line] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def hourly(self) -> float:
+        return sum(line.hourly or 0.0 for line in self.lines)
+
+    @property
+    def complete(self) -> bool:
+        """Every line has a price (else the total is a lower bound)."""
+        return all(line.hourly is not None for line in self.lines)
+
+    def describe(self) -> list[str]:
+        """The plan as lines for a person: each item, then the total."""
+        out = [f"  {line.count} x {line.what}" + (f"  ~${line.hourly:.4f}/h"
+               if line.hourly is not None else "  (price unknown)") for line in self.lines]
+        at_least = "" if self.complete else "at least "
+        out.append(f"  estimated cost: {at_least}${self.hourly:.3f} an hour ({self.where})")
+        return out + [f"  {note}" for note in self.notes]
 
 
 def labels_for(lab: str, spec: ServerSpec | None = None) -> dict[str, str]:
@@ -76,14 +113,28 @@ class Target(ABC):
     # The model of this target's own section of lab.yml, named like the target (`vagrant:`);
     # None: the target takes no settings, and a section of its name is an unknown field.
     settings_model: ClassVar[type[TargetSettings] | None] = None
+    # Whether servers here cost money: `lab up` then shows what it will make and asks.
+    charges: ClassVar[bool] = False
+    # lab.yml's balancer kinds this target runs as another kind (aws: haproxy is an ALB).
+    balancer_kinds: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: LabConfig, key: KeyPair) -> None:
         self.config = config
         self.key = key
 
+    @property
+    def known_hosts(self) -> KnownHosts:
+        """Where :meth:`create` records each new server's host key (the one it handed the
+        server, or the one seen at first contact) before anything connects to it."""
+        return KnownHosts(self.key.known_hosts)
+
     @abstractmethod
     def create(self, specs: list[ServerSpec], on_event: Listener = ignore) -> list[ServerRecord]:
-        """Make the servers (in parallel where the backend allows) and return their records."""
+        """Make the servers (in parallel where the backend allows) and return their records.
+
+        Each server's host key is in :attr:`known_hosts` on return: lab connects to none
+        without checking it.
+        """
 
     @abstractmethod
     def list(self) -> list[ServerRecord]:
@@ -135,6 +186,11 @@ class Target(ABC):
         """What the target saw of a boot that did not finish (console output, the engine),
         appended to the error as indented lines; empty when it knows nothing more."""
         return ""
+
+    def plan(self, specs: list[ServerSpec]) -> Plan | None:
+        """What creating ``specs`` makes and costs, for a target that charges (aws), checked
+        as far as can be without making anything; None where nothing costs money."""
+        return None
 
     def has_image(self, image: str) -> bool:
         """Whether servers can start from ``image`` here; targets without images say yes."""

@@ -1,9 +1,10 @@
 """Docker target: each server is a systemd container with sshd, on a per-lab network.
 
-Ports are published on 127.0.0.1 only. The lab's public key is copied in before the
-container starts, so the first SSH attempt after boot succeeds. What this target shares with
-Vagrant's docker provider (the network, finding containers, records, boot reports, baking)
-is :class:`~lab.targets.dockerengine.DockerEngine`'s.
+Ports are published on 127.0.0.1 only. The lab's public key, and a host key lab makes for
+the server, are copied in before the container starts: the first SSH attempt after boot
+succeeds, and checks that it reached this very server (see :mod:`lab.knownhosts`). What
+this target shares with Vagrant's docker provider (the network, finding containers, records,
+boot reports, baking) is :class:`~lab.targets.dockerengine.DockerEngine`'s.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lab.doctor import Check
 from lab.engine import EngineFacts, docker_client, engine_facts
 from lab.errors import LabError, TargetError
 from lab.events import Event, Listener, ignore
-from lab.keys import KeyPair
+from lab.keys import HostKey, KeyPair, host_key_for
 from lab.state import ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
 from lab.targets.dockerengine import PUBLISH_ADDRESS, DockerEngine, console_report
@@ -72,14 +73,19 @@ class DockerTarget(Target):
                 **self.run_mode.sdk_options(),
             )
             container.put_archive("/root/.ssh", _authorized_keys_tar(self.key.public_text))
+            # Over whatever host key the image carries (a baked one): this server's own.
+            host_key = host_key_for(spec.name, self.config.name)
+            container.put_archive("/etc/ssh", _host_key_tar(host_key))
             container.start()
             container.reload()
         except APIError as exc:
             raise TargetError(
                 f"{spec.name}: docker could not create it: {exc.explanation}"
             ) from None
+        record = self.docker.record(container, self.name)
+        self.known_hosts.trust(spec.name, record.ssh_host, record.ssh_port, host_key.public)
         on_event(Event("created", f"{spec.name} started", subject=spec.name))
-        return self.docker.record(container, self.name)
+        return record
 
     def has_image(self, image: str) -> bool:
         return self.docker.has_image(image)
@@ -159,10 +165,23 @@ def run_mode_check(facts: EngineFacts) -> Check:
 
 def _authorized_keys_tar(public_key: str) -> bytes:
     """A tar holding ``authorized_keys`` (0600, root), for ``put_archive`` into /root/.ssh."""
-    data = (public_key + "\n").encode()
+    return _tar({"authorized_keys": (public_key + "\n", 0o600)})
+
+
+def _host_key_tar(key: HostKey) -> bytes:
+    """A tar holding sshd's ed25519 host key (the one key lab's image has sshd use), for
+    ``put_archive`` into /etc/ssh."""
+    return _tar({"ssh_host_ed25519_key": (key.private, 0o600),
+                 "ssh_host_ed25519_key.pub": (key.public + "\n", 0o644)})
+
+
+def _tar(files: dict[str, tuple[str, int]]) -> bytes:
+    """A tar of text files owned by root: name -> (content, mode)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo("authorized_keys")
-        info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
-        tar.addfile(info, io.BytesIO(data))
+        for name, (text, mode) in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()

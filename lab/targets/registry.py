@@ -1,4 +1,4 @@
-"""Targets by name: ``docker`` and ``vagrant`` here, more through the ``lab.targets`` group.
+"""Targets by name: ``docker``, ``vagrant`` and ``aws``, more through the ``lab.targets`` group.
 
 Names only, as ``module:attribute`` strings: this module imports no target, so lab.yml's
 validation (config.py) can list the known targets without importing them, and a target is
@@ -19,10 +19,11 @@ GROUP = "lab.targets"
 BUILT_IN = {
     "docker": "lab.targets.docker:DockerTarget",
     "vagrant": "lab.targets.vagrant:VagrantTarget",
+    "aws": "lab.targets.aws:AwsTarget",
 }
 # Accepted by lab.yml's `target:` before they exist, so a lab written for them validates;
 # choosing one stops with "not available" until its module is here.
-PLANNED = ("aws",)
+PLANNED: tuple[str, ...] = ()
 
 
 def known() -> dict[str, str]:

@@ -10,7 +10,8 @@ The docker provider (lab's base image, one network per lab, labels as the docker
 them) runs anywhere Docker does; virtualbox and libvirt run the same lab on VMs from a box.
 Above this module only :class:`ServerRecord` is seen: the SSH endpoint is Vagrant's (user
 vagrant, the key Vagrant generated for the machine), which the inventory, ``lab ssh`` and
-verify already honour, so provisioning and tests need nothing Vagrant-specific.
+verify already honour, so provisioning and tests need nothing Vagrant-specific. Vagrant makes
+each machine's host key, so lab records the one it meets first and checks it from then on.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lab.doctor import Check
 from lab.engine import docker_client
 from lab.errors import LabError, PrerequisiteError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
+from lab.knownhosts import scan_host_key
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
 from lab.targets.dockerengine import PUBLISH_ADDRESS, DockerEngine
@@ -150,6 +152,7 @@ class VagrantTarget(Target):
         except TargetError as exc:
             raise TargetError(f"{exc}{self._boot_reports(names)}") from None
         endpoints = self._ssh_endpoints(names)
+        self._trust_first_contact(endpoints)
         addresses: dict[str, str] = {}
         if self.provider != "docker":  # a container's address comes from the engine
             with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
@@ -202,6 +205,15 @@ class VagrantTarget(Target):
                     "port": int(hosts[n].get("Port", 22)),
                     "user": hosts[n].get("User", "vagrant"),
                     "key": hosts[n].get("IdentityFile", "")} for n in names}
+
+    def _trust_first_contact(self, endpoints: dict[str, dict[str, Any]]) -> None:
+        """Record the host key each new machine shows now, to be checked strictly from then
+        on: Vagrant makes a machine's host key itself (a box's first boot, the image's sshd),
+        so lab cannot hand it one, and trusts what it meets first, as ssh's accept-new would.
+        """
+        for name, ssh in endpoints.items():
+            self.known_hosts.trust(name, ssh["host"], ssh["port"],
+                                   scan_host_key(ssh["host"], ssh["port"]))
 
     def _guest_address(self, name: str) -> str:
         """The address other machines of the lab (the balancer) reach this VM on."""

@@ -21,15 +21,18 @@ from lab.targets.docker import DockerTarget
 MakeLab = Callable[..., Lab]
 
 SSH_OPTIONS = [
-    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null",
     "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
     "-o", "LogLevel=ERROR",
 ]  # fmt: skip
 
 
 def ssh_direct(key: Path, port: int, *command: str) -> subprocess.CompletedProcess[str]:
+    """Plain ssh with the lab's key, checking the host key against the lab's known_hosts."""
+    known_hosts = key.parent.parent / "known_hosts"
     return subprocess.run(
-        ["ssh", *SSH_OPTIONS, "-i", str(key), "-p", str(port), "root@127.0.0.1", *command],
+        ["ssh", *SSH_OPTIONS, "-o", f"UserKnownHostsFile={known_hosts}", "-i", str(key),
+         "-p", str(port), "root@127.0.0.1", *command],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
     )
 
@@ -85,6 +88,7 @@ def test_plain_ssh_with_the_lab_key(running_lab: Lab, tmp_path: Path) -> None:
     assert result.stdout.strip() == "web-1"
     # and another key is refused: the lab key is what lets us in
     stranger = ensure_keypair(tmp_path, comment="stranger")
+    (tmp_path / "known_hosts").write_text((running_lab.dir / ".lab" / "known_hosts").read_text())
     refused = ssh_direct(stranger.private, port, "true")
     assert refused.returncode == 255
     assert "Permission denied" in refused.stderr
@@ -165,6 +169,9 @@ def test_killed_server_shows_dead_and_is_replaced(make_lab: MakeLab) -> None:
     assert lab.container("web-2").id == survivor
     assert sorted(c.labels["lab.server"] for c in lab.containers()) == ["web-2", "web-3"]
     assert lab.run("ssh", "web-3", "--", "hostname").stdout.strip() == "web-3"
+    # the dead server's host key went with it; the new one's was recorded
+    known = (lab.dir / ".lab" / "known_hosts").read_text().splitlines()
+    assert sorted(line.split()[-1] for line in known[1:]) == ["web-2", "web-3"]
 
 
 def test_destroy_removes_everything(make_lab: MakeLab, docker_client: docker.DockerClient) -> None:
@@ -172,9 +179,12 @@ def test_destroy_removes_everything(make_lab: MakeLab, docker_client: docker.Doc
     lab.run("up")
     assert len(lab.containers()) == 2
     assert len(lab.networks()) == 1
+    known_hosts = lab.dir / ".lab" / "known_hosts"
+    assert len(known_hosts.read_text().splitlines()) == 3  # a header and one line per server
     lab.run("destroy")
     assert_nothing_left(lab, docker_client)
     assert lab.status() == {}
+    assert len(known_hosts.read_text().splitlines()) == 1  # their ports go to other servers
 
 
 def test_destroy_without_state_db(make_lab: MakeLab, docker_client: docker.DockerClient) -> None:

@@ -23,6 +23,7 @@ import docker
 import pytest
 from labhelpers import Lab, lab_for_module, new_lab, teardown_lab
 
+from lab.knownhosts import KnownHosts
 from lab.probe import free_local_port
 
 ROLES = {"web-1": "web", "web-2": "web", "lb-1": "lb"}
@@ -114,6 +115,12 @@ def test_up_makes_vagrant_machines_lab_can_find_by_label(vagrant_lab: Lab,
             status[name]["address"])
         for bindings in container.attrs["NetworkSettings"]["Ports"].values():
             assert all(b["HostIp"] == "127.0.0.1" for b in bindings or [])
+        # Vagrant's machine made its own host key: lab recorded it at first contact.
+        shown = container.exec_run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+        entry = KnownHosts(vagrant_lab.dir / ".lab" / "known_hosts").key_at(
+            "127.0.0.1", status[name]["ssh_port"])
+        assert entry is not None and entry.server == name
+        assert entry.key.split() == shown.output.decode().split()[:2]
     listen = vagrant_lab.read_yml()["balancer"]["listen"]
     assert status["lb-1"]["ports"] == {"80": listen}
 

@@ -1,4 +1,6 @@
-"""Fixtures shared by the unit tests of `lab release` (tests/unit/release_fakes.py)."""
+"""Fixtures shared by unit tests: moto as the AWS of the aws target's tests (awslab.py), and
+no way for any unit test to reach a real AWS endpoint; a lab on the fake target and balancer
+of ``release_fakes`` for the tests of `lab release`."""
 
 from __future__ import annotations
 
@@ -8,12 +10,25 @@ from pathlib import Path
 
 import pytest
 import release_fakes
+from awslab import aws_env  # noqa: F401 - a fixture, found here by pytest
 from release_fakes import LAB_YML, Cycle, MakeCycle, World, populate
 
 import lab.balancers.registry
 import lab.targets.registry
 from lab.config import load_config
 from lab.fleet import Fleet
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No region, credentials, profile or metadata service from this machine: `lab doctor`'s
+    aws checks (run by any test of doctor) find nothing to call; moto tests set their own."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ FIELD_CASES = [
     ("target-unknown", "name: demo\ntarget: k8s\nservers: {web: {}}\n", "target",
      "must be one of 'docker', 'vagrant' or 'aws', got 'k8s'"),
     ("balancer-kind", "name: demo\nservers: {web: {}}\nbalancer: {kind: nginx, routes_to: web}\n",
-     "balancer.kind", "must be one of 'haproxy'"),
+     "balancer.kind", "must be one of 'alb', 'haproxy'"),
     ("listen-quoted", "name: demo\nservers: {web: {}}\n"
      "balancer: {listen: '8080', routes_to: web}\n",
      "balancer.listen", "must be a whole number"),

@@ -140,8 +140,8 @@ def test_a_role_may_not_take_the_balancers_name() -> None:
 
 def test_unknown_kind_is_named() -> None:
     assert get_balancer("haproxy") is HAProxy
-    with pytest.raises(UsageError, match="balancer 'alb' is not available"):
-        get_balancer("alb")
+    with pytest.raises(UsageError, match="balancer 'nginx' is not available"):
+        get_balancer("nginx")
 
 
 def test_the_url_is_where_the_balancers_target_published_its_port() -> None:

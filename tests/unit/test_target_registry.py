@@ -113,7 +113,7 @@ def test_errors_of_the_file_and_of_a_section_are_counted_together(tmp_path: Path
 
 def test_an_unknown_target_lists_the_registered_ones(tmp_path: Path, built_in: None) -> None:
     assert error(tmp_path, "target: k8s\n") == (
-        "target: must be one of 'docker', 'vagrant', 'cloud', 'plain' or 'aws', got 'k8s'")
+        "target: must be one of 'docker', 'vagrant', 'aws', 'cloud' or 'plain', got 'k8s'")
 
 
 def test_a_target_from_the_entry_point_group(tmp_path: Path,
@@ -139,10 +139,13 @@ def test_without_registration_the_section_is_an_unknown_field(tmp_path: Path) ->
         get_target("cloud")
 
 
-def test_a_planned_target_validates_but_is_not_available(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, "target: aws\n")).target == "aws"
-    with pytest.raises(UsageError, match=r"target 'aws' is not available \(known: docker, "):
-        get_target("aws")
+def test_aws_is_a_built_in_target_whose_section_is_required(tmp_path: Path) -> None:
+    """aws needs `aws.ssh_cidr`: a lab that names the target without it gets one line."""
+    config = load_config(write(tmp_path, "target: aws\naws: {ssh_cidr: 203.0.113.7/32}\n"))
+    assert config.target == "aws" and get_target("aws").name == "aws"
+    bare = load_config(write(tmp_path, "target: aws\n"))
+    with pytest.raises(ConfigError, match=r"^lab.yml: aws.ssh_cidr: is required"):
+        bare.settings("aws")
 
 
 def test_config_model_validate_takes_sections_too(built_in: None) -> None:

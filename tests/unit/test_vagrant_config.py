@@ -20,6 +20,7 @@ import pytest
 from lab.config import LabConfig, load_config
 from lab.errors import ConfigError, PrerequisiteError, TargetError
 from lab.keys import ensure_keypair
+from lab.knownhosts import KnownHosts
 from lab.scaffold import example_dir, init_lab
 from lab.targets.base import ServerSpec
 from lab.targets.registry import get_target
@@ -242,6 +243,13 @@ elif verb == "status":
         print(f"1,{name},state,{states.get(name, 'running')}")
 '''
 
+FAKE_KEYSCAN = r'''
+import sys
+args = sys.argv[1:]
+port, host = args[args.index("-p") + 1], args[-1]
+print(f"[{host}]:{port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKE{port}")
+'''
+
 
 @pytest.fixture
 def fake_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -251,6 +259,10 @@ def fake_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     script = bin_dir / "vagrant"
     script.write_text(f"#!{sys.executable}\n{FAKE}")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    # ssh-keyscan too: the fake machines have no sshd (test_vagrant.py meets a real one).
+    scan = bin_dir / "ssh-keyscan"
+    scan.write_text(f"#!{sys.executable}\n{FAKE_KEYSCAN}")
+    scan.chmod(scan.stat().st_mode | stat.S_IXUSR)
     log = tmp_path / "vagrant-calls.jsonl"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_LOG", str(log))
@@ -309,6 +321,11 @@ def test_create_lists_machines_then_brings_them_up_in_one_call(
     assert web_record.ports == {80: web["ports"][0]["host"]}
     assert records[1].ports == {80: 18080}
     assert any(e.kind == "build-log" and "Machine booted" in e.message for e in events)
+    # Vagrant made their host keys: the ones met first are recorded, to be checked from now on
+    known = {e.server: e for e in KnownHosts(target.key.known_hosts).entries()}
+    assert known["web-1"].pattern == "[127.0.0.1]:2200"
+    assert known["web-1"].key == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKE2200"
+    assert known["lb-1"].pattern == "[127.0.0.1]:2201"
 
 
 def test_failing_up_is_a_target_error_in_vagrants_words(

@@ -1,0 +1,400 @@
+"""AWS target: each server is an EC2 instance, launched from the lab's launch template.
+
+``target: aws`` and an ``aws:`` section in lab.yml are all a local lab needs to run on EC2:
+records carry the public address and port 22 like any target's, so provisioning, verify,
+drift, ``lab test`` and ``lab ssh`` work unchanged. ``lab up`` imports the lab's ed25519 key
+as a key pair, makes the security groups (SSH from ``aws.ssh_cidr`` only, the role's ports
+from the balancer only), and launches instances from a launch template sent whole each time.
+
+Nothing may be left billing: every resource is tagged ``lab.name`` and ``lab.expires``; a
+command that fails or is interrupted removes what it made; ``destroy`` finds everything by
+tag (lab.aws.resources) with or without state; each instance powers itself off, and so
+terminates, at its expiry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+import uuid
+from datetime import timedelta
+from typing import Any, ClassVar, cast
+
+from pydantic import Field, field_validator
+
+from lab.aws import api, network, pricing, resources
+from lab.aws.api import Clients, tag_specs, tags_of, translated
+from lab.aws.resources import EXISTING, NAME, pages
+from lab.aws.userdata import user_data
+from lab.config import LabConfig, TargetSettings
+from lab.doctor import Check
+from lab.errors import ConfigError, LabError, UsageError
+from lab.events import Event, Listener, ignore
+from lab.keys import KeyPair
+from lab.state import Liveness, ServerRecord
+from lab.targets.base import LABEL_PREFIX, Plan, ServerSpec, Target
+
+# Debian's cloud team publishes its current AMI of each region under this public parameter.
+DEBIAN_12 = "/aws/service/debian/release/bookworm/latest/amd64"
+LIFETIME = re.compile(r"\A(\d+(?:\.\d+)?)\s*([mhd])\Z")
+UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+STATUS = {"pending": Liveness.CREATING, "running": Liveness.RUNNING}
+SERVER, ROLE, GENERATION, PORTS, IMAGE = (f"{LABEL_PREFIX}{k}" for k in (
+    "server", "role", "generation", "ports", "image"))
+
+
+class AwsSettings(TargetSettings):
+    """``aws:`` in lab.yml: where and how the lab's instances run (target aws)."""
+
+    region: str | None = None  # None: boto3's (AWS_REGION, the profile)
+    instance_type: str = Field(default="t3.small", pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")
+    # An AMI id, or a public SSM parameter naming one (the default: Debian 12, amd64).
+    image: str = DEBIAN_12
+    subnet: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]+$")
+    ssh_cidr: str | None = Field(default=None, validate_default=True)
+    ssh_user: str = "admin"  # Debian's cloud images log in as admin
+    lifetime: str = "4h"
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not (re.fullmatch(r"ami-[0-9a-f]{8,17}", value) or value.startswith("/")):
+            raise ValueError(f"must be an AMI id (ami-...) or a public SSM parameter "
+                             f"(/aws/service/...), got {value!r}")
+        return value
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _ssh_cidr(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError(f"is required: the addresses allowed to reach SSH, e.g. your "
+                             f"own ({api.OWN_ADDRESS_HINT})")
+        try:
+            network_ = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"must be a CIDR like 203.0.113.7/32, got {value!r}") from None
+        if network_.prefixlen == 0:
+            raise ValueError(f"{value} would let the whole internet try SSH: use your own "
+                             f"address ({api.OWN_ADDRESS_HINT})")
+        return str(network_)
+
+    @field_validator("lifetime")
+    @classmethod
+    def _lifetime(cls, value: str) -> str:
+        match = LIFETIME.match(value.strip())
+        if not match or float(match[1]) <= 0:
+            raise ValueError(f"must be a duration like 4h, 90m or 2d, got {value!r}")
+        return value
+
+    @property
+    def lifetime_delta(self) -> timedelta:
+        match = LIFETIME.match(self.lifetime.strip())
+        assert match is not None  # validated
+        return timedelta(**{UNITS[match[2]]: float(match[1])})
+
+
+class AwsTarget(Target):
+    """Servers as EC2 instances of one region, found by their ``lab.name`` tag."""
+
+    name = "aws"
+    settings_model = AwsSettings
+    charges = True
+    # lab.yml's balancer kinds this target runs as another: a local lab's HAProxy is an ALB.
+    balancer_kinds: ClassVar[dict[str, str]] = {"haproxy": "alb"}
+
+    def __init__(self, config: LabConfig, key: KeyPair) -> None:
+        super().__init__(config, key)
+        self.settings = cast(AwsSettings, config.settings(self.name))
+        self._aws: Clients | None = None
+        # Lab-wide resources (key pair, groups, template) this command made: should a later
+        # step fail (the balancer, the SSH wait), they go with the last of its servers.
+        self._made = resources.Found()
+
+    @property
+    def aws(self) -> Clients:
+        if self._aws is None:
+            self._aws = api.clients(self.settings.region)
+        return self._aws
+
+    def tags(self, spec: ServerSpec | None = None, **extra: str) -> dict[str, str]:
+        return resources.tags(self.config.name, self.settings.lifetime_delta, spec, **extra)
+
+    # what `lab up` will create ---------------------------------------------------------------
+
+    def plan(self, specs: list[ServerSpec]) -> Plan | None:
+        """What creating ``specs`` makes and costs an hour (None: nothing); checks the
+        instance type and the image first, so a typo stops here, before anything is made."""
+        with translated(self.aws.region):
+            self.aws.ec2.describe_instance_types(InstanceTypes=[self.settings.instance_type])
+            for image in {s.image for s in specs}:
+                self.image_id(image)
+            plan = Plan(f"{self.aws.region}, at us-east-1 on-demand prices")
+            if specs:
+                plan.lines.append(pricing.instances_line(self.settings.instance_type, len(specs)))
+            if self.config.balancer is not None and not self._has_balancer():
+                plan.lines.append(pricing.balancer_line())
+            plan.notes.append(f"also (free): key pair, security groups, launch template; all "
+                              f"tagged lab.name={self.config.name}, expiring after "
+                              f"{self.settings.lifetime}")
+        return plan if plan.lines else None
+
+    def _has_balancer(self) -> bool:
+        return bool(resources.load_balancers(self.aws, resources.of_lab(self.config.name)))
+
+    def image_id(self, image: str) -> str:
+        """The AMI servers start from: ``image`` when it is an AMI id (a baked one), else
+        lab.yml's ``aws.image`` (an AMI id, or a public parameter naming one)."""
+        wanted = image if image.startswith("ami-") else self.settings.image
+        if wanted.startswith("/"):
+            wanted = self.aws.ssm.get_parameter(Name=wanted)["Parameter"]["Value"]
+        self.aws.ec2.describe_images(ImageIds=[wanted])  # InvalidAMIID.NotFound: one line
+        return wanted
+
+    # create --------------------------------------------------------------------------------
+
+    def create(self, specs: list[ServerSpec], on_event: Listener = ignore) -> list[ServerRecord]:
+        """Key pair, security groups, launch template, instances; on any failure or Ctrl-C,
+        what this call made is removed before the error goes on."""
+        if not specs:
+            return []
+        made = resources.Found()  # the key pair, groups and template this call created
+        try:
+            with translated(self.aws.region):
+                records = self._create(specs, made, on_event)
+        except BaseException:
+            self._undo([s.name for s in specs], made, on_event)
+            raise
+        for kind in ("key_pairs", "security_groups", "launch_templates"):
+            getattr(self._made, kind).extend(getattr(made, kind))
+        return records
+
+    def _create(self, specs: list[ServerSpec], made: resources.Found,
+                on_event: Listener) -> list[ServerRecord]:
+        self.aws.ec2.describe_instance_types(InstanceTypes=[self.settings.instance_type])
+        place = network.placement(self.aws, self.settings.subnet)
+        key_name = self._ensure_key(made)
+        listen = self.config.balancer.listen if self.config.balancer else None
+        ports = sorted({p for s in specs for p in s.ports} | self._health_ports())
+        groups = network.ensure_groups(self.aws, self.config.name, place.vpc,
+                                       cast(str, self.settings.ssh_cidr), ports, listen,
+                                       self.tags(), made)
+        template = self._ensure_template(made)
+        versions: dict[str, str] = {}  # image -> launch template version, one per image
+        ids = []
+        for spec in specs:
+            if spec.image not in versions:
+                versions[spec.image] = self._template_version(
+                    template, self.image_id(spec.image), key_name, place.subnet,
+                    groups["servers"])
+            ids.append(self._run(spec, template, versions[spec.image]))
+            on_event(Event("created", f"{spec.name} launched ({ids[-1]})", subject=spec.name))
+        on_event(Event("create", f"waiting for {len(ids)} instance(s) to run"))
+        resources.ec2_wait(self.aws.ec2, "instance_running", InstanceIds=ids)
+        return [self.record(i) for i in self._instances(InstanceIds=ids)]
+
+    def _health_ports(self) -> set[int]:
+        if self.config.balancer is None:
+            return set()
+        return {self.config.health_of(self.config.balancer.routes_to).port}
+
+    def _ensure_key(self, made: resources.Found) -> str:
+        """The lab's ed25519 public key as a key pair named ``lab-<lab>``, imported once."""
+        name = f"lab-{self.config.name}"
+        found = self.aws.ec2.describe_key_pairs(
+            Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]
+        if not found:
+            self.aws.ec2.import_key_pair(
+                KeyName=name, PublicKeyMaterial=self.key.public_text.encode(),
+                TagSpecifications=tag_specs(self.tags(), "key-pair"))
+            made.key_pairs.append(name)
+        return name
+
+    def _ensure_template(self, made: resources.Found) -> str:
+        """The lab's launch template (its versions are made per image, always whole)."""
+        found = self.aws.ec2.describe_launch_templates(
+            Filters=[{"Name": f"tag:{NAME}", "Values": [self.config.name]}])["LaunchTemplates"]
+        if found:
+            return str(found[0]["LaunchTemplateId"])
+        template = self.aws.ec2.create_launch_template(
+            LaunchTemplateName=f"lab-{self.config.name}",
+            LaunchTemplateData={"InstanceType": self.settings.instance_type},
+            TagSpecifications=tag_specs(self.tags(), "launch-template"),
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        made.launch_templates.append(template)
+        return str(template)
+
+    def _template_version(self, template: str, ami: str, key_name: str, subnet: str,
+                          group: str) -> str:
+        """A new version holding the whole data (never a diff from another version: a
+        partial version silently drops what it leaves out)."""
+        data = template_data(ami, self.settings.instance_type, key_name, subnet, group,
+                             user_data(self.settings.lifetime_delta))
+        version = self.aws.ec2.create_launch_template_version(
+            LaunchTemplateId=template, LaunchTemplateData=data)["LaunchTemplateVersion"]
+        return str(version["VersionNumber"])
+
+    def _run(self, spec: ServerSpec, template: str, version: str) -> str:
+        tags = self.tags(spec, image=spec.image, ports=",".join(map(str, spec.ports)))
+        reservation = self.aws.ec2.run_instances(
+            LaunchTemplate={"LaunchTemplateId": template, "Version": version},
+            MinCount=1, MaxCount=1, ClientToken=f"{spec.name}-{uuid.uuid4().hex[:16]}",
+            TagSpecifications=tag_specs(tags, "instance", "volume"),
+        )
+        return str(reservation["Instances"][0]["InstanceId"])
+
+    def _undo(self, names: list[str], made: resources.Found, on_event: Listener) -> None:
+        """Remove the instances of ``names`` (found by tag: a launch cut short by Ctrl-C
+        still tagged them) and the key pair, groups and template this command made."""
+        on_event(Event("destroy", "removing what this command made on AWS"))
+        with translated(self.aws.region):
+            made.instances = self._instance_ids(names)
+            resources.remove(self.aws, made, on_event)
+
+    # list / alive / destroy ------------------------------------------------------------------
+
+    def list(self) -> list[ServerRecord]:
+        with translated(self.aws.region):
+            return [self.record(i) for i in self._instances(Filters=self._filters())]
+
+    def alive(self, names: list[str]) -> set[str]:
+        with translated(self.aws.region):
+            running = self._instances(Filters=self._filters(names, ["pending", "running"]))
+        return {tags_of(i).get(SERVER, "") for i in running}
+
+    def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
+        """The named servers' instances, or (``names`` None) everything tagged with the lab's
+        name: load balancer, instances, template, groups, key pair. AMIs stay (``--images``)."""
+        with translated(self.aws.region):
+            servers = [tags_of(i).get(SERVER, i["InstanceId"])
+                       for i in self._instances(Filters=self._filters(names))]
+            if names is None:
+                found = resources.find(self.aws, resources.of_lab(self.config.name),
+                                       images=False)
+            else:
+                found = resources.Found(instances=self._instance_ids(names))
+            resources.remove(self.aws, found, on_event)
+            if names is not None and not self._made.empty and not self._instance_ids(None):
+                resources.remove(self.aws, self._made, on_event)  # what made them failed
+            self._made = resources.Found()
+        for server in servers:
+            on_event(Event("destroyed", f"{server} terminated", subject=server))
+        return servers
+
+    def _filters(self, names: list[str] | None = None,
+                 states: list[str] = EXISTING) -> list[dict[str, Any]]:
+        filters = [{"Name": f"tag:{NAME}", "Values": [self.config.name]},
+                   {"Name": "instance-state-name", "Values": states}]
+        if names is not None:
+            filters.append({"Name": f"tag:{SERVER}", "Values": names or ["-"]})
+        return filters
+
+    def _instances(self, **query: Any) -> list[dict[str, Any]]:
+        return [i for r in pages(self.aws.ec2, "describe_instances", "Reservations", **query)
+                for i in r["Instances"]]
+
+    def _instance_ids(self, names: list[str] | None) -> list[str]:
+        return [i["InstanceId"] for i in self._instances(Filters=self._filters(names))]
+
+    def record(self, instance: dict[str, Any]) -> ServerRecord:
+        """A server as its instance shows it: SSH on its public address, port 22."""
+        tags = tags_of(instance)
+        public = instance.get("PublicIpAddress", "")
+        ports = [int(p) for p in tags.get(PORTS, "").split(",") if p]
+        return ServerRecord(
+            name=tags.get(SERVER, instance["InstanceId"]), role=tags.get(ROLE, "unknown"),
+            target=self.name, address=instance.get("PrivateIpAddress", ""),
+            ssh_host=public, ssh_port=22, ssh_user=self.settings.ssh_user,
+            image=tags.get(IMAGE, instance.get("ImageId", "")),
+            generation=int(tags.get(GENERATION, "1")),
+            liveness=STATUS.get(instance["State"]["Name"], Liveness.DEAD),
+            ports={p: p for p in ports}, ports_host=public,
+            created=instance["LaunchTime"].timestamp() if "LaunchTime" in instance
+            else time.time(),
+        )
+
+    # images ----------------------------------------------------------------------------------
+
+    def has_image(self, image: str) -> bool:
+        if not image.startswith("ami-"):
+            return False
+        try:
+            with translated(self.aws.region):
+                self.aws.ec2.describe_images(ImageIds=[image])
+        except UsageError:
+            return False
+        return True
+
+    def bake(self, server: ServerRecord, tag: str, labels: dict[str, str]) -> str:
+        """An AMI of the server's instance, tagged with ``labels`` and the lab's tags; its
+        snapshots are tagged too (after creation: AWS tags an AMI's snapshots only then),
+        so destroy and sweep find them."""
+        with translated(self.aws.region):
+            ids = self._instance_ids([server.name])
+            if not ids:
+                raise UsageError(f"{server.name}: no such instance in lab {self.config.name}")
+            tags = self.tags() | labels | {f"{LABEL_PREFIX}image-tag": tag}
+            name = re.sub(r"[^A-Za-z0-9()\[\]./\-'@_]", "-", tag)
+            ami = self.aws.ec2.create_image(
+                InstanceId=ids[0], Name=f"{name}-{int(time.time())}",
+                Description=f"lab {self.config.name}: {tag}",
+                TagSpecifications=tag_specs(tags, "image"))["ImageId"]
+            try:
+                resources.ec2_wait(self.aws.ec2, "image_available", ImageIds=[ami])
+                snapshots = resources.image_snapshots(self.aws, ami)
+                if snapshots:
+                    self.aws.ec2.create_tags(Resources=snapshots, Tags=api.tag_list(tags))
+            except BaseException:
+                resources.remove(self.aws, resources.Found(images=[ami]))
+                raise
+        return str(ami)
+
+    def remove_images(self) -> list[str]:
+        """Deregister the lab's baked AMIs and delete their snapshots."""
+        with translated(self.aws.region):
+            found = resources.find(self.aws, resources.of_lab(self.config.name))
+            images = resources.Found(images=found.images, snapshots=found.snapshots)
+            resources.remove(self.aws, images)
+        return found.images
+
+    # what the target needs -------------------------------------------------------------------
+
+    @classmethod
+    def prerequisites(cls) -> list[Check]:
+        """A region, and credentials AWS accepts (the caller identity). Optional: only labs
+        with ``target: aws`` need them."""
+        region = api.default_region()
+        if not region:
+            return [Check("aws region", False, "not set", "set AWS_REGION (or `aws.region` "
+                          "in lab.yml)", required=False)]
+        try:
+            aws = api.clients(region)
+        except ConfigError as exc:
+            return [Check("aws region", False, region, str(exc), required=False)]
+        except LabError as exc:
+            return [Check("aws region", True, region),
+                    Check("aws credentials", False, "not usable", str(exc), required=False)]
+        try:
+            with translated(region):
+                who = aws.sts.get_caller_identity()
+        except LabError as exc:
+            return [Check("aws region", True, region),
+                    Check("aws credentials", False, "not usable", str(exc), required=False)]
+        return [Check("aws region", True, region),
+                Check("aws credentials", True, f"{who['Arn']} (account {who['Account']})")]
+
+
+def template_data(ami: str, instance_type: str, key_name: str, subnet: str, group: str,
+                  user_data_text: str) -> dict[str, Any]:
+    """A launch template version's whole data: image, size, key, network, boot script."""
+    import base64
+
+    return {
+        "ImageId": ami, "InstanceType": instance_type, "KeyName": key_name,
+        "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": subnet, "Groups": [group],
+                               "AssociatePublicIpAddress": True, "DeleteOnTermination": True}],
+        "UserData": base64.b64encode(user_data_text.encode()).decode(),
+        # Powering off (at lab.expires, by the user data) ends the instance and its bill.
+        "InstanceInitiatedShutdownBehavior": "terminate",
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+    }

@@ -1,0 +1,145 @@
+"""moto, in-process, as the AWS that unit tests of the aws target and the ALB talk to.
+
+``aws_env`` starts ``mock_aws`` with fake credentials in eu-west-1 (never a real endpoint:
+moto intercepts every call before it leaves the process). ``leftovers`` lists, service by
+service and independently of lab's own finder, every resource carrying a lab's name tag:
+each test ends by asserting it is empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lab.config import LabConfig
+from lab.keys import ensure_keypair
+
+REGION = "eu-west-1"
+CIDR = "203.0.113.7/32"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto in this process, fake credentials, no metadata service: returns the id of an AMI
+    registered for the test (moto has no Debian parameter, so labs name an AMI)."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_REGION": REGION,
+                        "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE":
+                        "/nonexistent",
+                        # moto's 1,300 stock AMIs cost seconds per test: one of our own will do
+                        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("LAB_LABELS", raising=False)
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        yield ec2.register_image(
+            Name="debian-12-amd64-test", RootDeviceName="/dev/xvda", Architecture="x86_64",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
+        )["ImageId"]
+
+
+def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 sessions made from here to the end of the test are this test's own: a session
+    keeps the credentials it found, and other tests must not get one that found none."""
+    import functools
+
+    from lab.aws import api
+
+    monkeypatch.setattr(api, "_session", functools.cache(api._session.__wrapped__))
+
+
+def lab_config(tmp_path: Path, ami: str, name: str = "t", balancer: bool = False,
+               count: int = 1, **aws: Any) -> LabConfig:
+    data: dict[str, Any] = {
+        "name": name, "target": "aws",
+        "servers": {"web": {"count": count, "ports": [80], "health": {"path": "/health"}}},
+        "aws": {"ssh_cidr": CIDR, "image": ami} | aws,
+    }
+    if balancer:
+        data["balancer"] = {"kind": "haproxy", "routes_to": "web", "listen": 8080}
+    return LabConfig.model_validate(data).located(tmp_path)
+
+
+def key_for(config: LabConfig):  # type: ignore[no-untyped-def]
+    return ensure_keypair(config.state_dir, comment=f"lab-{config.name}")
+
+
+def leftovers(lab: str) -> dict[str, list[str]]:
+    """Every resource type lab makes, listed by its own API, that carries ``lab.name=lab``."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    elb = boto3.client("elbv2", region_name=REGION)
+    tag = [{"Name": "tag:lab.name", "Values": [lab]}]
+    found = {
+        "instances": [i["InstanceId"] for r in ec2.describe_instances(Filters=tag)["Reservations"]
+                      for i in r["Instances"] if i["State"]["Name"] != "terminated"],
+        "volumes": [v["VolumeId"] for v in ec2.describe_volumes(Filters=tag)["Volumes"]],
+        "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tag)["KeyPairs"]],
+        "launch_templates": [t["LaunchTemplateName"] for t in
+                             ec2.describe_launch_templates(Filters=tag)["LaunchTemplates"]],
+        "security_groups": [g["GroupId"] for g in
+                            ec2.describe_security_groups(Filters=tag)["SecurityGroups"]],
+        "images": [i["ImageId"] for i in ec2.describe_images(Owners=["self"],
+                                                             Filters=tag)["Images"]],
+        "snapshots": [s["SnapshotId"] for s in ec2.describe_snapshots(
+            OwnerIds=["self"], Filters=tag)["Snapshots"]],
+    }
+    balancers = [b["LoadBalancerArn"] for b in elb.describe_load_balancers()["LoadBalancers"]]
+    groups = [g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"]]
+    listeners = [listener["ListenerArn"] for arn in balancers
+                 for listener in elb.describe_listeners(LoadBalancerArn=arn)["Listeners"]]
+    tagged = {d["ResourceArn"] for d in (elb.describe_tags(ResourceArns=balancers + groups +
+                                                           listeners)["TagDescriptions"]
+                                         if balancers + groups + listeners else [])
+              if {"Key": "lab.name", "Value": lab} in d["Tags"]}
+    found["load_balancers"] = [a for a in balancers if a in tagged]
+    found["target_groups"] = [a for a in groups if a in tagged]
+    found["listeners"] = [a for a in listeners if a in tagged]
+    return {kind: ids for kind, ids in found.items() if ids}
+
+
+def fail(client: Any, operation: str, code: str, times: int = 1_000_000, status: int = 400,
+         retried: bool = False) -> list[int]:
+    """Make ``client``'s ``operation`` answer AWS's error ``code`` the next ``times`` times.
+    Returns a list that grows by one at each attempt.
+
+    ``retried``: the answer is sent back as from the wire, so boto3's retries and parsing run
+    as on AWS; moto still carries the call out (botocore asks every before-send handler), so
+    use it for reads only. Otherwise the call stops before it is sent and moto never sees
+    it: as on AWS, a refused call makes nothing.
+    """
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}'
+            f'</Code><Message>injected {code}</Message></Error></Errors>'
+            '<RequestID>test</RequestID></Response>').encode()
+    attempts: list[int] = []
+
+    def on_the_wire(request: Any, **_: Any) -> AWSResponse | None:
+        attempts.append(1)
+        if len(attempts) > times:
+            return None
+        return AWSResponse(request.url, status, {}, MockRawResponse(body))
+
+    def before_sending(**_: Any) -> tuple[Any, dict[str, Any]] | None:
+        attempts.append(1)
+        if len(attempts) > times:
+            return None
+        parsed = {"Error": {"Code": code, "Message": f"injected {code}"},
+                  "ResponseMetadata": {"HTTPStatusCode": status}}
+        return AWSResponse("https://aws.invalid/", status, {}, MockRawResponse(b"")), parsed
+
+    service = client.meta.service_model.service_name
+    if retried:
+        client.meta.events.register_first(f"before-send.{service}.{operation}", on_the_wire)
+    else:
+        client.meta.events.register_first(f"before-call.{service}.{operation}", before_sending)
+    return attempts

@@ -1,0 +1,242 @@
+"""The ALB balancer against moto: made by `lab up`, one target group per generation, weights
+as canary steps, health from the target group, retire and rollback, and a whole release (the
+real release code) that promotes or rolls back and leaves nothing of the old generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from awslab import REGION, lab_config, leftovers
+from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+
+from lab.balancers import alb
+from lab.balancers.alb import ALB, short_name
+from lab.balancers.base import balancer_class, open_balancer
+from lab.config import LabConfig
+from lab.errors import ConfigError
+from lab.fleet import Fleet
+from lab.probe import Window
+from lab.release import Checks, ReleaseFailed, release
+from lab.targets.aws import AwsTarget
+
+Listener = Any
+
+
+@pytest.fixture
+def lab(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabConfig:
+    """A lab of two web servers behind `kind: haproxy` on target aws (an ALB), fast checks.
+    SSH readiness is the one boundary left out: moto's instances cannot be reached."""
+    monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
+    monkeypatch.setattr(alb, "DRAIN_SECONDS", 0)
+    return lab_config(tmp_path, aws_env, balancer=True, count=2)
+
+
+def weights(balancer: ALB) -> dict[int, int]:
+    """The listener's weight per generation, read back from AWS."""
+    by_arn = {arn: generation for generation, arn in balancer._groups().items()}
+    return {by_arn[arn]: w for arn, w in balancer._weights().items()}
+
+
+def test_haproxy_on_aws_is_an_alb_and_alb_elsewhere_says_why_not(lab: LabConfig) -> None:
+    assert balancer_class(lab) is ALB
+    local = lab.model_copy(update={"target": "docker",
+                                   "balancer": lab.balancer.model_copy(update={"kind": "alb"})})
+    with pytest.raises(ConfigError, match=r"^lab.yml: balancer.kind: alb runs only on target "
+                                          r"aws, not docker \(use haproxy\)$"):
+        balancer_class(local)
+
+
+def test_up_makes_the_alb_with_the_first_generation_at_full_weight(lab: LabConfig) -> None:
+    with Fleet(lab) as fleet:
+        servers = fleet.up()
+        balancer = open_balancer(lab, servers, fleet.key)
+        assert isinstance(balancer, ALB)
+        assert balancer.url.startswith("http://") and balancer.url.endswith(
+            ".elb.amazonaws.com:8080/")
+        members = balancer.members()
+        assert sorted(members) == ["web-1", "web-2"]
+        assert all(m.healthy and m.serving and m.share == 0.5 for m in members.values())
+        assert weights(balancer) == {1: 100}
+        fleet.up()  # again: nothing new, the same balancer and listener
+        assert weights(balancer) == {1: 100}
+        elb = boto3.client("elbv2", region_name=REGION)
+        group = elb.describe_target_groups()["TargetGroups"][0]
+        assert (group["HealthCheckPath"], group["HealthCheckPort"]) == ("/health", "80")
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_the_servers_take_http_only_from_the_balancers_group(lab: LabConfig) -> None:
+    with Fleet(lab) as fleet:
+        fleet.up()
+        ec2 = boto3.client("ec2", region_name=REGION)
+        groups = {g["GroupName"]: g for g in ec2.describe_security_groups(
+            Filters=[{"Name": "tag:lab.name", "Values": ["t"]}])["SecurityGroups"]}
+        servers, balancer = groups["lab-t-servers"], groups["lab-t-balancer"]
+        http = [r for r in servers["IpPermissions"] if r["FromPort"] == 80]
+        assert [p["GroupId"] for p in http[0]["UserIdGroupPairs"]] == [balancer["GroupId"]]
+        assert http[0]["IpRanges"] == []
+        assert [(r["FromPort"], r["IpRanges"][0]["CidrIp"]) for r in balancer["IpPermissions"]
+                ] == [(8080, "203.0.113.7/32")]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_weights_shift_retire_and_roll_back(lab: LabConfig) -> None:
+    with Fleet(lab) as fleet:
+        old = fleet.up()
+        balancer = open_balancer(lab, old, fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        balancer.join(new, lab.health_of("web"))
+        assert weights(balancer) == {1: 100, 2: 0}
+        assert not any(balancer.members()[s.name].serving for s in new)
+        olds, news = [s.name for s in old], [s.name for s in new]
+        for percent in (10, 50, 100):
+            balancer.shift(olds, news, percent)
+            assert weights(balancer) == {1: 100 - percent, 2: percent}
+        assert balancer.members()[news[0]].share == 0.5
+        balancer.shift(olds, news, 0)  # the rollback's way back
+        assert weights(balancer) == {1: 100, 2: 0}
+        assert balancer.retire(news) == []
+        assert weights(balancer) == {1: 100}  # the new generation's group is gone
+        assert sorted(balancer.members()) == sorted(olds)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_health_comes_from_the_target_group(lab: LabConfig,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto calls every registered instance healthy; the test makes one fail its checks."""
+    with Fleet(lab) as fleet:
+        servers = fleet.up()
+        balancer = open_balancer(lab, servers, fleet.key)
+        assert isinstance(balancer, ALB)
+        sick = balancer._ids()["web-2"]
+        real = FakeTargetGroup.health_for
+
+        def health_for(self: FakeTargetGroup, target: dict[str, Any],
+                       ec2_backend: Any) -> FakeHealthStatus:
+            if target["Id"] == sick:
+                return FakeHealthStatus(sick, "80", "80", "unhealthy",
+                                        "Target.ResponseCodeMismatch", "503")
+            return real(self, target, ec2_backend)
+
+        monkeypatch.setattr(FakeTargetGroup, "health_for", health_for)
+        monkeypatch.setattr(alb, "HEALTH_TIMEOUT", 0.3)
+        members = balancer.members()
+        assert (members["web-2"].health, members["web-2"].healthy) == ("unhealthy", False)
+        assert members["web-1"].share == 1.0 and members["web-2"].share == 0.0
+        assert balancer.wait_healthy(["web-1", "web-2"], timeout=0.1) == ["web-2"]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+class QuietProbe:
+    """The probe's stand-in: nothing can send traffic to a moto ALB."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def window(self, since: float, until: float | None = None) -> Window:
+        return Window(seconds=1.0, requests=10, errors=0, p50_ms=1.0, p99_ms=2.0)
+
+
+def passing(fleet: Fleet, names: list[str], overrides: Any, on_event: Listener) -> str:
+    return ""
+
+
+def test_a_release_promotes_through_the_alb_and_removes_the_old_generation(
+        lab: LabConfig) -> None:
+    fast = lab.model_copy(update={"release": lab.release.model_copy(
+        update={"steps": [50, 100], "step_seconds": 0.1})})
+    with Fleet(fast) as fleet:
+        fleet.up()
+        report = release(fleet, probe=QuietProbe, checks=Checks(passing, passing))
+        assert report.outcome == "promoted" and report.old == ["web-1", "web-2"]
+        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert weights(balancer) == {2: 100}
+        assert sorted(balancer.members()) == sorted(report.new)
+        assert sorted(s.name for s in fleet.live()) == sorted(report.new)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_failed_release_puts_the_weights_back(lab: LabConfig) -> None:
+    fast = lab.model_copy(update={"release": lab.release.model_copy(
+        update={"steps": [50, 100], "step_seconds": 0.1})})
+
+    def failing(fleet: Fleet, names: list[str], overrides: Any, on_event: Listener) -> str:
+        return "test_web.py::test_index failed"
+
+    with Fleet(fast) as fleet:
+        fleet.up()
+        with pytest.raises(ReleaseFailed, match="failed its tests"):
+            release(fleet, probe=QuietProbe, checks=Checks(passing, failing))
+        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert weights(balancer) == {1: 100}
+        assert sorted(s.name for s in fleet.live()) == ["web-1", "web-2"]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_names_fit_aws_limits() -> None:
+    assert short_name("t", "-g1") == "lab-t-g1"
+    long = short_name("a" * 32, "-g12")
+    assert len(long) <= 32 and long.endswith("-g12") and long != short_name("a" * 31 + "b",
+                                                                             "-g12")
+
+
+def test_ctrl_c_in_a_release_rolls_back_and_removes_the_new_generation(
+        lab: LabConfig) -> None:
+    fast = lab.model_copy(update={"release": lab.release.model_copy(
+        update={"steps": [50, 100], "step_seconds": 0.1})})
+
+    def interrupted(fleet: Fleet, names: list[str], overrides: Any, on_event: Listener) -> str:
+        raise KeyboardInterrupt
+
+    with Fleet(fast) as fleet:
+        fleet.up()
+        with pytest.raises(KeyboardInterrupt):
+            release(fleet, probe=QuietProbe, checks=Checks(passing, interrupted))
+        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert weights(balancer) == {1: 100}
+        assert sorted(balancer._groups()) == [1]  # the new generation's group is gone
+        assert sorted(s.name for s in fleet.target.list()) == ["web-1", "web-2"]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_ctrl_c_while_joining_leaves_no_target_group(lab: LabConfig,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted between making the new generation's target group and registering in it:
+    the rollback deletes the empty group too."""
+    fast = lab.model_copy(update={"release": lab.release.model_copy(
+        update={"steps": [100], "step_seconds": 0.1})})
+    with Fleet(fast) as fleet:
+        fleet.up()
+        real = ALB._register
+
+        def register(self: ALB, group: str, names: list[str], port: int) -> None:
+            if "web-3" in names:
+                raise KeyboardInterrupt
+            real(self, group, names, port)
+
+        monkeypatch.setattr(ALB, "_register", register)
+        with pytest.raises(KeyboardInterrupt):
+            release(fleet, probe=QuietProbe, checks=Checks(passing, passing))
+        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert sorted(balancer._groups()) == [1] and weights(balancer) == {1: 100}
+        fleet.destroy()
+    assert leftovers("t") == {}

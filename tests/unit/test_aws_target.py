@@ -1,0 +1,217 @@
+"""The aws target against moto: what `lab up` makes, how it is tagged and found, and that
+destroy (with or without state), a failed or interrupted create, and sweep leave nothing."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+from awslab import CIDR, REGION, key_for, lab_config, leftovers
+
+from lab.aws import api, resources
+from lab.errors import ExitStatus, LabError
+from lab.fleet import Fleet
+from lab.state import Liveness
+from lab.targets.aws import AwsTarget
+from lab.targets.base import ServerSpec
+
+
+def specs(count: int = 2, image: str = "lab/base:bookworm", generation: int = 1,
+          start: int = 1) -> list[ServerSpec]:
+    return [ServerSpec(f"web-{start + i}", "web", generation, image, ports=[80])
+            for i in range(count)]
+
+
+@pytest.fixture
+def target(aws_env: str, tmp_path: Path) -> AwsTarget:
+    config = lab_config(tmp_path, aws_env)
+    return AwsTarget(config, key_for(config))
+
+
+def test_create_makes_tagged_instances_reached_on_their_public_address(
+        target: AwsTarget, aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_LABELS", "lab.test-run=r1")
+    records = target.create(specs())
+    assert [r.name for r in records] == ["web-1", "web-2"]
+    for record in records:
+        assert record.ssh_host and record.ssh_host == record.ports_host
+        assert (record.ssh_port, record.ssh_user, record.ports) == (22, "admin", {80: 80})
+        assert record.liveness is Liveness.RUNNING and record.target == "aws"
+    ec2 = boto3.client("ec2", region_name=REGION)
+    instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert {i["ImageId"] for i in instances} == {aws_env}
+    for instance in instances:
+        tags = api.tags_of(instance)
+        assert tags["lab.name"] == "t" and tags["lab.test-run"] == "r1"
+        expires = datetime.strptime(tags["lab.expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        assert timedelta(hours=3, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=4)
+    assert sorted(r.name for r in target.list()) == ["web-1", "web-2"]
+    assert target.alive(["web-1", "web-9"]) == {"web-1"}
+    assert sorted(target.destroy()) == ["web-1", "web-2"]
+    assert leftovers("t") == {}
+
+
+def test_the_key_is_imported_and_ssh_is_open_to_the_cidr_only(target: AwsTarget) -> None:
+    target.create(specs(1))
+    ec2 = boto3.client("ec2", region_name=REGION)
+    pair = ec2.describe_key_pairs(KeyNames=["lab-t"], IncludePublicKey=True)["KeyPairs"][0]
+    assert pair["PublicKey"].split()[:2] == target.key.public_text.split()[:2]
+    assert api.tags_of(pair)["lab.name"] == "t"
+    group = ec2.describe_security_groups(Filters=[{"Name": "tag:lab.name", "Values": ["t"]}])[
+        "SecurityGroups"]
+    assert len(group) == 1
+    rules = group[0]["IpPermissions"]
+    assert [(r["FromPort"], [x["CidrIp"] for x in r["IpRanges"]]) for r in rules] == [(22, [CIDR])]
+    target.destroy()
+    assert leftovers("t") == {}
+
+
+def test_every_launch_template_version_is_whole(target: AwsTarget, aws_env: str) -> None:
+    target.create(specs(1))
+    target.create(specs(1, start=2))
+    ec2 = boto3.client("ec2", region_name=REGION)
+    versions = ec2.describe_launch_template_versions(LaunchTemplateName="lab-t")[
+        "LaunchTemplateVersions"]
+    assert len(versions) == 3  # the empty first version, and one per create
+    for version in versions[1:]:
+        data = version["LaunchTemplateData"]
+        assert data["ImageId"] == aws_env and data["KeyName"] == "lab-t"
+        assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
+        assert data["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
+        boot = base64.b64decode(data["UserData"]).decode()
+        assert boot.startswith("#cloud-config") and "+240" in boot
+    target.destroy()
+    assert leftovers("t") == {}
+
+
+def test_an_interrupted_create_removes_what_it_made(target: AwsTarget,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the first instance launched: that instance, the key pair, the groups and
+    the template (all made by this call) are gone when the interrupt goes on."""
+    launched = AwsTarget._run
+    calls = []
+
+    def run_then_interrupt(self: AwsTarget, *args: object) -> str:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return launched(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AwsTarget, "_run", run_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        target.create(specs(2))
+    assert leftovers("t") == {}
+
+
+def test_a_killed_up_is_destroyed_by_tag_without_state(aws_env: str, tmp_path: Path) -> None:
+    """`lab up` killed outright (no clean-up ran) and .lab deleted: `lab destroy` still
+    finds every resource by tag."""
+    config = lab_config(tmp_path, aws_env, balancer=True, count=2)
+    launched = AwsTarget._run
+    calls = []
+
+    def run_then_die(self: AwsTarget, *args: object) -> str:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return launched(self, *args)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AwsTarget, "_run", run_then_die)
+        patch.setattr(AwsTarget, "_undo", lambda *a, **k: None)  # the process died: no
+        patch.setattr(Fleet, "destroy_servers", lambda *a, **k: [])  # clean-up ran
+        with Fleet(config) as fleet, pytest.raises(KeyboardInterrupt):
+            fleet.up()
+    assert {"instances", "key_pairs", "security_groups", "launch_templates"} <= set(
+        leftovers("t"))
+    shutil.rmtree(config.state_dir)
+    with Fleet(lab_config(tmp_path, aws_env, balancer=True, count=2)) as fleet:
+        assert fleet.destroy() == ["web-1"]
+    assert leftovers("t") == {}
+
+
+def test_up_then_destroy_after_state_is_deleted(aws_env: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole `lab up` (with its ALB) and `lab destroy` with .lab/ gone in between. SSH
+    readiness is the one boundary left out: moto's instances cannot be reached."""
+    monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
+    config = lab_config(tmp_path, aws_env, balancer=True, count=2)
+    with Fleet(config) as fleet:
+        plan = fleet.plan()
+        assert plan is not None and [line.count for line in plan.lines] == [2, 1]
+        up = fleet.up()
+        assert sorted(s.name for s in up) == ["web-1", "web-2"]
+        assert fleet.plan() is None  # nothing missing: nothing to pay for
+    assert set(leftovers("t")) >= {"instances", "load_balancers", "target_groups", "listeners"}
+    shutil.rmtree(config.state_dir)
+    with Fleet(lab_config(tmp_path, aws_env, balancer=True, count=2)) as fleet:
+        assert sorted(fleet.destroy()) == ["web-1", "web-2"]
+    assert leftovers("t") == {}
+
+
+def test_the_plan_checks_type_and_image_and_prices_before_making_anything(
+        aws_env: str, tmp_path: Path) -> None:
+    config = lab_config(tmp_path, aws_env, balancer=True)
+    plan = AwsTarget(config, key_for(config)).plan(specs(2))
+    assert plan is not None
+    assert [(line.count, line.hourly is not None) for line in plan.lines] == [(2, True), (1, True)]
+    assert 0.05 < plan.hourly < 0.2 and "an hour" in plan.describe()[-2]
+    odd = lab_config(tmp_path, aws_env, instance_type="z9.mega")
+    with pytest.raises(LabError) as caught:
+        AwsTarget(odd, key_for(odd)).plan(specs(1))
+    assert caught.value.exit_code == ExitStatus.BAD_INPUT
+    assert str(caught.value).startswith("aws.instance_type: not offered in eu-west-1")
+    missing = lab_config(tmp_path, "ami-0123456789abcdef0")
+    with pytest.raises(LabError, match="AMI not found in eu-west-1") as caught:
+        AwsTarget(missing, key_for(missing)).plan(specs(1))
+    assert caught.value.exit_code == ExitStatus.BAD_INPUT
+    assert leftovers("t") == {}
+
+
+def test_sweep_removes_only_what_has_expired(aws_env: str, tmp_path: Path) -> None:
+    short = lab_config(tmp_path / "a", aws_env, name="short", lifetime="1h")
+    long = lab_config(tmp_path / "b", aws_env, name="long", lifetime="8h")
+    for config in (short, long):
+        AwsTarget(config, key_for(config)).create(specs(1))
+    assert resources.sweep(REGION).empty  # nothing has expired yet
+    later = datetime.now(UTC) + timedelta(hours=2)
+    removed = resources.sweep(REGION, now=later)
+    assert removed.counts() == {"instances": 1, "launch_templates": 1, "security_groups": 1,
+                                "key_pairs": 1}
+    assert leftovers("short") == {} and "instances" in leftovers("long")
+    resources.sweep(None, now=later + timedelta(hours=7))  # AWS_REGION's
+    assert leftovers("long") == {}
+
+
+def test_the_image_may_be_a_public_parameter(aws_env: str, tmp_path: Path) -> None:
+    """The default is Debian's public parameter; moto has none, so the test makes its own."""
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/lab/test/debian-12", Value=aws_env, Type="String")
+    config = lab_config(tmp_path, "/lab/test/debian-12")
+    target = AwsTarget(config, key_for(config))
+    assert target.image_id("lab/base:bookworm") == aws_env
+    missing = lab_config(tmp_path, "/aws/service/debian/release/bookworm/latest/amd64")
+    with pytest.raises(LabError, match=r"^aws\.image: no such public parameter in eu-west-1"):
+        AwsTarget(missing, key_for(missing)).plan(specs(1))
+    assert leftovers("t") == {}
+
+
+def test_a_failure_after_the_servers_in_up_removes_everything_up_made(
+        aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the ALB is being made: the servers, groups, key pair and template that
+    this `lab up` made go too, not only the balancer."""
+    from lab.balancers.alb import ALB
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
+    monkeypatch.setattr(ALB, "_take", interrupted)
+    with Fleet(lab_config(tmp_path, aws_env, balancer=True, count=2)) as fleet, pytest.raises(
+            KeyboardInterrupt):
+        fleet.up()
+    assert leftovers("t") == {}
