@@ -13,7 +13,7 @@ from release_fakes import FakeBalancer, FakeMember, World
 
 import lab.balancers.haproxy
 import lab.balancers.registry
-from lab.balancers.base import Balancer, Tally, rotation
+from lab.balancers.base import Balancer, Tally, balancer_roles, rotation
 from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import TargetError
@@ -46,10 +46,12 @@ def test_rotation_is_what_lab_status_shows_of_each_member(world: World) -> None:
         "web-2": {"weight": 100, "health": "UP", "share": 0.526},
         "web-3": {"weight": 10, "health": "DOWN", "share": 0.0},
     }
+    assert world.found_key is KEY  # what a balancer on a server needs to reach it
 
 
 def test_rotation_is_empty_when_there_is_no_balancer_to_ask(world: World) -> None:
     assert rotation(lab_yml(balancer=False), [], KEY) == {}
+    assert balancer_roles(lab_yml(balancer=False)) == set()
     world.balancer_running = False
     assert rotation(lab_yml(), [], KEY) == {}
     world.balancer_running, world.balancer_down = True, True

@@ -20,7 +20,7 @@ from lab.config import load_config
 from lab.events import Event, Listener
 from lab.fleet import Fleet
 from lab.release import Checks, provision_gate, verify_gate
-from lab.state import Stage
+from lab.state import ServerRecord, Stage
 from lab.verify import TestOutcome, VerifyResult
 
 
@@ -79,15 +79,16 @@ def test_the_verify_gate_says_which_test_failed_where(
         fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
     """testinfra's own run is replaced here (it runs for real in the integration tests);
     what the gate makes of its result, and where its progress goes, are not."""
-    def verify_lab(config: object, servers: list[object], key: object, on_event: Listener,
-                   overrides: object, everyone: object) -> VerifyResult:
-        on_event(Event("verify", "testinfra on web-2"))
+    def verify_lab(config: object, servers: list[ServerRecord], key: object,
+                   on_event: Listener, overrides: dict[str, str],
+                   everyone: object) -> VerifyResult:
+        on_event(Event("verify", f"testinfra on {servers[0].name}, {overrides['version']}"))
         return VerifyResult([TestOutcome("web-2", "test_page", "failed", "no v2 in page")])
 
     monkeypatch.setattr(lab.harness, "verify_lab", verify_lab)
     events: list[Event] = []
 
-    problem = verify_gate(fleet, ["web-2"], None, events.append)
+    problem = verify_gate(fleet, ["web-2"], {"version": "v2"}, events.append)
 
     assert problem == "verify failed: web-2: test_page: no v2 in page"
-    assert [e.message for e in events] == ["testinfra on web-2"]
+    assert [e.message for e in events] == ["testinfra on web-2, v2"]
