@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 import lab.targets.registry
 from lab.cli import app
 from lab.cli.base import Globals, current, handled
-from lab.errors import ExitStatus, PrerequisiteError
+from lab.errors import (
+    CheckFailed,
+    ConfigError,
+    ExitStatus,
+    PrerequisiteError,
+    TargetError,
+    UsageError,
+)
 
 runner = CliRunner(env={"LAB_FILE": None})
 
@@ -48,6 +55,10 @@ def test_a_command_called_without_the_lab_group_has_the_default_options() -> Non
 @pytest.mark.parametrize(("raised", "status"), [
     (RuntimeError("a bug"), ExitStatus.INTERNAL),
     (PrerequisiteError("no engine"), ExitStatus.MISSING_PREREQUISITE),
+    (ConfigError("lab.yml: name: ..."), ExitStatus.BAD_INPUT),
+    (UsageError("no server 'web-9'"), ExitStatus.BAD_INPUT),
+    (TargetError("the engine refused"), ExitStatus.CHECK_FAILED),
+    (CheckFailed("verify failed"), ExitStatus.CHECK_FAILED),
     (KeyboardInterrupt(), ExitStatus.INTERRUPTED),
 ])
 def test_a_command_called_on_its_own_maps_errors_to_exit_statuses(
@@ -61,3 +72,5 @@ def test_a_command_called_on_its_own_maps_errors_to_exit_statuses(
         command()
 
     assert caught.value.exit_code == status
+    assert int(status) == {"OK": 0, "CHECK_FAILED": 1, "BAD_INPUT": 2, "MISSING_PREREQUISITE": 3,
+                           "INTERNAL": 70, "INTERRUPTED": 130}[status.name]  # README's table
