@@ -65,6 +65,7 @@ class World:
     # What the fakes were given, for tests of what the release passes on.
     found_among: list[str] = field(default_factory=list)  # servers the balancer was found in
     found_key: KeyPair | None = None  # the key it was found with
+    found_for: str = ""  # the lab it was found for
     health: HealthCheck | None = None  # what join was told to check
     give_up: threading.Event | None = None  # what wait_healthy was told to stop on
     retire_timeouts: dict[str, float] = field(default_factory=dict)
@@ -159,6 +160,7 @@ class FakeBalancer(Balancer):
     def find(cls, config: LabConfig, servers: list[ServerRecord],
              key: KeyPair) -> FakeBalancer | None:
         world.found_among, world.found_key = sorted(s.name for s in servers), key
+        world.found_for = config.name
         return cls() if world.balancer_running else None
 
     @property

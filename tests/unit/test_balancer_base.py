@@ -13,7 +13,7 @@ from release_fakes import FakeBalancer, FakeMember, World
 
 import lab.balancers.haproxy
 import lab.balancers.registry
-from lab.balancers.base import Balancer, Tally, balancer_roles, rotation
+from lab.balancers.base import Balancer, Tally, balancer_roles, get_balancer, rotation
 from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import TargetError
@@ -47,6 +47,21 @@ def test_rotation_is_what_lab_status_shows_of_each_member(world: World) -> None:
         "web-3": {"weight": 10, "health": "DOWN", "share": 0.0},
     }
     assert world.found_key is KEY  # what a balancer on a server needs to reach it
+    assert world.found_for == "bb"
+
+
+def test_a_balancer_installed_by_another_package_is_known(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `lab.balancers` entry point group: a package's own balancer, not lab's."""
+    dist = tmp_path / "labplugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: labplugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[lab.balancers]\nplugged = release_fakes:FakeBalancer\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert get_balancer("plugged") is FakeBalancer
+    assert "plugged" in lab.balancers.registry.kinds()
 
 
 def test_rotation_is_empty_when_there_is_no_balancer_to_ask(world: World) -> None:

@@ -8,6 +8,7 @@ test_release_cycle.py walks the phases; these pin down what a user reads and rel
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -471,7 +472,9 @@ def test_a_gate_that_hangs_does_not_keep_lab_from_exiting() -> None:
     import subprocess
     import sys
 
-    hang = ("import threading; from lab.release import _Background; "
+    # the lab this test runs on, wherever it was imported from
+    hang = (f"import lab; lab.__path__[:] = [{str(Path(lab.__file__).parent)!r}]; "
+            "import threading; from lab.release import _Background; "
             "_Background(threading.Event().wait); print('exiting')")
     done = subprocess.run([sys.executable, "-c", hang], capture_output=True, text=True,
                           timeout=60)
