@@ -17,6 +17,7 @@ from lab.fleet import Fleet
 from lab.harness import provision, verify
 from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
+from lab.report import write_page
 from lab.scaffold import edit_lab_yml, init_lab
 from lab.steps import OK, Outcome, Step, Steps
 
@@ -25,6 +26,8 @@ from lab.steps import OK, Outcome, Step, Steps
 class DemoReport:
     directory: Path
     run: Steps = field(default_factory=Steps)
+    releases: list[dict[str, Any]] = field(default_factory=list)  # as each release saved it
+    pages: list[Path] = field(default_factory=list)  # their pictures (`lab report`'s pages)
 
     @property
     def steps(self) -> list[Step]:
@@ -36,11 +39,26 @@ class DemoReport:
 
 
 def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | None = None,
-             on_event: Listener = ignore) -> DemoReport:
+             on_event: Listener = ignore, pages: Path | None = None) -> DemoReport:
     """Run the story; unless ``keep``, the servers are destroyed and a temporary directory
-    (with the lab's key and state) is removed, whatever happened."""
+    (with the lab's key and state) is removed, whatever happened. With ``pages``, the
+    picture of each release (good and rolled back) is written there, outliving the lab."""
     temporary = directory is None
     directory = directory or Path(tempfile.mkdtemp(prefix="lab-demo-"))
+    try:
+        report = _tell(directory, keep, step_seconds, on_event)
+        if pages is not None:
+            for release in report.releases:
+                name = f"lab-demo-{release['vars'].get('version', '')}-{release['outcome']}.html"
+                report.pages.append(write_page([release], pages / name).path)
+        return report
+    finally:
+        # Whatever happened (Ctrl-C included), a directory the demo made is not left behind.
+        if temporary and not keep:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _tell(directory: Path, keep: bool, step_seconds: float, on_event: Listener) -> DemoReport:
     init_lab(directory, name=f"demo-{directory.name[-6:].lower().replace('_', '-')}"
              .rstrip("-"), force=True)
     config = edit_lab_yml(directory / "lab.yml", listen=free_local_port(),
@@ -52,14 +70,13 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
             report.run.run("up v1: create, provision, verify", lambda: _build_v1(fleet, on_event),
                            always=True)
             report.run.run("release v2 under load", lambda: _release(
-                fleet, {"version": "v2"}, on_event), "promoted", always=True)
+                fleet, {"version": "v2"}, on_event, report.releases), "promoted", always=True)
             report.run.run("release broken v3", lambda: _release(
-                fleet, {"version": "v3", "broken": True}, on_event), "rolled-back", always=True)
+                fleet, {"version": "v3", "broken": True}, on_event, report.releases),
+                "rolled-back", always=True)
         finally:
             if not keep:
                 fleet.destroy()
-    if temporary and not keep:
-        shutil.rmtree(directory, ignore_errors=True)
     return report
 
 
@@ -73,13 +90,15 @@ def _build_v1(fleet: Fleet, on_event: Listener) -> Outcome:
                    {"tests passed": checked.passed})
 
 
-def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener) -> Outcome:
+def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener,
+             kept: list[dict[str, Any]]) -> Outcome:
     try:
         report = release(fleet, overrides, on_event=on_event)
     except ReleaseFailed:
         report_data = fleet.state.releases()[-1]
     else:
         report_data = report.to_dict()
+    kept.append(report_data)
     traffic = report_data["traffic"]
     figures = {"requests": traffic["requests"], "failed": traffic["errors"],
                "p99 ms": traffic["p99_ms"], "reason": report_data["reason"]}

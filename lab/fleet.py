@@ -3,6 +3,10 @@
 The fleet joins three things: lab.yml (what should exist), the target (what does exist) and
 state (what lab remembers). The real world wins: :meth:`Fleet.reconcile` runs first in every
 verb, so a container state forgot is still found and a server that died is shown as dead.
+
+Whatever changes which servers exist (up, a release's new generation, destroying servers)
+goes through here, so here ``.lab/inventory.yml`` and ``.lab/ssh_config`` are rewritten to
+match, and a server's shared SSH connection is closed before it goes.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from lab.balancers.base import ensure_balancer, fixed_ports, lab_roles
+from lab.balancers.base import ensure_balancer, fixed_ports, group_vars, lab_roles
 from lab.config import LabConfig, Role, load_config
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
+from lab.inventory import remove_inventory, write_inventory
 from lab.keys import KeyPair, ensure_keypair
 from lab.knownhosts import KnownHosts
+from lab.ssh import close_shared_connections
 from lab.state import Liveness, ServerRecord, Stage, State
 from lab.targets.base import Plan, ServerSpec, Target
 from lab.targets.registry import get_target
@@ -106,6 +112,7 @@ class Fleet:
                    and not s.gone]
         self.target.wait_ready(pending, self.on_event)
         self.mark([s.name for s in pending], Stage.READY)
+        self.write_inventory()
         return [s for s in self.state.servers() if s.role in wanted]
 
     def _wanted(self, roles: Iterable[str] | None) -> list[str]:
@@ -122,7 +129,9 @@ class Fleet:
     def destroy(self, images: bool = False) -> list[str]:
         """Remove everything with the lab's label, whether or not state remembers it."""
         self._emit("destroy", f"destroying lab {self.config.name}")
+        close_shared_connections(self.state.servers())
         removed = self.target.destroy(None, self.on_event)
+        remove_inventory(self.config.state_dir)
         if images:
             for tag in self.target.remove_images():
                 self._emit("destroyed", f"image {tag} removed")
@@ -134,13 +143,23 @@ class Fleet:
         return removed
 
     def destroy_servers(self, names: list[str]) -> list[str]:
+        """Destroy some servers (a release's old or failed generation, dead ones)."""
+        close_shared_connections([s for s in self.state.servers() if s.name in names])
         removed = self.target.destroy(names, self.on_event)
         # Their ports go to later servers, which must not be taken for impostors.
         KnownHosts(self.key.known_hosts).forget(names)
         for name in names:
             self.state.forget(name)
             self.state.log("destroyed", name)
+        self.write_inventory()
         return removed
+
+    def write_inventory(self) -> None:
+        """``.lab/inventory.yml`` and ``.lab/ssh_config`` for the servers that run now: what
+        people, Ansible and testinfra read, so they never name a server that is gone."""
+        running = [s for s in self.state.servers()
+                   if not s.gone and s.liveness is not Liveness.CREATING]
+        write_inventory(self.config.state_dir, running, self.key, group_vars(self.config))
 
     def select(self, names: list[str] | None = None) -> Selection:
         """Live servers by name (all when none given), with every live server of the lab,
@@ -247,6 +266,7 @@ class Fleet:
             self.destroy_servers([s.name for s in specs])
             raise
         self.mark([r.name for r in created], Stage.READY)
+        self.write_inventory()
         return [self.find(r.name) for r in created]
 
     def _roles(self) -> str:

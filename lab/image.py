@@ -31,19 +31,21 @@ DEBOOTSTRAP_PACKAGES = "python3,openssh-server,sudo,iproute2"
 HASH_LABEL = "lab.dockerfile-sha256"
 
 
-def context_dir() -> Path:
-    return Path(str(files("lab") / "data" / "image"))
+def context_dir(name: str = "image") -> Path:
+    """A build context of lab's own under ``lab/data/``: ``image`` (the base image) or
+    ``cache`` (the package cache, built from the base image)."""
+    return Path(str(files("lab") / "data" / name))
 
 
-def dockerfile_hash() -> str:
+def dockerfile_hash(context: Path | None = None) -> str:
     digest = hashlib.sha256()
-    for path in sorted(context_dir().iterdir()):
+    for path in sorted((context or context_dir()).iterdir()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE,
-                     arch: str | None = None) -> bool:
+                     arch: str | None = None, context: Path | None = None) -> bool:
     """The image exists, was built from this Dockerfile, and for the engine's architecture
     (an amd64 image on Apple silicon would run under emulation, where systemd does not).
     ``arch`` is the engine's (Debian's name), when the caller has asked the engine already."""
@@ -51,7 +53,7 @@ def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE,
         image = client.images.get(tag)
     except ImageNotFound:
         return False
-    if (image.labels or {}).get(HASH_LABEL) != dockerfile_hash():
+    if (image.labels or {}).get(HASH_LABEL) != dockerfile_hash(context):
         return False
     built_for = image.attrs.get("Architecture")
     return not built_for or built_for == (arch or engine_facts(client).debian_arch)
@@ -68,12 +70,19 @@ def build_base_image(
         on_event(Event("image", f"{tag} is up to date", subject=tag))
         return tag
     ensure_debian_base(client, on_event)
+    return build_image(client, context_dir(), tag, on_event)
+
+
+def build_image(client: docker.DockerClient, context: Path, tag: str,
+                on_event: Listener = ignore) -> str:
+    """Build ``tag`` from the Dockerfile in ``context``, labelled with its hash (so
+    :func:`image_is_current` can tell); the build it replaces is removed."""
     previous = _image_id(client, tag)
     on_event(Event("image", f"building {tag}", subject=tag))
     try:
         stream = client.api.build(
-            path=str(context_dir()), tag=tag, rm=True, forcerm=True, decode=True,
-            labels={HASH_LABEL: dockerfile_hash()},
+            path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+            labels={HASH_LABEL: dockerfile_hash(context)},
         )
         for chunk in stream:
             if "error" in chunk:

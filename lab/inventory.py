@@ -4,6 +4,8 @@
 SSH port its target reported, user, the lab key, the Python interpreter, strict host key
 checking against ``.lab/known_hosts``). ``.lab/ssh_config`` says the same for ssh, so
 ``ssh -F .lab/ssh_config web-1`` and testinfra's ``ssh://web-1`` both work.
+Both follow the servers: :class:`~lab.fleet.Fleet` rewrites them whenever servers come or go,
+and removes them with the lab.
 A user can run ``ansible-playbook -i .lab/inventory.yml site.yml`` by hand.
 """
 
@@ -57,7 +59,8 @@ def write_inventory(state_dir: Path, servers: list[ServerRecord], key: KeyPair,
                     group_vars: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write ``inventory.yml`` and ``ssh_config`` under ``state_dir``; returns the inventory."""
     path = state_dir / "inventory.yml"
-    header = "# Written by lab from .lab/state.db; rewritten on every provision and verify.\n"
+    header = ("# Written by lab from .lab/state.db; rewritten whenever the lab's servers change"
+              " (up, release, rollback, destroy) and on every provision and verify.\n")
     body = yaml.safe_dump(build_inventory(servers, key, group_vars), sort_keys=False)
     path.write_text(header + body, encoding="utf-8")
     write_ssh_config(state_dir / "ssh_config", servers, key)
@@ -83,3 +86,9 @@ def write_ssh_config(path: Path, servers: list[ServerRecord], key: KeyPair) -> P
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def remove_inventory(state_dir: Path) -> None:
+    """Remove what :func:`write_inventory` wrote: a destroyed lab has nothing to reach."""
+    for name in ("inventory.yml", "ssh_config"):
+        (state_dir / name).unlink(missing_ok=True)

@@ -10,6 +10,7 @@ and stops by itself after ``max_seconds``.
 from __future__ import annotations
 
 import http.client
+import math
 import socket
 import threading
 import time
@@ -57,6 +58,18 @@ class Window:
                 "errors": self.errors, "error_rate": round(self.error_rate, 4),
                 "rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 1),
                 "p99_ms": round(self.p99_ms, 1), "versions": self.versions}
+
+
+def summary(samples: list[Sample], seconds: float) -> Window:
+    """What ``samples`` taken over ``seconds`` add up to."""
+    window = Window(seconds=max(seconds, 1e-9), requests=len(samples),
+                    errors=sum(not s.ok for s in samples))
+    latencies = sorted(s.latency for s in samples)
+    if latencies:
+        window.p50_ms = 1000 * latencies[len(latencies) // 2]
+        window.p99_ms = 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    window.versions = dict(Counter(s.version for s in samples if s.ok))
+    return window
 
 
 class Probe:
@@ -107,14 +120,19 @@ class Probe:
         until = until or time.monotonic()
         with self._lock:
             chosen = [s for s in self.samples if since <= s.at < until]
-        window = Window(seconds=max(until - since, 1e-9), requests=len(chosen),
-                        errors=sum(not s.ok for s in chosen))
-        latencies = sorted(s.latency for s in chosen)
-        if latencies:
-            window.p50_ms = 1000 * latencies[len(latencies) // 2]
-            window.p99_ms = 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        window.versions = dict(Counter(s.version for s in chosen if s.ok))
-        return window
+        return summary(chosen, until - since)
+
+    def series(self, since: float, until: float | None = None) -> list[Window]:
+        """One window per second from ``since`` (the last may be shorter): together they hold
+        exactly the samples :meth:`window` counts over the same stretch."""
+        until = until or time.monotonic()
+        with self._lock:
+            chosen = [s for s in self.samples if since <= s.at < until]
+        buckets: list[list[Sample]] = [[] for _ in range(math.ceil(until - since))]
+        for sample in chosen:
+            buckets[int(sample.at - since)].append(sample)
+        return [summary(bucket, min(1.0, until - since - second))
+                for second, bucket in enumerate(buckets)]
 
     def _loop(self, deadline: float, offset: int) -> None:
         next_at = time.monotonic() + offset * self.interval / self.workers

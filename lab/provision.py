@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lab.balancers.base import group_vars, lab_roles
+from lab.cache import missing_packages_hint
 from lab.config import LabConfig
 from lab.events import Event, Listener, ignore
 from lab.inventory import write_inventory
@@ -195,6 +196,12 @@ class _EventCollector:
 
 
 def _message(res: dict[str, Any]) -> str:
+    # Packages apt could not fetch (offline, not in lab's cache) are named in a sentence that
+    # says what to do, read from the whole message rather than its first 400 characters.
+    hint = missing_packages_hint(" ".join(str(res.get(key) or "") for key in
+                                          ("msg", "stderr", "stdout")))
+    if hint:
+        return hint
     for key in ("msg", "stderr", "module_stderr", "stdout"):
         value = res.get(key)
         if value:

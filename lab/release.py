@@ -32,6 +32,7 @@ from lab.harness import provision, verify
 from lab.probe import Probe, Window
 from lab.state import ServerRecord
 from lab.steps import Steps
+from lab.timeline import Recorder
 
 
 class ReleaseFailed(CheckFailed):
@@ -46,6 +47,8 @@ class Traffic(Protocol):
     def stop(self) -> None: ...
 
     def window(self, since: float, until: float | None = None) -> Window: ...
+
+    def series(self, since: float, until: float | None = None) -> list[Window]: ...
 
 
 # Makes the probe for the balancer's URL.
@@ -100,6 +103,7 @@ class ReleaseReport:
     reason: str = ""
     finished: float | None = None
     traffic: dict[str, Any] = field(default_factory=dict)
+    timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.timeline
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,12 +148,15 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
     )
     health = config.health_of(role)
     traffic = (probe or (lambda url: Probe(url, rate=probe_rate)))(balancer.url)
-    run = _Run(fleet, balancer, traffic, checks or Checks(), report, on_event)
     traffic.start()
     probe_started = time.monotonic()
+    run = _Run(fleet, balancer, traffic, checks or Checks(), report, on_event,
+               Recorder(probe_started))
+    run.timeline.reading(in_pool, [], report.old)
     try:
         new = run.phase("create", lambda: fleet.add_generation(role, from_image))
         report.new = [s.name for s in new]
+        run.timeline.moment("created", "new generation", detail=", ".join(report.new))
         if from_image is None:
             run.phase("provision", lambda: run.gate_provision(new, overrides))
         # Tests and the balancer's health checks run side by side: at weight 0 the new
@@ -170,7 +177,9 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
             raise ReleaseFailed(f"release rolled back: {reason}") from None
     finally:
         traffic.stop()
-        report.traffic = traffic.window(probe_started).to_dict()
+        until = time.monotonic()
+        report.traffic = traffic.window(probe_started, until).to_dict()
+        report.timeline = run.timeline.to_dict(traffic.series(probe_started, until))
         report.finished = time.time()
         _save(fleet, report)
     return report
@@ -180,16 +189,20 @@ class _Run:
     """One release in progress: the phases, the gates and the rollback."""
 
     def __init__(self, fleet: Fleet, balancer: Balancer, probe: Traffic, checks: Checks,
-                 report: ReleaseReport, on_event: Listener) -> None:
+                 report: ReleaseReport, on_event: Listener, timeline: Recorder) -> None:
         self.fleet, self.balancer, self.probe, self.checks = fleet, balancer, probe, checks
-        self.report, self.on_event = report, on_event
+        self.report, self.on_event, self.timeline = report, on_event, timeline
         self.steps = Steps(on_event)
         self.new: list[ServerRecord] = []
 
     def phase(self, name: str, body: Any) -> Any:
         """One phase through lab's step runner; any exception goes on to the rollback."""
         made: list[Any] = []
-        step = self.steps.run(name, lambda: made.append(body()), catch=False)
+        self.timeline.moment("phase", name)
+        try:
+            step = self.steps.run(name, lambda: made.append(body()), catch=False)
+        finally:
+            self.timeline.phase_ended(name, ok=bool(made))
         assert step is not None  # a release stops at its first failure: nothing is skipped
         self.report.phases[name] = round(step.seconds, 2)
         if name == "create":
@@ -200,13 +213,17 @@ class _Run:
 
     def gate_provision(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
         problem = self.checks.provision(self.fleet, _names(new), overrides, self.on_event)
+        reason = f"provisioning the new generation failed: {problem}" if problem else ""
+        self.timeline.moment("gate", "provision", ok=not problem, detail=reason)
         if problem:
-            raise ReleaseFailed(f"provisioning the new generation failed: {problem}")
+            raise ReleaseFailed(reason)
 
     def gate_verify(self, new: list[ServerRecord], overrides: dict[str, Any] | None) -> None:
         problem = self.checks.verify(self.fleet, _names(new), overrides, self.on_event)
+        reason = f"the new generation failed its tests: {problem}" if problem else ""
+        self.timeline.moment("gate", "tests", ok=not problem, detail=reason)
         if problem:
-            raise ReleaseFailed(f"the new generation failed its tests: {problem}")
+            raise ReleaseFailed(reason)
 
     def verify_and_join(self, new: list[ServerRecord], health: HealthCheck,
                         overrides: dict[str, Any] | None) -> None:
@@ -226,9 +243,11 @@ class _Run:
         """Put the new servers in the pool at zero share and wait for their health checks."""
         self.balancer.join(new, health)
         unhealthy = self.balancer.wait_healthy(_names(new), give_up=give_up)
+        problem = (f"health check {health.path} on port {health.port} failed on "
+                   f"{', '.join(unhealthy)}" if unhealthy else "")
+        self.timeline.moment("gate", "health checks", ok=not unhealthy, detail=problem)
         if unhealthy:
-            raise ReleaseFailed(f"health check {health.path} on port {health.port} failed on "
-                                f"{', '.join(unhealthy)}")
+            raise ReleaseFailed(problem)
 
     def step(self, old: list[ServerRecord], new: list[ServerRecord], percent: int,
              seconds: float, max_error_rate: float, verify_first: bool,
@@ -236,6 +255,7 @@ class _Run:
         """Move ``percent`` of traffic to the new generation, watch it, judge it."""
         names = _names(new)
         self.balancer.shift(_names(old), names, percent)
+        self.timeline.moment("step", f"{percent}%", percent=percent)
         started = time.monotonic()
         step = StepReport(percent, {})
         canary = _CanaryCount(self.balancer, names)
@@ -249,21 +269,21 @@ class _Run:
                 window = self.probe.window(started)
                 own = canary.since_start()
                 step.canary = own.to_dict() if own is not None else {}
+                self.timeline.reading(members, names, _names(old), percent, own)
                 self._tick(percent, members, window, step.canary)
                 # One cheap question to the target, not a reconcile: this runs twice a second.
                 alive = self.fleet.target.alive(names)
                 dead = [n for n in names if n not in alive]
                 if dead:
-                    step.window, step.gate = window.to_dict(), "server died"
-                    raise ReleaseFailed(f"at {percent}%: {', '.join(dead)} stopped running")
+                    raise self._refuse(step, window, "server died",
+                                       f"at {percent}%: {', '.join(dead)} stopped running")
                 down = [n for n in names if n not in members or not members[n].healthy]
                 if down:
-                    step.window, step.gate = window.to_dict(), "health check failed"
-                    raise ReleaseFailed(
-                        f"at {percent}%: health check failing on {', '.join(down)}")
+                    raise self._refuse(step, window, "health check failed",
+                                       f"at {percent}%: health check failing on {', '.join(down)}")
                 if own is not None and own.error_rate > max_error_rate:
-                    step.window, step.gate = window.to_dict(), "canary errors"
-                    raise ReleaseFailed(
+                    raise self._refuse(
+                        step, window, "canary errors",
                         f"at {percent}%: the new generation failed {own.failed} of "
                         f"{own.requests} requests (retried on other servers or "
                         f"answered 5xx), above {max_error_rate:.1%}")
@@ -278,17 +298,28 @@ class _Run:
         window = self.probe.window(started)
         step.window = window.to_dict()
         if window.error_rate > max_error_rate:
-            step.gate = "error rate too high"
-            raise ReleaseFailed(f"at {percent}%: error rate {window.error_rate:.1%} is above "
-                                f"{max_error_rate:.1%} ({window.errors}/{window.requests})")
+            raise self._refuse(step, window, "error rate too high",
+                               f"at {percent}%: error rate {window.error_rate:.1%} is above "
+                               f"{max_error_rate:.1%} ({window.errors}/{window.requests})")
+        self.timeline.moment("gate", f"{percent}%", ok=True, percent=percent)
+
+    def _refuse(self, step: StepReport, window: Window, gate: str,
+                reason: str) -> ReleaseFailed:
+        """A step's gate said no: recorded in the step, on the timeline, and raised."""
+        step.window, step.gate = window.to_dict(), gate
+        self.timeline.moment("gate", f"{step.percent}%", ok=False, detail=reason,
+                             percent=step.percent)
+        return ReleaseFailed(reason)
 
     def promote(self, old: list[ServerRecord]) -> None:
         """Drain the old generation (in-flight requests finish), then throw it away."""
+        self.timeline.moment("promote", "promote")
         lingering = self.balancer.retire(_names(old))
         if lingering:
             self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
                                            "in the balancer (connections would not close)"))
         self.fleet.destroy_servers(_names(old))
+        self.timeline.moment("destroyed", "old generation", detail=", ".join(_names(old)))
 
     def rollback(self, old: list[ServerRecord], reason: str) -> bool:
         """Old generation back at full share; new generation out and destroyed. True once
@@ -300,8 +331,10 @@ class _Run:
             return False
         self.report.outcome, self.report.reason = "rolled-back", reason
         self.on_event(Event("rollback", f"rolling back: {reason}"))
+        self.timeline.moment("rollback", "rollback", detail=reason)
         try:
             self.balancer.shift(_names(old), _names(self.new), 0)
+            self.timeline.reading(self.balancer.members(), _names(self.new), _names(old))
         except LabError as exc:
             self.on_event(Event("warning", f"rollback: {exc}"))
         try:
@@ -312,7 +345,9 @@ class _Run:
         # generation: a create cut short may have made servers it never reported.
         created = [s.name for s in self.fleet.reconcile()
                    if s.role == self.report.role and s.name not in self.report.old]
-        self.fleet.destroy_servers(sorted(set(_names(self.new)) | set(created)))
+        gone = sorted(set(_names(self.new)) | set(created))
+        self.fleet.destroy_servers(gone)
+        self.timeline.moment("destroyed", "new generation", detail=", ".join(gone))
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
         return True
 

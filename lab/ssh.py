@@ -7,6 +7,7 @@ the server instead of ssh's banner.
 
 from __future__ import annotations
 
+import os
 import shlex
 import socket
 import subprocess
@@ -152,3 +153,22 @@ def wait_until_ready(server: ServerRecord, key: KeyPair, timeout: float = 90.0,
         f"{server.name}: not ready after {timeout:.0f} s ({last}); "
         f"see `lab ssh {server.name}` or the target's logs"
     )
+
+
+def close_shared_connections(servers: list[ServerRecord], wait: float = 2.0) -> None:
+    """Close the shared connection of each server about to go away, and wait until its socket
+    (``/tmp/lab-ssh-*``) is gone: left alone, a master outlives its server until its keepalives
+    or ``ControlPersist`` give up. A server without one costs a few milliseconds."""
+    for server in servers:
+        if not server.ssh_port:
+            continue
+        where = ["-p", str(server.ssh_port), f"{server.ssh_user}@{server.ssh_host}"]
+        shown = subprocess.run(["ssh", "-G", *MULTIPLEX, *where], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL, timeout=10, check=False).stdout
+        socket_path = next((line.split(" ", 1)[1] for line in shown.splitlines()
+                            if line.startswith("controlpath ")), "")
+        subprocess.run(["ssh", *MULTIPLEX, "-O", "exit", *where], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=10, check=False)
+        deadline = time.monotonic() + wait
+        while socket_path and os.path.exists(socket_path) and time.monotonic() < deadline:
+            time.sleep(0.02)

@@ -19,12 +19,14 @@ apt_install() {
 }
 
 # 1. System packages lab drives: ssh client, debootstrap (for the base image without a
-#    registry), vagrant (for the vagrant target), python venv.
+#    registry), vagrant (for the vagrant target), python venv; chromium for the tests.
 need=()
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v vagrant >/dev/null || need+=(vagrant)
 command -v make >/dev/null || need+=(make)
+# A real browser for the tests that open `lab report`'s page (headless, offline).
+command -v chromium >/dev/null || need+=(chromium)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if is_root_debian; then say "installing ${need[*]}"; apt_install "${need[@]}"

@@ -289,16 +289,19 @@ def demo(
     ctx: typer.Context,
     keep: Annotated[bool, typer.Option(help="Leave the demo lab running afterwards.")] = False,
     step_seconds: Annotated[float, typer.Option(help="Seconds per canary step.")] = 3.0,
+    pages: Annotated[Path, typer.Option(
+        "--reports", help="Where to write the picture of each release.")] = Path("."),
 ) -> None:
     """The whole story in a throwaway lab: v1 up, v2 released under load, broken v3 rolled back.
 
+    Ends with a picture of each release (`lab report`'s page) in the current directory.
     Takes about a minute once the base image exists (`make demo` builds it).
     """
     from lab.demo import run_demo
 
     started = time.monotonic()
     with progress("lab demo") as listener:
-        report = run_demo(keep, step_seconds, on_event=listener)
+        report = run_demo(keep, step_seconds, on_event=listener, pages=pages)
     table = Table("step", "expected", "outcome", "seconds", "figures", box=None,
                   title="lab demo", title_justify="left")
     for step in report.steps:
@@ -309,6 +312,8 @@ def demo(
     out.print(table)
     out.print(f"total {time.monotonic() - started:.1f} s"
               + (f"; lab kept in {report.directory}" if keep else ""))
+    for page in report.pages:
+        out.print(f"report: {page}", soft_wrap=True)
     if not report.ok:
         raise CheckFailed("the demo did not go as expected (see the table above)")
 

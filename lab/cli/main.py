@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lab.cli import aws, image, lab, release
+from lab.cli import aws, cache, image, lab, release
 from lab.cli.base import Globals
 from lab.cli.output import reflow
 from lab.config import CONFIG_FILE
@@ -35,6 +35,7 @@ for group in (lab.app, release.app):
     app.registered_commands += group.registered_commands
 # Subcommand groups (`lab image build`).
 app.add_typer(image.app, name="image")
+app.add_typer(cache.app, name="cache")
 app.add_typer(aws.app, name="aws")
 
 

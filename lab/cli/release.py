@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from lab.cli.base import SetVars, handled, lab_config
-from lab.cli.output import out, progress
+from lab.cli.output import err, out, progress
 
 app = typer.Typer()
 
@@ -35,7 +39,8 @@ def release(
     from lab.release import release as run
 
     config = lab_config(ctx)
-    with progress(f"lab release {config.name}") as listener, Fleet(config, listener) as fleet:
+    with (progress(f"lab release {config.name}") as listener, Fleet(config, listener) as fleet,
+          said_where(fleet)):
         report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
     print_release(report.to_dict())
 
@@ -51,7 +56,8 @@ def rollback(ctx: typer.Context) -> None:
     config = lab_config(ctx)
     with progress(f"lab rollback {config.name}") as listener, Fleet(config, listener) as fleet:
         previous = rollback_target(fleet)
-        report = run(fleet, previous["vars"], previous["image"], listener)
+        with said_where(fleet):
+            report = run(fleet, previous["vars"], previous["image"], listener)
     print_release(report.to_dict())
 
 
@@ -79,6 +85,53 @@ def history(
                       str(traffic.get("requests", "")), str(traffic.get("errors", "")),
                       str(traffic.get("p99_ms", "")), f"{took:.1f}", r.get("reason", "")[:60])
     out.print(table if releases else "no releases yet (run `lab release`)")
+
+
+@app.command()
+@handled
+def report(
+    ctx: typer.Context,
+    release: Annotated[str | None, typer.Argument(
+        help="Release id, or its start (default: the newest); `lab history` lists them.")]
+    = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open it in the browser.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write here (default: .lab/releases/<id>.html); a .svg "
+        "name writes the chart alone.")] = None,
+    compare: Annotated[tuple[str, str] | None, typer.Option(
+        help="Draw two releases on one time axis: --compare A B.")] = None,
+) -> None:
+    """Draw a release as one HTML page: traffic per version each second, the new
+    generation's share step by step, errors and latency, the phases, each gate's decision,
+    and where and why a rollback happened. The page needs no network: mail it, open it
+    from disk.
+
+    Example:  lab report --open;  lab report --compare 20261127-1012 20261127-1020
+    """
+    from lab.report import write_report
+
+    wanted: list[str | None] = list(compare) if compare and all(compare) else [release]
+    written = write_report(lab_config(ctx).state_dir, wanted, output)
+    for notice in written.notices:
+        err.print(notice, soft_wrap=True)
+    out.print(str(written.path), soft_wrap=True)
+    if open_page:
+        webbrowser.open(written.path.resolve().as_uri())
+
+
+@contextmanager
+def said_where(fleet: Any) -> Iterator[None]:
+    """Say where the release's report is, whatever its outcome (once there is one: a
+    release refused before it began has none)."""
+    before = len(fleet.state.releases())
+    try:
+        yield
+    finally:
+        done = fleet.state.releases()
+        if len(done) > before:
+            where = fleet.config.state_dir / "releases" / f"{done[-1]['id']}.json"
+            err.print(f"report: {where} (draw it: lab report {done[-1]['id']} --open)",
+                      soft_wrap=True)
 
 
 @app.command()

@@ -87,6 +87,12 @@ def labels_for(lab: str, spec: ServerSpec | None = None) -> dict[str, str]:
             f"{LABEL_PREFIX}role": spec.role,
             f"{LABEL_PREFIX}generation": str(spec.generation),
         }
+    return labels | extra_labels()
+
+
+def extra_labels() -> dict[str, str]:
+    """``LAB_LABELS="k=v,k2=v2"``: labels added to everything lab makes (a test run's)."""
+    labels = {}
     for pair in filter(None, os.environ.get("LAB_LABELS", "").split(",")):
         key, _, value = pair.partition("=")
         labels[key.strip()] = value.strip()

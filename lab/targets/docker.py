@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from docker.errors import APIError
 
+from lab.cache import cache_check, use_package_cache
 from lab.config import DEFAULT_IMAGE, LabConfig
 from lab.doctor import Check
 from lab.engine import EngineFacts, docker_client, engine_facts
@@ -55,7 +56,10 @@ class DockerTarget(Target):
         self.run_mode  # noqa: B018 - an engine no mode suits stops here, before anything is made
         self.docker.ensure_network()
         with ThreadPoolExecutor(max_workers=min(32, len(specs))) as pool:
-            return list(pool.map(lambda spec: self._create_one(spec, on_event), specs))
+            records = list(pool.map(lambda spec: self._create_one(spec, on_event), specs))
+        use_package_cache(self.client, self.network_name,
+                          [self.container_name(s.name) for s in specs], on_event)
+        return records
 
     def _create_one(self, spec: ServerSpec, on_event: Listener) -> ServerRecord:
         here = PUBLISH_ADDRESS
@@ -134,11 +138,13 @@ class DockerTarget(Target):
         try:
             facts = engine_facts(client)
             current = image_is_current(client, DEFAULT_IMAGE, facts.debian_arch)
+            cache = cache_check(client)
         finally:
             client.close()
         image = Check("base image", current, DEFAULT_IMAGE if current else
                       f"{DEFAULT_IMAGE} missing or out of date", "run `lab image build`")
-        return [Check("docker engine", True, facts.describe()), run_mode_check(facts), image]
+        return [Check("docker engine", True, facts.describe()), run_mode_check(facts), image,
+                cache]
 
     @classmethod
     def prepare_image(cls, config: LabConfig | None, rebuild: bool = False,

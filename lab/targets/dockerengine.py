@@ -19,6 +19,7 @@ from datetime import datetime
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
+from docker.models.networks import Network
 
 from lab.engine import EngineFacts, docker_client, engine_facts
 from lab.errors import PrerequisiteError
@@ -132,19 +133,26 @@ class DockerEngine:
         for port, bindings in (attrs["NetworkSettings"].get("Ports") or {}).items():
             if bindings:
                 published[int(port.split("/")[0])] = int(bindings[0]["HostPort"])
+        host = PUBLISH_ADDRESS
+        if not published and address and container.status == "running":
+            # On an --internal network (no route out: how lab proves a course runs offline)
+            # the engine publishes nothing; this machine still reaches the server's address.
+            host = address
+            published = {int(p.split("/")[0]): int(p.split("/")[0])
+                         for p in attrs["Config"].get("ExposedPorts") or {}}
         return ServerRecord(
             name=labels.get(f"{LABEL_PREFIX}server", container.name),
             role=labels.get(f"{LABEL_PREFIX}role", "unknown"),
             target=target,
             address=address,
-            ssh_host=PUBLISH_ADDRESS,
+            ssh_host=host,
             ssh_port=published.pop(22, 0),
             ssh_user="root",
             image=labels.get(f"{LABEL_PREFIX}image", attrs["Config"].get("Image", "")),
             generation=int(labels.get(f"{LABEL_PREFIX}generation", "1")),
             liveness=LIVE_STATUS.get(container.status, Liveness.DEAD),
             ports=published,
-            ports_host=PUBLISH_ADDRESS,
+            ports_host=host,
             created=_docker_time(attrs.get("Created", "")),
         )
 
@@ -169,6 +177,7 @@ class DockerEngine:
         if names is None:
             for network in self.client.networks.list(filters={"label": self.lab_label}):
                 with contextlib.suppress(NotFound, APIError):
+                    _leave(network)
                     network.remove()
         return removed
 
@@ -213,6 +222,15 @@ def console_report(console: str, engine: EngineFacts, mode: RunMode) -> str:
     return (f"\n  console (last {len(lines)} lines):\n{shown}\n"
             f"  engine: {engine.describe()}; run mode {mode.name}\n"
             f"  `lab doctor` shows how lab runs servers on this engine; {other}")
+
+
+def _leave(network: Network) -> None:
+    """Disconnect what others joined to a lab's network (lab's package cache, shared by
+    every lab), which the engine would otherwise refuse to remove."""
+    network.reload()
+    for container in network.containers:
+        with contextlib.suppress(NotFound, APIError):
+            network.disconnect(container, force=True)
 
 
 def _docker_time(text: str) -> float:

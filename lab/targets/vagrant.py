@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 import vagrant
 from pydantic import AfterValidator, Field, field_validator
 
+from lab.cache import use_package_cache
 from lab.config import LabConfig, TargetSettings
 from lab.doctor import Check
 from lab.engine import docker_client
@@ -151,6 +152,9 @@ class VagrantTarget(Target):
             self._call("up", names, up)
         except TargetError as exc:
             raise TargetError(f"{exc}{self._boot_reports(names)}") from None
+        if self.provider == "docker":
+            use_package_cache(self.engine.client, self.network_name,
+                              [self.engine.container_name(n) for n in names], on_event)
         endpoints = self._ssh_endpoints(names)
         self._trust_first_contact(endpoints)
         addresses: dict[str, str] = {}

@@ -61,15 +61,19 @@ def test_run_label(docker_client: docker.DockerClient) -> Iterator[str]:
     """Label all the run makes; at the end, remove whatever still carries the label."""
     run = uuid.uuid4().hex
     label = f"{RUN_LABEL}={run}"
-    before = os.environ.get("LAB_LABELS")
+    # The run's own package cache name (lab/cache.py): no test uses, joins or removes the
+    # cache the user runs; only a test that starts this one has a cache at all.
+    before = {key: os.environ.get(key) for key in ("LAB_LABELS", "LAB_CACHE")}
     os.environ["LAB_LABELS"] = label
+    os.environ["LAB_CACHE"] = f"t-cache-{run[:8]}"
     try:
         yield label
     finally:
-        if before is None:
-            os.environ.pop("LAB_LABELS", None)
-        else:
-            os.environ["LAB_LABELS"] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         remove_labelled(docker_client, label)
 
 
@@ -81,6 +85,9 @@ def remove_labelled(client: docker.DockerClient, label: str) -> None:
     for network in client.networks.list(filters={"label": label}):
         with contextlib.suppress(NotFound):
             network.remove()
+    for volume in client.volumes.list(filters={"label": label}):
+        with contextlib.suppress(NotFound):
+            volume.remove(force=True)
 
 
 @pytest.fixture

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
+import matplotlib.image
 import yaml
 from docker.errors import NotFound
 
@@ -136,3 +142,88 @@ def teardown_lab(lab: Lab) -> None:
     for network in lab.networks():
         with contextlib.suppress(NotFound):
             network.remove()
+
+
+# README's own commands, on the files lab keeps in .lab/ -----------------------------------------
+
+REACH_TEST = '''
+def test_reached(host):
+    assert host.run("true").rc == 0
+'''
+
+
+def readme_commands(lab: Lab, where: Path, role: str = "web") -> dict[str, set[str]]:
+    """Which servers README's own commands reach, run as a user runs them on lab's files:
+    plain `ansible -m ping` on .lab/inventory.yml, `ssh -F .lab/ssh_config NAME true` for each
+    host the file names, and testinfra's `ansible://ROLE` backend on the inventory."""
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run = functools.partial(subprocess.run, cwd=lab.dir, capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL, check=False, env=env)
+    pinged = run(["ansible", "-i", ".lab/inventory.yml", "all", "-m", "ping", "-o"]).stdout
+    answered = {line.split(" | ")[0] for line in pinged.splitlines() if " | SUCCESS" in line}
+    with_ssh = {name for name in ssh_config_hosts(lab)
+                if run(["ssh", "-F", ".lab/ssh_config", name, "true"]).returncode == 0}
+    test = where / "test_reach.py"
+    test.write_text(REACH_TEST)
+    tested = run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                  f"--rootdir={where}", f"--hosts=ansible://{role}",
+                  "--ansible-inventory=.lab/inventory.yml", str(test)]).stdout
+    passed = set(re.findall(r"\[ansible://([\w-]+)\] PASSED", tested))
+    return {"ansible": answered, "ssh": with_ssh, "testinfra": passed}
+
+
+def ssh_config_hosts(lab: Lab) -> list[str]:
+    config = lab.dir / ".lab" / "ssh_config"
+    return [line.split()[1] for line in config.read_text().splitlines()
+            if line.startswith("Host ")]
+
+
+def shared_sockets(lab: Lab, names: list[str]) -> dict[str, Path]:
+    """Each server's shared SSH connection socket (/tmp/lab-ssh-*), opened now if it was not:
+    what `ssh -F .lab/ssh_config NAME` reuses."""
+    sockets = {}
+    for name in names:
+        argv = ["ssh", "-F", str(lab.dir / ".lab" / "ssh_config"), name]
+        subprocess.run([*argv, "true"], capture_output=True, timeout=60,
+                       stdin=subprocess.DEVNULL, check=True)
+        shown = subprocess.run(["ssh", "-G", *argv[1:]], capture_output=True, text=True,
+                               timeout=60, check=True).stdout
+        [path] = [line.split(" ", 1)[1] for line in shown.splitlines()
+                  if line.startswith("controlpath ")]
+        sockets[name] = Path(path)
+    return sockets
+
+
+# a real browser ---------------------------------------------------------------------------------
+
+BROWSER_ONLY = "not an origin"  # netlog's initiator of the browser's own requests (updates...)
+
+
+@dataclass
+class Browsed:
+    pixels: Any  # the screenshot, rows x columns x RGB(A) floats in 0..1
+    page_requests: list[str]  # every URL the page itself asked the network for
+
+
+def browse(page: Path, where: Path, width: int = 1200, height: int = 1400) -> Browsed:
+    """Open ``page`` from a file:// URL in Debian's chromium, headless, with networking off
+    (its own empty network namespace), and take a screenshot. Chromium's network log says
+    what the page asked for; the browser's own background requests are told apart by it."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is not installed (scripts/setup.sh installs it)"
+    shot, netlog = where / "screenshot.png", where / "netlog.json"
+    result = subprocess.run(
+        ["unshare", "--net", chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--hide-scrollbars", f"--window-size={width},{height}",
+         f"--user-data-dir={where / 'profile'}", f"--screenshot={shot}",
+         f"--log-net-log={netlog}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+    assert shot.is_file(), f"no screenshot: {result.stderr[-2000:]}"
+    log = json.loads(netlog.read_text())
+    names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
+    asked = [e["params"] for e in log["events"]
+             if names.get(e["type"]) == "URL_REQUEST_START_JOB" and "url" in e.get("params", {})]
+    return Browsed(
+        pixels=matplotlib.image.imread(shot),
+        page_requests=[p["url"] for p in asked if p.get("initiator") != BROWSER_ONLY
+                       and not p["url"].startswith("file:")])

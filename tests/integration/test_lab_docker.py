@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from labhelpers import RUN_LABEL, Lab
+from labhelpers import RUN_LABEL, Lab, readme_commands, shared_sockets
 
 from lab.config import DEFAULT_IMAGE, load_config
 from lab.keys import ensure_keypair
@@ -62,6 +62,16 @@ def test_up_makes_two_ready_servers(running_lab: Lab) -> None:
         assert server["ssh_port"] > 0
         assert set(server["ports"]) == {"80"}
     assert len({s["ssh_port"] for s in servers.values()}) == 2
+
+
+def test_readme_commands_reach_the_servers_right_after_up(running_lab: Lab,
+                                                          tmp_path: Path) -> None:
+    """README's `ansible -i .lab/inventory.yml`, `ssh -F .lab/ssh_config` and testinfra's
+    `ansible://` work on lab's files before anything was provisioned or verified."""
+    assert not (running_lab.dir / ".lab" / "runs").exists()  # no Ansible or testinfra run yet
+    names = set(running_lab.status())
+    assert readme_commands(running_lab, tmp_path) == {
+        "ansible": names, "ssh": names, "testinfra": names}
 
 
 def test_systemd_is_running(running_lab: Lab) -> None:
@@ -181,10 +191,16 @@ def test_destroy_removes_everything(make_lab: MakeLab, docker_client: docker.Doc
     assert len(lab.networks()) == 1
     known_hosts = lab.dir / ".lab" / "known_hosts"
     assert len(known_hosts.read_text().splitlines()) == 3  # a header and one line per server
+    sockets = shared_sockets(lab, ["web-1", "web-2"])
+    assert all(path.is_socket() for path in sockets.values())
     lab.run("destroy")
     assert_nothing_left(lab, docker_client)
     assert lab.status() == {}
     assert len(known_hosts.read_text().splitlines()) == 1  # their ports go to other servers
+    # Their shared connections closed with them; nothing names a server that is gone.
+    assert [path for path in sockets.values() if path.exists()] == []
+    assert not (lab.dir / ".lab" / "inventory.yml").exists()
+    assert not (lab.dir / ".lab" / "ssh_config").exists()
 
 
 def test_destroy_without_state_db(make_lab: MakeLab, docker_client: docker.DockerClient) -> None:

@@ -11,13 +11,23 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
-from labhelpers import Lab, lab_command, lab_for_module
+from labhelpers import (
+    Lab,
+    browse,
+    lab_command,
+    lab_for_module,
+    readme_commands,
+    shared_sockets,
+)
 from loadgen import Load, get
 
 from lab.probe import free_local_port
+from lab.report import Chart, chart
 from lab.scaffold import edit_lab_yml
 
 
@@ -86,9 +96,10 @@ def test_release_from_an_image_that_is_not_there_is_refused_before_it_starts(
     assert len(json.loads(balanced.run("history", "--json").stdout)) == releases
 
 
-def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
+def test_good_release_under_load_fails_no_request(balanced: Lab, tmp_path: Path) -> None:
     before = web_containers(balanced)
     assert current_version(balanced) == "v1"
+    old_sockets = shared_sockets(balanced, sorted(before))
     with Load(port_of(balanced)) as load:
         balanced.run("release", "--set", "version=v2", timeout=600)
     assert load.rate >= 100 * 0.8, f"the client only reached {load.rate:.0f} req/s"
@@ -104,6 +115,58 @@ def test_good_release_under_load_fails_no_request(balanced: Lab) -> None:
     assert set(pool) == after
     assert all(b["weight"] == 100 and b["health"] == "UP" and b["share"] == 0.5
                for b in pool.values())
+    # lab's files follow the servers: the new generation's names are in them, the old gone,
+    # and the old servers' shared connections went with them.
+    assert readme_commands(balanced, tmp_path) == {
+        "ansible": after | {"lb-1"}, "ssh": after | {"lb-1"}, "testinfra": after}
+    assert [path for path in old_sockets.values() if path.exists()] == []
+    # Its picture: the data behind it adds up to what the probe measured, the share line
+    # steps as the balancer was told, and the page opens in a real browser, offline.
+    data = drawn(report)
+    assert compress([percent for _t, percent in data.share_line]) == [0, 10, 50, 100]
+    assert [e["percent"] for e in report["timeline"]["events"] if e["kind"] == "step"] == [
+        10, 50, 100]
+    assert data.rollback is None and all(ok for _t, _label, ok, _why in data.gates)
+    page = Path(balanced.run("report", "-o", str(tmp_path / "good.html")).stdout.strip())
+    shown = browse(page, tmp_path)
+    assert shown.page_requests == []
+    assert_chart_drawn(shown.pixels)
+
+
+def drawn(report: dict) -> Chart:
+    """What `lab report` draws of a release, after checking it against the probe's totals:
+    every request the probe counted is in exactly one second, by version and as an error."""
+    seconds = report["timeline"]["seconds"]
+    traffic = report["traffic"]
+    assert sum(sum(s["requests"].values()) + s["errors"] for s in seconds) == traffic[
+        "requests"] > 0
+    assert sum(s["errors"] for s in seconds) == traffic["errors"]
+    for version, count in traffic["versions"].items():
+        assert sum(s["requests"].get(version, 0) for s in seconds) == count
+    data = chart(report)
+    assert data is not None
+    assert [sum(column) for column in zip(*data.requests.values(), strict=True)] == [
+        sum(s["requests"].values()) for s in seconds]
+    return data
+
+
+def compress(values: list[float]) -> list[int]:
+    """A step line as the steps it takes (percent, rounded): 0 0 10 10 50 -> 0 10 50."""
+    steps: list[int] = []
+    for value in values:
+        if not steps or steps[-1] != round(value):
+            steps.append(round(value))
+    return steps
+
+
+def assert_chart_drawn(pixels: Any, top: int = 60, bottom: int = 560) -> None:
+    """Where the chart stands on the page, the screenshot is a picture, not a blank: much of
+    it is coloured, and the first version's area colour is there."""
+    region = pixels[top:bottom, 40:1160, :3]
+    coloured = (region.sum(axis=2) < 2.9).mean()
+    blue = ((region[..., 2] > region[..., 0] + 0.2) & (region[..., 2] > 0.5)).mean()
+    assert coloured > 0.2, f"only {coloured:.0%} of the chart's area is drawn"
+    assert blue > 0.05, f"the first version's area covers only {blue:.0%} of the chart"
 
 
 def test_release_whose_tests_fail_rolls_back(balanced: Lab) -> None:
@@ -165,6 +228,19 @@ def test_canary_that_fails_requests_users_never_see_is_still_pulled_back(balance
     report = last_release(balanced)
     assert report["reason"].startswith("at 10%: the new generation failed "), report["reason"]
     assert report["steps"][0]["gate"] == "canary errors"
+    assert f"report: .lab/releases/{report['id']}.json" in result.stderr.replace(
+        str(balanced.dir) + "/", "")
+    # Its picture: the marker stands where the gate said no, inside the 10 % step, with the
+    # reason; the new servers' own failures are in the seconds of that step.
+    data = drawn(report)
+    assert data.rollback is not None
+    refused = [(t, why) for t, label, ok, why in data.gates if not ok]
+    assert refused == [data.rollback] and data.rollback[1] == report["reason"]
+    [(_name, start, end)] = [p for p in data.phases if p[0] == "canary 10%"]
+    assert start <= data.rollback[0] <= end
+    assert compress([percent for _t, percent in data.share_line]) == [0, 10, 0]
+    in_step = range(int(start), int(data.rollback[0]) + 1)
+    assert sum(data.canary_failed[s] for s in in_step) == report["steps"][0]["canary"]["failed"]
     assert load.failed == 0  # every failed request was retried on an old server
     assert web_containers(balanced) == before
     assert current_version(balanced) == version

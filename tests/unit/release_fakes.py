@@ -25,6 +25,7 @@ from lab.fleet import Fleet
 from lab.keys import KeyPair
 from lab.probe import Window
 from lab.release import Checks, ReleaseReport, release
+from lab.report import chart
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import ServerSpec, Target
 
@@ -251,6 +252,9 @@ class FakeProbe:
         return Window(seconds=3.0, requests=40, errors=errors, p50_ms=2.54, p99_ms=5.06,
                       versions={"v2": 40 - errors})
 
+    def series(self, since: float, until: float | None = None) -> list[Window]:
+        return [self.window(since, until)]
+
 
 def fake_provision(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
                    on_event: Listener) -> str:
@@ -350,6 +354,10 @@ class Cycle:
         saved = self.saved()
         assert saved["outcome"] == "rolled-back"
         assert reason in str(saved["reason"])
+        # Its picture marks the rollback with the very reason the release gives.
+        drawn = chart(saved)
+        assert drawn is not None and drawn.rollback is not None
+        assert drawn.rollback[1] == saved["reason"]
         rollback = self.messages("rollback")
         assert rollback[0] == f"rolling back: {saved['reason']}", rollback
         assert rollback[-1] == "rolled back: the old generation serves all traffic", rollback

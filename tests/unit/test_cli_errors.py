@@ -50,6 +50,7 @@ COMMANDS = {
     "release": ["release"],
     "rollback": ["rollback"],
     "history": ["history"],
+    "report": ["report"],
     "bake": ["bake"],
     "image-build": ["image", "build"],
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import release_fakes
+import yaml
 from release_fakes import FakeTarget, World
 
 import lab.targets.registry
@@ -62,3 +63,30 @@ def test_a_server_gone_from_the_target_is_missing(fleet: Fleet) -> None:
     assert shown(fleet) == {"web-1": "ready", "web-2": "missing"}
     assert [s.name for s in fleet.live()] == ["web-1"]
     assert [e["kind"] for e in fleet.state.events("web-2")][-1] == "missing"
+
+
+def listed(fleet: Fleet) -> dict[str, list[str]]:
+    """Hosts named by .lab/inventory.yml and .lab/ssh_config; absent files list nothing."""
+    directory = fleet.config.state_dir
+    inventory = directory / "inventory.yml"
+    ssh_config = directory / "ssh_config"
+    groups = (yaml.safe_load(inventory.read_text())["all"]["children"]
+              if inventory.exists() else {})
+    return {
+        "inventory": sorted(h for g in groups.values() for h in g["hosts"]),
+        "ssh_config": sorted(line.split()[1] for line in ssh_config.read_text().splitlines()
+                             if line.startswith("Host ")) if ssh_config.exists() else [],
+    }
+
+
+def test_inventory_and_ssh_config_follow_the_servers(fleet: Fleet) -> None:
+    fleet.up()
+    assert listed(fleet) == {"inventory": ["web-1", "web-2"], "ssh_config": ["web-1", "web-2"]}
+    fleet.add_generation("web")  # what a release does first
+    both = ["web-1", "web-2", "web-3", "web-4"]
+    assert listed(fleet) == {"inventory": both, "ssh_config": both}
+    fleet.destroy_servers(["web-1", "web-2"])  # a promote; a rollback destroys the new ones
+    assert listed(fleet) == {"inventory": ["web-3", "web-4"], "ssh_config": ["web-3", "web-4"]}
+    fleet.destroy()
+    assert listed(fleet) == {"inventory": [], "ssh_config": []}
+    assert not (fleet.config.state_dir / "ssh_config").exists()

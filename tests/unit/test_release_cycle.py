@@ -23,7 +23,7 @@ from release_fakes import (
     interrupt,
 )
 
-from lab.release import ReleaseFailed
+from lab.release import ReleaseFailed, ReleaseReport
 
 # the good path ---------------------------------------------------------------------------
 
@@ -59,10 +59,36 @@ def test_report_keeps_its_shape(cycle: Cycle) -> None:
     data = cycle.release().to_dict()
 
     assert list(data) == ["id", "role", "started", "vars", "image", "previous", "old", "new",
-                          "steps", "phases", "outcome", "reason", "finished", "traffic"]
+                          "steps", "phases", "outcome", "reason", "finished", "traffic",
+                          "timeline"]
     assert list(data["steps"][0]) == ["percent", "window", "gate", "canary"]
     assert data["steps"][0]["canary"]["failed"] == 0 < data["steps"][0]["canary"]["requests"]
     assert data["vars"] == {"version": "v2"} and data["traffic"]["requests"] == 40
+
+
+def moments(report: ReleaseReport) -> list[tuple[str, str, object]]:
+    """The timeline's moments as (kind, label, ok), in the order they happened."""
+    return [(m["kind"], m["label"], m.get("ok")) for m in report.timeline["events"]]
+
+
+def test_the_timeline_tells_the_release_in_order_on_one_clock(cycle: Cycle) -> None:
+    report = cycle.release()
+
+    phase = [("phase", name, None) for name in report.phases]  # each begins, in order
+    assert [m for m in moments(report) if m[0] == "phase"] == [
+        (kind, name, True) for kind, name, _ in phase]  # ... and ended well
+    told = [m for m in moments(report) if m[0] != "phase"]
+    # The tests and the join run side by side: their order among themselves is not fixed.
+    assert set(told[2:4]) == {("gate", "tests", True), ("gate", "health checks", True)}
+    assert told[:2] + told[4:] == [
+        ("created", "new generation", None), ("gate", "provision", True),
+        ("step", "10%", None), ("gate", "tests", True), ("gate", "10%", True),
+        ("step", "50%", None), ("gate", "50%", True), ("step", "100%", None),
+        ("gate", "100%", True), ("promote", "promote", None),
+        ("destroyed", "old generation", None)]
+    times = [m["t"] for m in report.timeline["events"]]
+    assert times == sorted(times) and times[0] >= 0
+    assert report.timeline["format"] == 1 and report.timeline["seconds"]
 
 
 def test_a_balancer_that_cannot_count_failures_gates_on_users_alone(cycle: Cycle) -> None:
@@ -144,6 +170,12 @@ def test_new_members_own_failures_at_a_step_roll_back(cycle: Cycle) -> None:
     cycle.assert_rolled_back("above 1.0%")
     step = cycle.saved()["steps"][-1]  # type: ignore[index]
     assert (step["gate"], step["canary"]) == ("canary errors", {"requests": 20, "failed": 10})
+    # On the timeline: the gate says no at 50%, with the reason, then the rollback begins.
+    timeline = cycle.saved()["timeline"]["events"]  # type: ignore[index]
+    refused = next(m for m in timeline if m["kind"] == "gate" and not m["ok"])
+    rollback = next(m for m in timeline if m["kind"] == "rollback")
+    assert refused["label"] == "50%" and refused["detail"].startswith("at 50%: the new gen")
+    assert refused["t"] <= rollback["t"] and rollback["detail"] == refused["detail"]
 
 
 def test_errors_users_see_roll_back(cycle: Cycle) -> None:
