@@ -137,7 +137,10 @@ class FakeTarget(Target):
     def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
         names = sorted(self.world.servers) if names is None else names
         self.world.record("target.destroy", *names)
-        return [n for n in names if self.world.servers.pop(n, None) is not None]
+        removed = [n for n in names if self.world.servers.pop(n, None) is not None]
+        for name in removed:  # as the real targets say it
+            on_event(Event("destroyed", f"{name} removed", subject=name))
+        return removed
 
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
         """Fake servers are ready when made; who was waited for is noted."""

@@ -86,6 +86,9 @@ def test_up_replaces_a_dead_server_with_a_new_name(fleet: Fleet, world: World,
 
     assert world.calls == ["target.destroy web-1", "target.create web-3"]
     assert said(events, "replace") == ["replacing dead or missing servers: web-1"]
+    assert said(events, "destroyed") == ["web-1 removed"]
+    assert [(e["kind"], e["server"]) for e in fleet.state.events("web-1")][-1] == (
+        "destroyed", "web-1")
     assert sorted(s.name for s in servers) == ["web-2", "web-3"]
     assert "db-1" in world.servers
 
@@ -130,7 +133,8 @@ def test_destroy_removes_every_server_and_forgets_them(fleet: Fleet, world: Worl
     assert sorted(removed) == ["db-1", "web-1", "web-2"]
     assert world.servers == {} and fleet.state.servers() == []
     assert said(events, "destroy") == ["destroying lab fl"]
-    assert said(events, "destroyed") == ["image lab/fl-web:v1 removed"]
+    assert said(events, "destroyed") == [
+        "db-1 removed", "web-1 removed", "web-2 removed", "image lab/fl-web:v1 removed"]
     logged = sorted(e["server"] for e in fleet.state.events() if e["kind"] == "destroyed")
     assert logged == ["db-1", "web-1", "web-2"]
 
