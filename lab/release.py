@@ -60,8 +60,7 @@ Gate = Callable[[Fleet, list[str], dict[str, Any] | None, Listener], str]
 def provision_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
                    on_event: Listener) -> str:
     """lab's provisioning (Ansible) as a release gate."""
-    outcome = provision(fleet, names, overrides, on_event=on_event)
-    return "" if outcome.ok else outcome.problem
+    return provision(fleet, names, overrides, on_event=on_event).problem
 
 
 def verify_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
@@ -342,12 +341,13 @@ class _Run:
             self.balancer.retire(_names(self.new), timeout=5)
         except LabError as exc:
             self.on_event(Event("warning", f"rollback: {exc}"))
-        names = self.report.new or _names(self.new)
+        # What create returned, and what the target holds of the role beyond the old
+        # generation: a create cut short may have made servers it never reported.
         created = [s.name for s in self.fleet.reconcile()
                    if s.role == self.report.role and s.name not in self.report.old]
-        self.fleet.destroy_servers(sorted(set(names) | set(created)))
-        self.timeline.moment("destroyed", "new generation",
-                             detail=", ".join(sorted(set(names) | set(created))))
+        gone = sorted(set(_names(self.new)) | set(created))
+        self.fleet.destroy_servers(gone)
+        self.timeline.moment("destroyed", "new generation", detail=", ".join(gone))
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
         return True
 
@@ -449,8 +449,8 @@ def _current_deployment(fleet: Fleet, old: list[ServerRecord]) -> dict[str, Any]
 def _save(fleet: Fleet, report: ReleaseReport) -> None:
     data = report.to_dict()
     fleet.state.save_release(data)
-    directory = fleet.config.state_dir / "releases"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = fleet.config.state_dir / "releases"  # state_dir holds state.db: it exists
+    directory.mkdir(exist_ok=True)
     (directory / f"{report.id}.json").write_text(json.dumps(data, indent=2))
     fleet.state.log(f"release-{report.outcome}", None, report.id)
 

@@ -246,15 +246,15 @@ class State:
         """The next free number for a role's server names; numbers are never reused."""
         # An exact prefix, not LIKE: '_' (allowed in role names) is a LIKE wildcard, so role
         # a_b would see axb's events and hand out a_b numbers already used.
+        # Every name the log has seen counts, not only those lab named: a server adopted
+        # (found by label) and later destroyed must not lend its name to a new one.
         with self._connect() as db:
-            row = db.execute(
-                "SELECT MAX(CAST(detail AS INTEGER)) AS last FROM events "
-                "WHERE kind = 'named' AND substr(server, 1, ?) = ?",
-                (len(role) + 1, f"{role}-"),
-            ).fetchone()
+            seen = [row["server"] for row in db.execute(
+                "SELECT DISTINCT server FROM events WHERE substr(server, 1, ?) = ?",
+                (len(role) + 1, f"{role}-"))]
+        suffixes = [name[len(role) + 1:] for name in seen]
         used = [int(r.name.rsplit("-", 1)[1]) for r in self.servers(role)]
-        if row and row["last"] is not None:
-            used.append(int(row["last"]))
+        used += [int(suffix) for suffix in suffixes if suffix.isdigit()]
         return max(used, default=0) + 1
 
     # releases -------------------------------------------------------------------------------

@@ -224,7 +224,8 @@ class HAProxy(Balancer):
 
     def remove(self, names: list[str], timeout: float = 10.0) -> list[str]:
         """Drain, wait for in-flight requests, then delete servers; returns any that linger."""
-        present = [n for n in names if n in self.servers()]
+        pool = self.servers()  # one round trip to the API, not one per name
+        present = [n for n in names if n in pool]
         if not present:
             return []
         self.command(*(f"set server {BACKEND}/{n} state drain" for n in present))

@@ -4,11 +4,13 @@ They share one :class:`World`, a pretend cloud: the servers that exist, what the
 holds, and every call that changed something, in order. Scripted actions (raise Ctrl-C, kill a
 server, make a member fail) run when a given call is made, so a test can put a failure at any
 point of the release. The classes are registered by name, as a real target and balancer are:
-tests add them to the registries' built-in tables (see ``test_release_unit.py``).
+tests add them to the registries' built-in tables (``tests/unit/conftest.py``). :class:`Cycle`
+is one release on them, with what a test asserts of every rollback.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -16,11 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.balancers.base import Balancer, Member, Tally
-from lab.config import HealthCheck, LabConfig
-from lab.events import Listener, ignore
+from lab.config import DEFAULT_IMAGE, HealthCheck, LabConfig
+from lab.errors import TargetError
+from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.keys import KeyPair
 from lab.probe import Window
+from lab.release import Checks, ReleaseReport, release
+from lab.report import chart
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import ServerSpec, Target
 
@@ -52,6 +57,21 @@ class World:
     provision_problem: str = ""
     verify_problem: str = ""
     user_errors: int = 0  # errors per window the probe reports
+    lingering: list[str] = field(default_factory=list)  # members that would not drain
+    balancer_down: bool = False  # members() cannot be asked
+    balancer_running: bool = True  # False: find() finds none (its server is not running)
+    images: set[str] = field(default_factory=set)  # what servers can start from
+    waited: list[str] = field(default_factory=list)  # what wait_ready was asked to wait for
+    slow_health: bool = False  # health checks pass only when given up on (or after 10 s)
+    # What the fakes were given, for tests of what the release passes on.
+    found_among: list[str] = field(default_factory=list)  # servers the balancer was found in
+    found_key: KeyPair | None = None  # the key it was found with
+    found_for: str = ""  # the lab it was found for
+    health: HealthCheck | None = None  # what join was told to check
+    give_up: threading.Event | None = None  # what wait_healthy was told to stop on
+    retire_timeouts: dict[str, float] = field(default_factory=dict)
+    windows: list[float | None] = field(default_factory=list)  # each probe window's `since`
+    checked: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def when(self, call: str, action: Callable[[], None], nth: int = 1) -> None:
@@ -75,7 +95,8 @@ class World:
     def kill(self, name: str) -> Callable[[], None]:
         def act() -> None:
             self.servers[name].liveness = Liveness.DEAD
-            self.pool[name].healthy = False
+            if name in self.pool:
+                self.pool[name].healthy = False
         return act
 
 
@@ -116,10 +137,21 @@ class FakeTarget(Target):
     def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
         names = sorted(self.world.servers) if names is None else names
         self.world.record("target.destroy", *names)
-        return [n for n in names if self.world.servers.pop(n, None) is not None]
+        removed = [n for n in names if self.world.servers.pop(n, None) is not None]
+        for name in removed:  # as the real targets say it
+            on_event(Event("destroyed", f"{name} removed", subject=name))
+        return removed
 
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
-        """Fake servers are ready when made."""
+        """Fake servers are ready when made; who was waited for is noted."""
+        self.world.waited.extend(s.name for s in servers)
+
+    def remove_images(self) -> list[str]:
+        removed, self.world.images = sorted(self.world.images), set()
+        return removed
+
+    def has_image(self, image: str) -> bool:
+        return image in self.world.images
 
 
 class FakeBalancer(Balancer):
@@ -130,8 +162,10 @@ class FakeBalancer(Balancer):
 
     @classmethod
     def find(cls, config: LabConfig, servers: list[ServerRecord],
-             key: KeyPair) -> FakeBalancer:
-        return cls()
+             key: KeyPair) -> FakeBalancer | None:
+        world.found_among, world.found_key = sorted(s.name for s in servers), key
+        world.found_for = config.name
+        return cls() if world.balancer_running else None
 
     @property
     def url(self) -> str:
@@ -139,6 +173,8 @@ class FakeBalancer(Balancer):
 
     def members(self) -> dict[str, Member]:
         self.world.record("balancer.members", log=False)
+        if self.world.balancer_down:
+            raise TargetError("the balancer does not answer")
         pool = dict(self.world.pool)
         taking = {n: m.share for n, m in pool.items() if m.healthy and m.state == "ready"}
         total = sum(taking.values())
@@ -148,6 +184,7 @@ class FakeBalancer(Balancer):
                 for n, m in pool.items()}
 
     def join(self, servers: list[ServerRecord], health: HealthCheck) -> None:
+        self.world.health = health
         for server in servers:
             self.world.pool[server.name] = FakeMember(
                 share=0, healthy=server.name not in self.world.unhealthy_on_join)
@@ -156,10 +193,16 @@ class FakeBalancer(Balancer):
     def wait_healthy(self, names: list[str], timeout: float = 15.0,
                      give_up: threading.Event | None = None) -> list[str]:
         self.world.record("balancer.wait_healthy", *names)
+        self.world.give_up = give_up
+        if self.world.slow_health:
+            gave_up = give_up is not None and give_up.wait(10)
+            self.world.record("balancer.gave_up" if gave_up else "balancer.waited_in_vain")
         return [n for n in names if n not in self.world.pool or not self.world.pool[n].healthy]
 
     def shift(self, old: list[str], new: list[str], percent: int) -> None:
         for name in old:
+            if name not in self.world.pool:
+                raise TargetError(f"{name} is not in the balancer")
             self.world.pool[name].share, self.world.pool[name].state = FULL - percent, "ready"
         for name in new:
             if name in self.world.pool:
@@ -179,17 +222,21 @@ class FakeBalancer(Balancer):
         return Tally(sum(m.requests for m in present), sum(m.failed for m in present))
 
     def retire(self, names: list[str], timeout: float = 10.0) -> list[str]:
+        self.world.retire_timeouts.update(dict.fromkeys(names, timeout))
         for name in names:
             if name in self.world.pool:
                 self.world.pool[name].state = "drain"
         self.world.record("balancer.retire", *names)  # Ctrl-C here leaves them draining
+        lingering = [n for n in names if n in self.world.lingering]
         for name in names:
-            self.world.pool.pop(name, None)
-        return []
+            if name not in lingering:
+                self.world.pool.pop(name, None)
+        return lingering
 
 
 class FakeProbe:
-    """What users see: every window holds 40 requests, ``world.user_errors`` of them failed."""
+    """What users see: every window holds 40 requests over 3 s, ``world.user_errors`` of them
+    failed; latencies with more digits than lab shows."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -203,8 +250,9 @@ class FakeProbe:
 
     def window(self, since: float, until: float | None = None) -> Window:
         self.world.record("probe.window", log=False)
+        self.world.windows.append(since)
         errors = self.world.user_errors
-        return Window(seconds=1.0, requests=40, errors=errors, p50_ms=2.0, p99_ms=5.0,
+        return Window(seconds=3.0, requests=40, errors=errors, p50_ms=2.54, p99_ms=5.06,
                       versions={"v2": 40 - errors})
 
     def series(self, since: float, until: float | None = None) -> list[Window]:
@@ -214,10 +262,122 @@ class FakeProbe:
 def fake_provision(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
                    on_event: Listener) -> str:
     world.record("provision", *names)
-    return world.provision_problem
+    return _check("provision", fleet, names, overrides, on_event) or world.provision_problem
 
 
 def fake_verify(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
                 on_event: Listener) -> str:
     world.record("verify", *names)
-    return world.verify_problem
+    return _check("verify", fleet, names, overrides, on_event) or world.verify_problem
+
+
+def _check(kind: str, fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
+           on_event: Listener) -> str:
+    """What a real check does with its arguments: reads the lab, applies the overrides,
+    reports progress to the release's listener."""
+    world.checked.append((kind, fleet.config.name, overrides))
+    on_event(Event(kind, f"{kind} {' '.join(names)}"))
+    return ""
+
+
+# A lab of the fakes: web-1 and web-2 (generation 1) behind the balancer; the release makes
+# web-3 and web-4. db-1 is a role the release must never touch.
+OLD = ["web-1", "web-2"]
+NEW = ["web-3", "web-4"]
+OTHERS = ["db-1"]
+LAB_YML = """\
+name: cycle
+servers:
+  web:
+    count: 2
+    health: {path: /health, port: 80}
+  db: {count: 1}
+balancer: {kind: fake, routes_to: web}
+release: {steps: [10, 50, 100], step_seconds: 0.02, max_error_rate: 0.01}
+vars: {version: v1}
+"""
+START = ["probe.start http://balancer.invalid:8080/", "target.create web-3 web-4",
+         "provision web-3 web-4"]
+# The tests and the join run side by side: their order among themselves is not fixed.
+JOIN = {"balancer.join web-3 web-4", "balancer.wait_healthy web-3 web-4", "verify web-3 web-4"}
+CANARY = ["balancer.shift 10", "verify web-3 web-4", "balancer.shift 50", "balancer.shift 100"]
+ROLLBACK = ["balancer.shift 0", "balancer.retire web-3 web-4", "target.destroy web-3 web-4",
+            "probe.stop"]
+
+
+def populate(world: World) -> None:
+    """The lab before the release: the old generation at full share, and a db server."""
+    for index, name in enumerate(OLD):
+        world.servers[name] = ServerRecord(name, "web", "fake", address=f"10.9.1.{index}",
+                                           image=DEFAULT_IMAGE, generation=1,
+                                           liveness=Liveness.RUNNING)
+        world.pool[name] = FakeMember(share=FULL)
+    world.servers["db-1"] = ServerRecord("db-1", "db", "fake", address="10.9.2.0",
+                                         generation=1, liveness=Liveness.RUNNING)
+
+
+@dataclass
+class Cycle:
+    world: World
+    fleet: Fleet
+    events: list[Event]
+    overrides: dict[str, Any] = field(default_factory=lambda: {"version": "v2"})
+
+    def __post_init__(self) -> None:
+        self.before = {n: ServerRecord(**s.to_dict()) for n, s in self.world.servers.items()}
+
+    def release(self, **options: Any) -> ReleaseReport:
+        options.setdefault("probe", FakeProbe)
+        return release(self.fleet, self.overrides, on_event=self.events.append,
+                       checks=Checks(fake_provision, fake_verify), **options)
+
+    def saved(self) -> dict[str, Any]:
+        """The release as `lab history` will show it: from state, and its JSON file."""
+        (record,) = self.fleet.state.releases()
+        (path,) = (self.fleet.config.state_dir / "releases").glob("*.json")
+        assert json.loads(path.read_text())["outcome"] == record["outcome"]
+        return record
+
+    def messages(self, kind: str) -> list[str]:
+        return [e.message for e in self.events if e.kind == kind]
+
+    def assert_untouched(self, names: list[str]) -> None:
+        """These servers are as they were before the release, record for record."""
+        assert {n: self.world.servers.get(n) for n in names} == {
+            n: self.before[n] for n in names}, "a server the release must not touch changed"
+
+    def assert_rolled_back(self, reason: str) -> None:
+        """Old generation at full share and in service, nothing of the new one left, the
+        other roles untouched; the user was told, and `lab history` says why."""
+        pool = self.world.pool
+        assert {n: (pool[n].share, pool[n].state) for n in pool} == {
+            "web-1": (FULL, "ready"), "web-2": (FULL, "ready")}, "old generation not restored"
+        assert sorted(self.world.servers) == OTHERS + OLD, "new generation not destroyed"
+        self.assert_untouched(OLD + OTHERS)
+        saved = self.saved()
+        assert saved["outcome"] == "rolled-back"
+        assert reason in str(saved["reason"])
+        # Its picture marks the rollback with the very reason the release gives.
+        drawn = chart(saved)
+        assert drawn is not None and drawn.rollback is not None
+        assert drawn.rollback[1] == saved["reason"]
+        rollback = self.messages("rollback")
+        assert rollback[0] == f"rolling back: {saved['reason']}", rollback
+        assert rollback[-1] == "rolled back: the old generation serves all traffic", rollback
+
+
+# Makes a Cycle from a lab.yml (the ``make_cycle`` fixture of tests/unit/conftest.py).
+MakeCycle = Callable[..., Cycle]
+
+
+def expect(calls: list[str], *parts: str | set[str]) -> None:
+    """``calls`` is ``parts`` in order; a set stands for calls in any order among themselves."""
+    at = 0
+    for part in parts:
+        if isinstance(part, set):
+            assert set(calls[at:at + len(part)]) == part, (at, calls)
+            at += len(part)
+        else:
+            assert calls[at:at + 1] == [part], (at, calls)
+            at += 1
+    assert at == len(calls), calls[at:]

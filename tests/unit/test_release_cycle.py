@@ -9,109 +9,21 @@ destroyed.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
-import release_fakes
-from release_fakes import FakeMember, World, fake_provision, fake_verify, interrupt
+from release_fakes import (
+    CANARY,
+    JOIN,
+    NEW,
+    OLD,
+    OTHERS,
+    ROLLBACK,
+    START,
+    Cycle,
+    expect,
+    interrupt,
+)
 
-import lab.balancers.registry
-import lab.targets.registry
-from lab.config import load_config
-from lab.events import Event
-from lab.fleet import Fleet
-from lab.release import Checks, ReleaseFailed, ReleaseReport, release
-from lab.report import chart
-from lab.state import Liveness, ServerRecord
-
-OLD = ["web-1", "web-2"]
-NEW = ["web-3", "web-4"]
-LAB_YML = """\
-name: cycle
-servers:
-  web:
-    count: 2
-    health: {path: /health, port: 80}
-balancer: {kind: fake, routes_to: web}
-release: {steps: [10, 50, 100], step_seconds: 0.02, max_error_rate: 0.01}
-vars: {version: v1}
-"""
-START = ["probe.start http://balancer.invalid:8080/", "target.create web-3 web-4",
-         "provision web-3 web-4"]
-# The tests and the join run side by side: their order among themselves is not fixed.
-JOIN = {"balancer.join web-3 web-4", "balancer.wait_healthy web-3 web-4", "verify web-3 web-4"}
-CANARY = ["balancer.shift 10", "verify web-3 web-4", "balancer.shift 50", "balancer.shift 100"]
-ROLLBACK = ["balancer.shift 0", "balancer.retire web-3 web-4", "target.destroy web-3 web-4",
-            "probe.stop"]
-
-
-@dataclass
-class Cycle:
-    world: World
-    fleet: Fleet
-    events: list[Event]
-
-    def release(self) -> ReleaseReport:
-        return release(self.fleet, {"version": "v2"}, on_event=self.events.append,
-                       probe=release_fakes.FakeProbe, checks=Checks(fake_provision, fake_verify))
-
-    def saved(self) -> dict[str, object]:
-        """The release as `lab history` will show it: from state, and its JSON file."""
-        (record,) = self.fleet.state.releases()
-        (path,) = (self.fleet.config.state_dir / "releases").glob("*.json")
-        assert json.loads(path.read_text())["outcome"] == record["outcome"]
-        return record
-
-    def assert_rolled_back(self, reason: str) -> None:
-        """Old generation at full share and in service, nothing of the new one left."""
-        pool = self.world.pool
-        assert {n: (pool[n].share, pool[n].state) for n in pool} == {
-            "web-1": (100, "ready"), "web-2": (100, "ready")}, "old generation not restored"
-        assert sorted(self.world.servers) == OLD, "new generation not destroyed"
-        saved = self.saved()
-        assert saved["outcome"] == "rolled-back"
-        assert reason in str(saved["reason"])
-        # Its picture marks the rollback with the very reason the release gives.
-        drawn = chart(saved)
-        assert drawn is not None and drawn.rollback is not None
-        assert drawn.rollback[1] == saved["reason"]
-        assert any(e.kind == "rollback" and "old generation serves all traffic" in e.message
-                   for e in self.events)
-
-
-@pytest.fixture
-def cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cycle]:
-    """A lab with two old servers (web-1, web-2) at full share behind the fake balancer."""
-    world = World()
-    monkeypatch.setattr(release_fakes, "world", world)
-    monkeypatch.setitem(lab.balancers.registry.BUILT_IN, "fake", "release_fakes:FakeBalancer")
-    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "fake", "release_fakes:FakeTarget")
-    (tmp_path / "lab.yml").write_text(LAB_YML)
-    # The fake target and balancer are validated against their registries, like real ones.
-    config = load_config(tmp_path / "lab.yml", target="fake")
-    for index, name in enumerate(OLD):
-        world.servers[name] = ServerRecord(name, "web", "fake", address=f"10.9.1.{index}",
-                                           generation=1, liveness=Liveness.RUNNING)
-        world.pool[name] = FakeMember(share=100)
-    with Fleet(config.located(tmp_path)) as fleet:
-        yield Cycle(world, fleet, [])
-
-
-def expect(calls: list[str], *parts: str | set[str]) -> None:
-    """``calls`` is ``parts`` in order; a set stands for calls in any order among themselves."""
-    at = 0
-    for part in parts:
-        if isinstance(part, set):
-            assert set(calls[at:at + len(part)]) == part, (at, calls)
-            at += len(part)
-        else:
-            assert calls[at:at + 1] == [part], (at, calls)
-            at += 1
-    assert at == len(calls), calls[at:]
-
+from lab.release import ReleaseFailed, ReleaseReport
 
 # the good path ---------------------------------------------------------------------------
 
@@ -125,8 +37,12 @@ def test_good_release_moves_traffic_step_by_step_and_retires_the_old(cycle: Cycl
     assert (report.old, report.new) == (OLD, NEW)
     assert [s.percent for s in report.steps] == [10, 50, 100]
     assert all(s.gate == "passed" and s.canary["failed"] == 0 for s in report.steps)
+    # what users saw at each step, as `lab history` shows it
+    assert [s.window for s in report.steps] == [{
+        "seconds": 3.0, "requests": 40, "errors": 0, "error_rate": 0.0, "rps": 13.3,
+        "p50_ms": 2.5, "p99_ms": 5.1, "versions": {"v2": 40}}] * 3
     assert {n: m.share for n, m in cycle.world.pool.items()} == {"web-3": 100, "web-4": 100}
-    assert sorted(cycle.world.servers) == NEW
+    assert sorted(cycle.world.servers) == OTHERS + NEW
     assert list(report.phases) == ["create", "provision", "verify + join", "canary 10%",
                                    "canary 50%", "canary 100%", "promote"]
 
@@ -270,6 +186,8 @@ def test_errors_users_see_roll_back(cycle: Cycle) -> None:
 
     expect(cycle.world.calls, *START, JOIN, *CANARY[:2], *ROLLBACK)
     cycle.assert_rolled_back("error rate")
+    step = cycle.saved()["steps"][-1]
+    assert (step["gate"], step["window"]["errors"]) == ("error rate too high", 4)
 
 
 def test_a_new_member_that_dies_mid_canary_rolls_back(cycle: Cycle) -> None:
@@ -330,7 +248,7 @@ def test_ctrl_c_after_the_old_generation_left_the_balancer_finishes_the_promote(
     expect(cycle.world.calls, *START, JOIN, *CANARY, "balancer.retire web-1 web-2",
            "target.destroy web-1 web-2", "target.destroy web-1 web-2", "probe.stop")
     assert {n: m.share for n, m in cycle.world.pool.items()} == {"web-3": 100, "web-4": 100}
-    assert sorted(cycle.world.servers) == NEW
+    assert sorted(cycle.world.servers) == OTHERS + NEW
     saved = cycle.saved()
     assert saved["outcome"] == "promoted"
     assert "promote cut short (interrupted (Ctrl-C))" in str(saved["reason"])

@@ -185,6 +185,15 @@ def test_adopted_servers_count(state: State) -> None:
     assert state.next_index("web") == 8
 
 
+def test_an_adopted_servers_number_is_not_reused_once_it_is_gone(state: State) -> None:
+    """Adopted (found by label, as Fleet.reconcile logs it), then destroyed and forgotten."""
+    state.save(ServerRecord("web-7", "web", "docker"))
+    state.log("adopted", "web-7", "found by label, not in state")
+    state.forget("web-7")
+    state.log("destroyed", "web-7")
+    assert state.next_index("web") == 8
+
+
 def test_roles_are_counted_apart(state: State) -> None:
     name_servers(state, "web", 3)
     name_servers(state, "webx", 5)

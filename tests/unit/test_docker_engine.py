@@ -1,0 +1,284 @@
+"""One lab's containers, network and images (lab/targets/dockerengine.py) on an in-memory
+engine that filters labels and names as Docker does: what is found, removed and recorded, and
+that nothing of another lab is ever touched. The same engine code runs against a real Docker
+in tests/integration/test_lab_docker.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker.errors import ImageNotFound, NotFound
+
+from lab.errors import PrerequisiteError
+from lab.events import Event
+from lab.state import Liveness
+from lab.targets.dockerengine import DockerEngine
+
+
+def matches(labels: dict[str, str], filters: dict[str, Any] | None) -> bool:
+    """Docker's label filter: ``key`` has the label, ``key=value`` has it with that value."""
+    wanted = (filters or {}).get("label")
+    if wanted is None:
+        return True
+    for one in [wanted] if isinstance(wanted, str) else wanted:
+        key, has_value, value = one.partition("=")
+        if key not in labels or (has_value and labels[key] != value):
+            return False
+    return True
+
+
+@dataclass
+class Box:
+    name: str
+    labels: dict[str, str]
+    status: str = "running"
+    attrs: dict[str, Any] = field(default_factory=dict)
+    engine: Engine | None = None
+
+    def remove(self, force: bool = False, v: bool = False) -> None:
+        assert force and v, "a server's container goes with its volumes, running or not"
+        assert self.engine is not None
+        if self not in self.engine.boxes:
+            raise NotFound("gone")
+        self.engine.boxes.remove(self)
+
+
+@dataclass
+class Net:
+    name: str
+    labels: dict[str, str]
+    engine: Engine
+
+    def remove(self) -> None:
+        self.engine.nets.remove(self)
+
+
+@dataclass
+class Image:
+    id: str
+    tags: list[str]
+    labels: dict[str, str]
+
+
+class Engine:
+    """The parts of docker.DockerClient that DockerEngine uses."""
+
+    def __init__(self) -> None:
+        self.boxes: list[Box] = []
+        self.nets: list[Net] = []
+        self.pictures: list[Image] = []
+        self.containers, self.networks, self.images = self, _Networks(self), _Images(self)
+
+    def add(self, lab: str, server: str, **box: Any) -> Box:
+        labels = {"lab.managed": "true", "lab.name": lab, "lab.server": server,
+                  "lab.role": server.rsplit("-", 1)[0], "lab.generation": "1"}
+        made = Box(f"{lab}-{server}", labels | box.pop("labels", {}), engine=self, **box)
+        made.attrs = made.attrs or {"NetworkSettings": {}, "Config": {"Image": "lab/base"}}
+        self.boxes.append(made)
+        return made
+
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None,
+             ignore_removed: bool = False) -> list[Box]:
+        assert all, "a stopped container is still the lab's"
+        return [b for b in self.boxes if matches(b.labels, filters)]
+
+    def get(self, name: str) -> Box:
+        for box in self.boxes:
+            if box.name == name:
+                return box
+        raise NotFound(name)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Networks:
+    engine: Engine
+
+    def list(self, names: list[str] | None = None,
+             filters: dict[str, Any] | None = None) -> list[Net]:
+        # Docker's name filter matches substrings
+        return [n for n in self.engine.nets if matches(n.labels, filters)
+                and (names is None or any(x in n.name for x in names))]
+
+    def create(self, name: str, driver: str, labels: dict[str, str]) -> Net:
+        made = Net(name, labels, self.engine)
+        self.engine.nets.append(made)
+        return made
+
+
+@dataclass
+class _Images:
+    engine: Engine
+
+    def get(self, name: str) -> Image:
+        for image in self.engine.pictures:
+            if name in image.tags:
+                return image
+        raise ImageNotFound(name)
+
+    def list(self, filters: dict[str, Any] | None = None) -> list[Image]:
+        return [i for i in self.engine.pictures if matches(i.labels, filters)]
+
+    def remove(self, tag: str, force: bool = False) -> None:
+        self.engine.pictures = [i for i in self.engine.pictures if tag not in i.tags]
+
+
+@pytest.fixture
+def engine() -> Engine:
+    """Two labs, `shop` and `shop2` (a name that starts like the other), side by side."""
+    engine = Engine()
+    for lab in ("shop", "shop2"):
+        engine.add(lab, "web-1")
+        engine.add(lab, "web-2", status="exited")
+        engine.nets.append(Net(f"lab-{lab}", {"lab.name": lab}, engine))
+    return engine
+
+
+def lab(engine: Engine, name: str = "shop") -> DockerEngine:
+    return DockerEngine(name, client=engine)  # type: ignore[arg-type]
+
+
+def left(engine: Engine) -> list[str]:
+    return sorted(b.name for b in engine.boxes) + sorted(n.name for n in engine.nets)
+
+
+def test_a_lab_finds_its_own_containers_running_or_not(engine: Engine) -> None:
+    assert sorted(lab(engine).by_server()) == ["web-1", "web-2"]
+    assert {c.name for c in lab(engine).containers()} == {"shop-web-1", "shop-web-2"}
+
+
+def test_removing_named_servers_removes_only_those_of_this_lab(engine: Engine) -> None:
+    events: list[Event] = []
+
+    assert lab(engine).remove(["web-2"], events.append) == ["web-2"]
+
+    assert left(engine) == ["shop-web-1", "shop2-web-1", "shop2-web-2", "lab-shop", "lab-shop2"]
+    assert [(e.kind, e.message, e.subject) for e in events] == [
+        ("destroyed", "web-2 removed", "web-2")]
+
+
+def test_removing_nothing_named_removes_nothing(engine: Engine) -> None:
+    assert lab(engine).remove([]) == []
+    assert len(engine.boxes) == 4 and len(engine.nets) == 2
+
+
+def test_removing_the_whole_lab_leaves_the_other_lab_alone(engine: Engine) -> None:
+    removed = lab(engine).remove(None)
+
+    assert sorted(removed) == ["web-1", "web-2"]
+    assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop2"]
+
+
+def test_a_container_gone_meanwhile_is_no_error(engine: Engine) -> None:
+    shop = lab(engine)
+    found = shop.containers()
+    engine.boxes.remove(found[0])
+    shop.containers = lambda: found  # type: ignore[method-assign]
+
+    assert sorted(shop.remove(None)) == ["web-1", "web-2"]
+
+
+def test_the_network_is_made_once_by_its_exact_name(engine: Engine) -> None:
+    engine.nets = [n for n in engine.nets if n.name == "lab-shop2"]
+
+    lab(engine).ensure_network()
+    lab(engine).ensure_network()
+
+    assert sorted(n.name for n in engine.nets) == ["lab-shop", "lab-shop2"]
+    made = next(n for n in engine.nets if n.name == "lab-shop")
+    assert made.labels["lab.name"] == "shop"
+
+
+def test_a_record_is_what_the_container_shows(engine: Engine) -> None:
+    box = engine.add("shop", "web-3", status="restarting", labels={
+        "lab.generation": "2", "lab.image": "lab/shop-web:v2"}, attrs={
+        "NetworkSettings": {
+            "Networks": {"bridge": {"IPAddress": "172.17.0.9"},
+                         "lab-shop": {"IPAddress": "172.30.0.3"}},
+            "Ports": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32022"}],
+                      "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32080"}],
+                      "443/tcp": None}},
+        "Config": {"Image": "lab/base:bookworm"},
+        "Created": "2026-11-27T15:00:00.123456789Z"})
+
+    record = lab(engine).record(box, "docker")  # type: ignore[arg-type]
+
+    assert (record.name, record.role, record.target, record.generation) == (
+        "web-3", "web", "docker", 2)
+    assert (record.address, record.ssh_host, record.ssh_port, record.ssh_user) == (
+        "172.30.0.3", "127.0.0.1", 32022, "root")
+    assert (record.ports, record.ports_host) == ({80: 32080}, "127.0.0.1")
+    assert record.image == "lab/shop-web:v2"
+    assert record.liveness is Liveness.RESTARTING
+    assert record.created == 1795791600.123456
+
+
+@pytest.mark.parametrize(("status", "liveness"), [
+    ("running", Liveness.RUNNING), ("exited", Liveness.DEAD), ("created", Liveness.DEAD),
+    ("paused", Liveness.DEAD)])
+def test_only_a_running_or_restarting_container_is_alive(engine: Engine, status: str,
+                                                         liveness: Liveness) -> None:
+    box = engine.add("shop", "web-4", status=status)
+    record = lab(engine).record(box, "docker")  # type: ignore[arg-type]
+    assert record.liveness is liveness
+    assert (record.address, record.ssh_port, record.image) == ("", 0, "lab/base")
+
+
+def test_images_only_those_this_lab_baked_are_removed(engine: Engine) -> None:
+    engine.pictures = [
+        Image("1", ["lab/shop-web:v1", "lab/shop-web:latest"],
+              {"lab.name": "shop", "lab.version": "v1"}),
+        Image("2", ["lab/shop2-web:v1"], {"lab.name": "shop2", "lab.version": "v1"}),
+        Image("3", ["lab/base:bookworm"], {"lab.name": "shop"}),  # not baked
+    ]
+
+    assert lab(engine).remove_images() == ["lab/shop-web:v1", "lab/shop-web:latest"]
+    assert [i.id for i in engine.pictures] == ["2", "3"]
+
+
+def test_a_missing_image_says_how_to_get_one(engine: Engine) -> None:
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    shop = lab(engine)
+
+    assert shop.has_image("lab/base:bookworm") and not shop.has_image("lab/base:trixie")
+    with pytest.raises(PrerequisiteError) as caught:
+        shop.require_image("lab/base:trixie")
+    assert str(caught.value) == ("image lab/base:trixie not found: run `lab image build` (or "
+                                 "set `image:` in lab.yml)")
+
+
+def test_a_server_that_stopped_booting_is_explained(engine: Engine) -> None:
+    engine.add("shop", "web-5", status="exited", attrs={
+        "State": {"ExitCode": 255, "Error": ""}, "NetworkSettings": {}, "Config": {}})
+    engine.add("shop", "web-6", status="dead", attrs={
+        "State": {"ExitCode": 137, "Error": "OOM"}, "NetworkSettings": {}, "Config": {}})
+    shop = lab(engine)
+
+    assert shop.boot_failure("web-1") is None
+    assert shop.boot_failure("web-5") == "its container exited with status 255"
+    assert shop.boot_failure("web-6") == "its container dead with status 137; OOM"
+    assert shop.boot_failure("web-9") == "its container is gone"
+
+
+def test_the_docker_target_lists_and_destroys_through_its_engine(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lab.targets.dockerengine
+    from lab.config import LabConfig
+    from lab.keys import KeyPair
+    from lab.targets.docker import DockerTarget
+
+    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
+    target = DockerTarget(config, KeyPair(tmp_path / "k", tmp_path / "k.pub"))
+
+    listed = {s.name: (s.target, s.liveness) for s in target.list()}
+    assert listed == {"web-1": ("docker", Liveness.RUNNING), "web-2": ("docker", Liveness.DEAD)}
+    assert target.container_name("web-1") == "shop-web-1"
+    assert target.destroy(["web-1"]) == ["web-1"]
+    assert target.destroy() == ["web-2"]
+    assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop2"]

@@ -1,0 +1,204 @@
+"""Fleet's verbs on the fake target of ``release_fakes``: `lab up` makes only what is missing
+and replaces the dead, `lab destroy` removes everything, a command's selection names what is
+wrong. The same verbs run on Docker in tests/integration/test_lab_docker.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import release_fakes
+from release_fakes import World
+
+import lab.targets.registry
+from lab.config import load_config
+from lab.errors import UsageError
+from lab.events import Event
+from lab.fleet import Fleet
+from lab.state import Liveness, ServerRecord, Stage
+
+LAB_YML = "name: fl\ntarget: fake\nservers:\n  web: {count: 2}\n  db: {count: 1}\n"
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    world = World()
+    monkeypatch.setattr(release_fakes, "world", world)
+    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "fake", "release_fakes:FakeTarget")
+    return world
+
+
+@pytest.fixture
+def events() -> list[Event]:
+    return []
+
+
+@pytest.fixture
+def fleet(world: World, tmp_path: Path, events: list[Event]) -> Iterator[Fleet]:
+    (tmp_path / "lab.yml").write_text(LAB_YML)
+    with Fleet(load_config(tmp_path / "lab.yml"), events.append) as fleet:
+        yield fleet
+
+
+def said(events: list[Event], kind: str) -> list[str]:
+    return [e.message for e in events if e.kind == kind]
+
+
+def test_up_makes_every_role_then_nothing_more(fleet: Fleet, world: World,
+                                               events: list[Event]) -> None:
+    made = fleet.up()
+
+    assert sorted(s.name for s in made) == ["db-1", "web-1", "web-2"]
+    assert {s.stage for s in made} == {Stage.READY}
+    assert said(events, "create") == ["creating 3 server(s) on fake"]
+    assert sorted(world.waited) == ["db-1", "web-1", "web-2"]
+
+    world.calls.clear()
+    again = fleet.up()
+
+    assert world.calls == [], "a second `lab up` changed something"
+    assert sorted(s.name for s in again) == ["db-1", "web-1", "web-2"]
+
+
+def test_up_of_one_role_touches_no_other(fleet: Fleet, world: World) -> None:
+    made = fleet.up(["db"])
+
+    assert [s.name for s in made] == ["db-1"]
+    assert sorted(world.servers) == ["db-1"]
+
+
+def test_up_of_an_unknown_role_names_the_roles_there_are(fleet: Fleet, world: World) -> None:
+    with pytest.raises(UsageError) as caught:
+        fleet.up(["cache"])
+
+    assert str(caught.value) == "no role 'cache' in lab.yml (roles: web, db)"
+    assert world.calls == []
+
+
+def test_up_replaces_a_dead_server_with_a_new_name(fleet: Fleet, world: World,
+                                                   events: list[Event]) -> None:
+    fleet.up()
+    world.kill("web-1")()
+    world.calls.clear()
+
+    servers = fleet.up(["web"])
+
+    assert world.calls == ["target.destroy web-1", "target.create web-3"]
+    assert said(events, "replace") == ["replacing dead or missing servers: web-1"]
+    assert said(events, "destroyed") == ["web-1 removed"]
+    assert [(e["kind"], e["server"]) for e in fleet.state.events("web-1")][-1] == (
+        "destroyed", "web-1")
+    assert sorted(s.name for s in servers) == ["web-2", "web-3"]
+    assert "db-1" in world.servers
+
+
+def test_up_keeps_the_newest_generation_and_replaces_within_it(fleet: Fleet,
+                                                               world: World) -> None:
+    """After a release, `lab up` counts the new generation, and replaces its dead in it."""
+    for name, generation in [("web-3", 2), ("web-4", 2)]:
+        world.servers[name] = ServerRecord(name, "web", "fake", generation=generation,
+                                           liveness=Liveness.RUNNING)
+    fleet.up(["web"])  # adopts web-3 and web-4, and waits for them
+    assert sorted(world.waited) == ["web-3", "web-4"]
+    world.kill("web-4")()
+    world.calls.clear()
+
+    fleet.up(["web"])
+
+    assert world.calls == ["target.destroy web-4", "target.create web-5"]
+    assert world.servers["web-5"].generation == 2
+
+
+def test_a_failed_create_leaves_nothing_behind(fleet: Fleet, world: World) -> None:
+    def refuse() -> None:
+        raise lab.errors.TargetError("no room")
+
+    world.when("target.create web-1 web-2 db-1", refuse)
+
+    with pytest.raises(lab.errors.TargetError):
+        fleet.up()
+
+    assert world.calls[-1] == "target.destroy web-1 web-2 db-1"
+    assert fleet.state.servers() == []
+
+
+def test_destroy_removes_every_server_and_forgets_them(fleet: Fleet, world: World,
+                                                       events: list[Event]) -> None:
+    fleet.up()
+    world.images = {"lab/fl-web:v1"}
+
+    removed = fleet.destroy(images=True)
+
+    assert sorted(removed) == ["db-1", "web-1", "web-2"]
+    assert world.servers == {} and fleet.state.servers() == []
+    assert said(events, "destroy") == ["destroying lab fl"]
+    assert said(events, "destroyed") == [
+        "db-1 removed", "web-1 removed", "web-2 removed", "image lab/fl-web:v1 removed"]
+    logged = sorted(e["server"] for e in fleet.state.events() if e["kind"] == "destroyed")
+    assert logged == ["db-1", "web-1", "web-2"]
+
+
+def test_destroy_keeps_images_unless_asked(fleet: Fleet, world: World) -> None:
+    fleet.up()
+    world.images = {"lab/fl-web:v1"}
+
+    fleet.destroy()
+
+    assert world.images == {"lab/fl-web:v1"}
+
+
+def test_destroy_finds_servers_state_never_knew(fleet: Fleet, world: World) -> None:
+    world.servers["web-7"] = ServerRecord("web-7", "web", "fake", liveness=Liveness.RUNNING)
+
+    assert fleet.destroy() == ["web-7"]
+    assert world.servers == {}
+
+
+def test_select_names_what_is_wrong(fleet: Fleet, world: World) -> None:
+    with pytest.raises(UsageError) as caught:
+        fleet.select()
+    assert str(caught.value) == "lab fl has no servers: run `lab up` first"
+
+    fleet.up()
+    with pytest.raises(UsageError) as caught:
+        fleet.select(["web-9"])
+    assert str(caught.value) == "no server 'web-9' in lab fl (servers: db-1, web-1, web-2)"
+
+    world.kill("web-1")()
+    world.kill("web-2")()
+    with pytest.raises(UsageError) as caught:
+        fleet.select(["web-1", "web-2", "db-1"])
+    assert str(caught.value) == "web-1, web-2: not running (run `lab up` to replace it)"
+
+
+def test_select_gives_the_chosen_and_every_live_server(fleet: Fleet, world: World) -> None:
+    fleet.up()
+    world.kill("web-1")()
+
+    chosen, everyone = fleet.select(["web-2"])
+
+    assert [s.name for s in chosen] == ["web-2"]
+    assert sorted(s.name for s in everyone) == ["db-1", "web-2"]
+    assert sorted(s.name for s in fleet.select().servers) == ["db-1", "web-2"]
+    assert sorted(s.name for s in fleet.live()) == ["db-1", "web-2"]
+
+
+def test_reconcile_logs_what_it_learns_from_the_target(fleet: Fleet, world: World) -> None:
+    """The events log says when a server was found by label, died, or vanished."""
+    world.servers["web-7"] = ServerRecord("web-7", "web", "fake", liveness=Liveness.RUNNING)
+    world.servers["web-8"] = ServerRecord("web-8", "web", "fake", liveness=Liveness.RUNNING)
+    fleet.reconcile()
+    created = {s.name: s.created for s in fleet.state.servers()}
+    world.kill("web-7")()
+    del world.servers["web-8"]
+
+    fleet.reconcile()
+    fleet.reconcile()  # nothing new: nothing logged twice
+
+    logged = [(e["kind"], e["server"], e["detail"]) for e in fleet.state.events()]
+    assert logged == [("adopted", "web-7", "found by label, not in state"),
+                      ("adopted", "web-8", "found by label, not in state"),
+                      ("died", "web-7", ""),
+                      ("missing", "web-8", "no longer exists on the target")]
+    assert {s.name: s.created for s in fleet.state.servers()} == created
