@@ -51,8 +51,15 @@ class Net:
     name: str
     labels: dict[str, str]
     engine: Engine
+    containers: list[Box] = field(default_factory=list)  # what others joined (the cache)
+
+    def reload(self) -> None: ...
+
+    def disconnect(self, container: Box, force: bool = False) -> None:
+        self.containers.remove(container)
 
     def remove(self) -> None:
+        assert not self.containers, "the engine refuses to remove a network still joined"
         self.engine.nets.remove(self)
 
 
