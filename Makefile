@@ -32,7 +32,7 @@ engine26:
 test: setup
 	@status=0; \
 	host=$$(./scripts/engine26.sh start) || { [ -z "$$CI" ] || exit 3; host=; }; \
-	$(VENV)/bin/pytest -p no:cacheprovider tests || status=1; \
+	$(VENV)/bin/pytest -p no:cacheprovider --durations=25 tests || status=1; \
 	if [ -n "$$host" ]; then \
 	  printf '\033[1m==> again on Docker 26 with cgroup v2 (%s)\033[0m\n' "$$host"; \
 	  DOCKER_HOST=$$host $(VENV)/bin/pytest -p no:cacheprovider $(ENGINE26_TESTS) || status=1; \
