@@ -79,11 +79,14 @@ class Checks:
     verify: Gate = verify_gate
 
 
+CUT_SHORT = "cut short"  # a step interrupted (Ctrl-C, a bug) before its gates judged it
+
+
 @dataclass
 class StepReport:
     percent: int
     window: dict[str, Any]
-    gate: str = "passed"
+    gate: str = "watching"  # then "passed", the gate that refused it, or CUT_SHORT
     canary: dict[str, int] = field(default_factory=dict)  # requests, failed: the balancer's count
 
 
@@ -295,12 +298,16 @@ class _Run:
             if tests is not None:
                 tests.wait()
             raise
+        except BaseException:  # Ctrl-C, or a bug: the step was never judged, say so
+            step.window, step.gate = self.probe.window(started).to_dict(), CUT_SHORT
+            raise
         window = self.probe.window(started)
         step.window = window.to_dict()
         if window.error_rate > max_error_rate:
             raise self._refuse(step, window, "error rate too high",
                                f"at {percent}%: error rate {window.error_rate:.1%} is above "
                                f"{max_error_rate:.1%} ({window.errors}/{window.requests})")
+        step.gate = "passed"
         self.timeline.moment("gate", f"{percent}%", ok=True, percent=percent)
 
     def _refuse(self, step: StepReport, window: Window, gate: str,

@@ -266,3 +266,4 @@ def test_an_unexpected_error_rolls_back_then_surfaces(cycle: Cycle) -> None:
 
     expect(cycle.world.calls, *START, JOIN, *CANARY[:3], *ROLLBACK)
     cycle.assert_rolled_back("internal error: RuntimeError('a bug')")
+
