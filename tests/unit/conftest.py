@@ -32,6 +32,19 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    """A fresh fake world behind the fake target (registered by name, as a real target is),
+    for driving the CLI in ``tmp_path``, where internal-error logs are kept too. A test
+    module that needs a lab.yml overrides this fixture and writes one."""
+    world = World()
+    monkeypatch.setattr(release_fakes, "world", world)
+    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "fake", "release_fakes:FakeTarget")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    return world
+
+
+@pytest.fixture
 def make_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeCycle]:
     """Makes a lab on the fake target and balancer from a lab.yml (default: ``LAB_YML``),
     with two old servers (web-1, web-2) at full share and a db server."""

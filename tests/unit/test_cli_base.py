@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import release_fakes
 import typer
 from release_fakes import World
 from typer.testing import CliRunner
 
-import lab.targets.registry
 from lab.cli import app
 from lab.cli.base import Globals, current, handled
 from lab.errors import (
@@ -24,16 +22,6 @@ from lab.errors import (
 )
 
 runner = CliRunner(env={"LAB_FILE": None})
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    world = World()
-    monkeypatch.setattr(release_fakes, "world", world)
-    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "fake", "release_fakes:FakeTarget")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    return world
 
 
 def test_up_target_overrides_lab_yml(world: World, tmp_path: Path,

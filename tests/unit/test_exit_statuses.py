@@ -10,11 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import release_fakes
 from release_fakes import World, interrupt
 from typer.testing import CliRunner
 
-import lab.targets.registry
 from lab.cli import app
 from lab.errors import ExitStatus
 
@@ -23,13 +21,8 @@ LAB_YML = "name: exits\ntarget: {target}\nservers:\n  web: {{count: 2}}\n"
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    """A lab on the fake target, in its own directory, with internal-error logs kept there."""
-    world = World()
-    monkeypatch.setattr(release_fakes, "world", world)
-    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "fake", "release_fakes:FakeTarget")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+def world(world: World, tmp_path: Path) -> World:
+    """conftest's fake world (internal-error logs kept in ``tmp_path``), with a lab on it."""
     (tmp_path / "lab.yml").write_text(LAB_YML.format(target="fake"))
     return world
 

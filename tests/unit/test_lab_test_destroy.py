@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import release_fakes
 from release_fakes import World
 from typer.testing import CliRunner
 
-import lab.targets.registry
 from lab.cli import app
 from lab.errors import TargetError
 
@@ -23,11 +21,8 @@ runner = CliRunner(env={"LAB_FILE": None})
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    world = World()
-    monkeypatch.setattr(release_fakes, "world", world)
-    monkeypatch.setitem(lab.targets.registry.BUILT_IN, "fake", "release_fakes:FakeTarget")
-    monkeypatch.chdir(tmp_path)
+def world(world: World, tmp_path: Path) -> World:
+    """conftest's fake world, with a lab of two web servers on it."""
     (tmp_path / "lab.yml").write_text("name: t\ntarget: fake\nservers: {web: {count: 2}}\n")
     return world
 
