@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lab.cli import aws, cache, exercise, image, lab, release
+from lab.cli import aws, cache, classroom, exercise, image, lab, release
 from lab.cli.base import Globals
 from lab.cli.output import reflow
 from lab.config import CONFIG_FILE
@@ -38,6 +38,7 @@ app.add_typer(image.app, name="image")
 app.add_typer(exercise.app, name="exercise")
 app.add_typer(cache.app, name="cache")
 app.add_typer(aws.app, name="aws")
+app.add_typer(classroom.app, name="class")
 
 
 @app.callback()
