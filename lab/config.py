@@ -368,7 +368,7 @@ def _one_of(names: list[str]) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else _kind(value) if isinstance(
+    text = repr(value) if isinstance(value, str) else _kind(value) if value is None or isinstance(
         value, dict | list
     ) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."

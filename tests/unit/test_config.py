@@ -45,7 +45,7 @@ FIELD_CASES = [
     ("role-string", "name: demo\nservers: {web: big}\n", "servers.web", "must be a mapping"),
     ("role-null", "name: demo\nservers: {web: }\n", "servers.web", "must be a mapping"),
     ("name-int", "name: 42\nservers: {web: {}}\n", "name", "must be a string, got 42"),
-    ("name-null", "name:\nservers: {web: {}}\n", "name", "must be a string"),
+    ("name-empty", "name:\nservers: {web: {}}\n", "name", "must be a string, got nothing"),
     ("name-list", "name: [a]\nservers: {web: {}}\n", "name", "must be a string"),
     ("name-date", "name: 2024-01-01\nservers: {web: {}}\n", "name", "must be a string"),
     ("count-word", "name: demo\nservers: {web: {count: two}}\n", "servers.web.count",
