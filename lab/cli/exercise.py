@@ -69,10 +69,12 @@ def start(
 
     Example:  lab exercise start 1 ~/ex && cd ~/ex
     """
+    from lab.classroom.reporter import report_start
     from lab.workspace import start as run
 
     with progress(f"lab exercise start {number}") as listener:
         workspace = run(number, directory, name, listener)
+        report_start(workspace, listener)
     exercise = workspace.exercise
     out.print(f"exercise {exercise.number:02d}: {exercise.title} ({exercise.spec.minutes} min)")
     out.print(f"read {exercise.folder / 'README.md'}")
@@ -89,11 +91,13 @@ def check(
 
     Your files are never changed. Example:  lab exercise check
     """
+    from lab.classroom.reporter import report_check
     from lab.grader import check as run
 
     workspace = _workspace(ctx)
     with progress(f"lab exercise check ({workspace.exercise.id})") as listener:
         report = run(workspace, listener)
+        report_check(workspace, report, listener)  # to the class, if any; never fails
     shown = report.to_dict()
     if as_json:
         out.print_json(json.dumps(shown))
@@ -130,10 +134,13 @@ def hint(ctx: typer.Context) -> None:
 
     Example:  lab exercise hint
     """
+    from lab.classroom.reporter import report_hint
     from lab.workspace import hint as next_hint
 
     workspace = _workspace(ctx)
     number, text = next_hint(workspace)
+    if number:
+        report_hint(workspace)
     total = len(workspace.exercise.spec.hints)
     out.print(f"hint {number}/{total}: {escape(text)}" if number else escape(text))
 
@@ -184,11 +191,13 @@ def next_command(ctx: typer.Context) -> None:
 
     Example:  lab exercise next
     """
+    from lab.classroom.reporter import report_start
     from lab.workspace import next_exercise
 
     workspace = _workspace(ctx)
     with progress("lab exercise next") as listener:
         moved = next_exercise(workspace, listener)
+        report_start(moved, listener)
     exercise = moved.exercise
     out.print(f"exercise {exercise.number:02d}: {exercise.title} ({exercise.spec.minutes} min)")
     out.print(f"read {exercise.folder / 'README.md'}")
