@@ -27,6 +27,7 @@ command -v vagrant >/dev/null || need+=(vagrant)
 command -v make >/dev/null || need+=(make)
 # A real browser for the tests that open `lab report`'s page (headless, offline).
 command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)  # selenium drives the class page
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if is_root_debian; then say "installing ${need[*]}"; apt_install "${need[@]}"
