@@ -12,8 +12,12 @@ function el(tag, text, className) {
   return node;
 }
 
-function minutes(seconds) {
-  return `${Math.floor(seconds / 60)} min`;
+function count(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function duration(seconds) {
+  return seconds < 60 ? `${Math.round(seconds)} s` : `${Math.floor(seconds / 60)} min`;
 }
 
 function header(grid) {
@@ -38,11 +42,11 @@ function studentRow(grid, student) {
     td.dataset.exercise = String(exercise.number);
     if (exercise.number === student.current) td.classList.add("current");
     if (cell.state !== "not started") {
-      td.append(el("br"), el("small", `${cell.checks} checks · ${cell.hints} hints · ${minutes(cell.seconds)}`));
+      td.append(el("br"), el("small", `${count(cell.checks, "check")} · ${count(cell.hints, "hint")} · ${duration(cell.seconds)}`));
     }
     row.append(td);
   }
-  row.append(el("td", student.current === null ? "" : minutes(student.seconds)));
+  row.append(el("td", student.current === null ? "" : duration(student.seconds)));
   row.append(el("td", student.feedback, "feedback"));
   return row;
 }
@@ -52,7 +56,7 @@ function stuckItem(item) {
   li.append(el("span", item.student, "who"),
             el("span", ` on ${String(item.exercise).padStart(2, "0")}: `),
             el("code", item.check),
-            el("span", ` failing for ${minutes(item.seconds)} (${item.failures} checks)`));
+            el("span", ` failing for ${duration(item.seconds)} (${count(item.failures, "check")})`));
   return li;
 }
 
