@@ -9,6 +9,7 @@ student's name or feedback is never SQL, and never markup (the page escapes it t
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -147,7 +148,9 @@ class ClassStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the server
+            # Readers (the page, `lab class status`) do not wait for the writer; a power cut
+            # may lose the last reports, never the file.
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
 
     @contextmanager
@@ -155,6 +158,7 @@ class ClassStore:
         db = sqlite3.connect(self.path, timeout=30)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = NORMAL")
         try:
             with db:
                 yield db
@@ -235,9 +239,10 @@ def open_store(classroom: Classroom) -> ClassStore:
 # the grid ------------------------------------------------------------------------------------
 
 
-def class_grid(classroom: Classroom, now: float | None = None) -> Grid:
-    """The class's grid as class.db has it now."""
-    store = open_store(classroom)
+def class_grid(classroom: Classroom, store: ClassStore | None = None,
+               now: float | None = None) -> Grid:
+    """The class's grid as class.db has it now (``store``: the one already open)."""
+    store = store or open_store(classroom)
     return grid(classroom.spec.name, classroom.spec.exercises, store.students(),
                 store.reports(), store.version(), time.time() if now is None else now)
 
@@ -257,9 +262,15 @@ def grid(name: str, numbers: list[int], students: list[Student], reports: list[R
 
 
 def _columns(numbers: list[int]) -> list[dict[str, Any]]:
-    known = {e.number: e for e in course()}
-    return [{"number": n, "id": known[n].id if n in known else f"{n:02d}",
-             "title": known[n].title if n in known else ""} for n in numbers]
+    known = _course_titles()
+    return [{"number": n, "id": known.get(n, (f"{n:02d}", ""))[0],
+             "title": known.get(n, ("", ""))[1]} for n in numbers]
+
+
+@functools.cache
+def _course_titles() -> dict[int, tuple[str, str]]:
+    """Each exercise's folder name and title (read once: the page asks every second)."""
+    return {e.number: (e.id, e.title) for e in course()}
 
 
 def _row(student: str, numbers: list[int], reports: list[Report], now: float) -> Row:

@@ -127,7 +127,7 @@ def make_app(classroom: Classroom) -> Starlette:
         return JSONResponse({"stored": True, "at": stored.at}, status_code=201)
 
     async def grid(request: Request) -> Response:
-        found = await run_in_threadpool(class_grid, classroom)
+        found = await run_in_threadpool(class_grid, classroom, store)
         return JSONResponse(found.to_dict(), headers={"Cache-Control": "no-store"})
 
     async def page(request: Request) -> Response:
