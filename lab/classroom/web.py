@@ -7,10 +7,11 @@ A Starlette app served by uvicorn, on 127.0.0.1 unless the instructor chooses ot
 - ``POST /api/join`` ``{code, name, token?}``: a new student joins, and gets a token;
 - ``POST /api/report`` ``{code, student, token?, exercise, ...}``: a check, hint or start.
 
-Anything that does not fit is refused with a 4xx before anything is stored: a body over
-:data:`MAX_BODY` (refused from its Content-Length, without reading it), bad JSON, a missing,
-unknown or oversized field, a wrong join code, a student the class does not know, a
-joined student's report without their token. Every request that stores something carries
+Anything that does not fit is refused with a 4xx before anything is stored: a body not
+declared ``application/json`` (so another site's page cannot post one without asking), a
+body over :data:`MAX_BODY` (refused from its Content-Length, without reading it), bad JSON,
+a missing, unknown or oversized field, a wrong join code, a student the class does not
+know, a joined student's report without their token. Every request that stores something carries
 the join code, wherever the server listens.
 """
 
@@ -191,6 +192,9 @@ def _store_report(store: ClassStore, body: ReportBody) -> Report:
 async def _json(request: Request) -> Any:
     """The request's JSON body, refused when too big (by its Content-Length, before any of
     it is read; or while reading, when it has none) or not JSON."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":  # also makes a browser ask first (CORS) before sending
+        raise Refused(415, "the body must be sent as Content-Type: application/json")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         raise Refused(413, f"the body is over {MAX_BODY} bytes")

@@ -145,6 +145,16 @@ def test_a_hostile_request_is_refused_and_nothing_stored(
     assert open_store(classroom).reports() == []
 
 
+def test_a_body_not_declared_as_json_is_refused(url: str) -> None:
+    """What a form on another site could post from the instructor's own browser."""
+    before = the_grid(url)["version"]
+    for media in ("text/plain", "application/x-www-form-urlencoded", ""):
+        status, data, _ = request(url, "POST", "/api/report", json.dumps(a_report()).encode(),
+                                  {"Content-Type": media} if media else {})
+        assert status == 415, (media, data)
+    assert the_grid(url)["version"] == before
+
+
 def raw_exchange(url: str, head: bytes, body: bytes) -> bytes:
     """Send ``head`` and only ``body`` of what it announces; the server's answer."""
     parts = urlsplit(url)
