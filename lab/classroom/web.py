@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -102,8 +103,10 @@ class Refused(Exception):
         self.status = status
 
 
-def make_app(classroom: Classroom) -> Starlette:
-    """The page and its endpoints, over the class's class.db."""
+def make_app(classroom: Classroom, hosts: list[str] | None = None) -> Starlette:
+    """The page and its endpoints, over the class's class.db. ``hosts``: the only names a
+    request may call the server by (on 127.0.0.1, so that another site's page cannot reach
+    it through a name of its own that resolves to 127.0.0.1); None takes any."""
     store = open_store(classroom)
     code = classroom.spec.code
 
@@ -140,7 +143,8 @@ def make_app(classroom: Classroom) -> Starlette:
               Route("/api/report", report, methods=["POST"]),
               Route("/api/grid", grid, methods=["GET"]),
               *(Route(path, page, methods=["GET"]) for path in PAGE_FILES)]
-    return Starlette(routes=routes, middleware=[Middleware(_Secured)],
+    checked = [] if hosts is None else [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]
+    return Starlette(routes=routes, middleware=[Middleware(_Secured), *checked],
                      exception_handlers={Refused: _refused, ValidationError: _invalid})
 
 
@@ -230,6 +234,9 @@ def _not_an_object(exc: ValidationError) -> bool:
 # serving -------------------------------------------------------------------------------------
 
 
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or bool(re.match(r"^127\.", host))
 
@@ -278,7 +285,8 @@ def running(classroom: Classroom, host: str = "127.0.0.1") -> Iterator[str]:
 
 
 def _server(classroom: Classroom, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(make_app(classroom), host=host, port=port, log_level="warning",
+    hosts = [host, *LOOPBACK_NAMES] if is_loopback(host) else None
+    config = uvicorn.Config(make_app(classroom, hosts), host=host, port=port, log_level="warning",
                             access_log=False, server_header=False, lifespan="off",
                             timeout_graceful_shutdown=2)
     return uvicorn.Server(config)

@@ -101,15 +101,27 @@ def a_class_in_varied_states(url: str) -> str:
     return token
 
 
+# The page redraws every second: the grid is read in one script call, never element by
+# element (an element found before a redraw is gone after it).
+READ_GRID = """
+return Array.from(document.querySelectorAll('#grid tbody tr')).map((row) => [
+  row.querySelector('th').textContent,
+  Object.fromEntries(Array.from(row.querySelectorAll('td[data-exercise]')).map(
+    (td) => [td.dataset.exercise, td.innerText]))]);
+"""
+
+
+def shown(browser: webdriver.Chrome) -> dict[str, dict[str, str]]:
+    """Each student's row as the page shows it: exercise number -> the cell's text."""
+    return dict(browser.execute_script(READ_GRID))
+
+
 def cell(browser: webdriver.Chrome, student: str, exercise: int) -> str:
-    for row in browser.find_elements(By.CSS_SELECTOR, "#grid tbody tr"):
-        if row.find_element(By.CSS_SELECTOR, "th").text == student:
-            return row.find_element(By.CSS_SELECTOR, f'td[data-exercise="{exercise}"]').text
-    raise AssertionError(f"no row for {student!r}")
+    return shown(browser)[student][str(exercise)]
 
 
 def students_shown(browser: webdriver.Chrome) -> list[str]:
-    return [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#grid tbody th")]
+    return [student for student, _ in browser.execute_script(READ_GRID)]
 
 
 def test_the_page_shows_the_grid_updates_live_and_names_as_text(

@@ -155,6 +155,17 @@ def test_a_body_not_declared_as_json_is_refused(url: str) -> None:
     assert the_grid(url)["version"] == before
 
 
+def test_on_loopback_a_request_by_another_name_is_refused(url: str) -> None:
+    """A name of another site's that resolves to 127.0.0.1 (DNS rebinding) gets nothing."""
+    status, _, _ = request(url, "GET", "/api/grid", headers={"Host": "evil.example"})
+    assert status == 400
+    status, _, _ = request(url, "POST", "/api/report", json.dumps(a_report()).encode(),
+                              {"Host": "evil.example", "Content-Type": "application/json"})
+    assert status == 400
+    assert request(url, "GET", "/api/grid", headers={"Host": "localhost"})[0] == 200
+    assert the_grid(url)["version"] == 2
+
+
 def raw_exchange(url: str, head: bytes, body: bytes) -> bytes:
     """Send ``head`` and only ``body`` of what it announces; the server's answer."""
     parts = urlsplit(url)
@@ -169,7 +180,7 @@ def raw_exchange(url: str, head: bytes, body: bytes) -> bytes:
 def test_a_one_megabyte_body_is_refused_without_being_read(url: str) -> None:
     """Its Content-Length says 1 MB; only 1 KB is sent: a server reading it all would wait
     (and the socket time out) instead of answering 413."""
-    head = (b"POST /api/report HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (b"POST /api/report HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1048576\r\n\r\n")
     answer = raw_exchange(url, head, b"{" + b" " * 1023)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -179,7 +190,7 @@ def test_a_one_megabyte_body_is_refused_without_being_read(url: str) -> None:
 def test_a_chunked_body_over_the_limit_is_refused(url: str) -> None:
     chunk = b"x" * 8192
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(MAX_BODY // 8192 + 1))
-    head = (b"POST /api/report HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (b"POST /api/report HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n")
     answer = raw_exchange(url, head, body)  # no final chunk: the server stops at the limit
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
