@@ -96,7 +96,7 @@ def join(url: str, code: str, name: str, token: str | None = None,
     except (OSError, ValueError) as exc:
         raise PrerequisiteError(f"cannot reach the class at {url}: {_why(exc)} (is "
                                 "`lab class serve` running there, and the URL right?)") from None
-    if not isinstance(answer, dict) or not isinstance(answer.get("token"), str):
+    if not isinstance(answer, dict) or not isinstance(answer.get("token", 0), str | None):
         raise PrerequisiteError(f"{url} did not answer as a lab class does (is it the "
                                 "page of `lab class serve`?)")
     return Membership(url, code, str(answer.get("student", name)), answer["token"])

@@ -163,20 +163,20 @@ class _Secured:
         await self.app(scope, receive, sending)
 
 
-def _join(store: ClassStore, body: JoinBody) -> str:
-    """A new name gets a token; the same name again only with that token (a student who
-    joins again from the same workspace), never someone else's name."""
+def _join(store: ClassStore, body: JoinBody) -> str | None:
+    """A new name gets a token its reports must carry; the same name again only with that
+    token (joining again from the same place), never someone else's joined name. A name
+    class.yml lists needs no token (its reports carry the code, as the workspaces of
+    `lab class up` do): its attendee joins from their laptop and gets none."""
     known = store.student(body.name)
     if known is None:
         token = secrets.token_urlsafe(16)
         store.join(body.name, token)
         return token
-    if known.origin == "join" and body.token and known.token \
-            and hmac.compare_digest(body.token, known.token):
-        return known.token
     if known.origin == "class":
-        raise Refused(409, f"{body.name!r} is a student of class.yml: their workspace "
-                           "reports already")
+        return None
+    if body.token and known.token and hmac.compare_digest(body.token, known.token):
+        return known.token
     raise Refused(409, f"{body.name!r} has joined already: choose another name")
 
 
@@ -184,7 +184,8 @@ def _store_report(store: ClassStore, body: ReportBody) -> Report:
     known = store.student(body.student)
     if known is None:
         raise Refused(404, "unknown student: join the class first (`lab class join`)")
-    if known.token and not (body.token and hmac.compare_digest(body.token, known.token)):
+    if known.origin == "join" and known.token and not (
+            body.token and hmac.compare_digest(body.token, known.token)):
         raise Refused(403, "this student's reports need the token their join gave")
     return store.add(Report(
         student=body.student, exercise=body.exercise, exercise_id=body.exercise_id,

@@ -68,9 +68,20 @@ def test_a_wrong_code_is_bad_input(url: str) -> None:
     assert not user_file().exists()
 
 
-def test_a_taken_name_is_bad_input(url: str) -> None:
+def test_a_name_someone_else_joined_with_is_bad_input(url: str, tmp_path: Path) -> None:
+    first = runner.invoke(app, ["class", "join", url, "--code", CODE, "--name", "frank",
+                                "--workspace", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    result = runner.invoke(app, ["class", "join", url, "--code", CODE, "--name", "frank"])
+    assert result.exit_code == 2 and "frank" in result.output and "choose another" in \
+        result.output
+    assert not user_file().exists()
+
+
+def test_a_student_of_class_yml_joins_without_a_token(url: str) -> None:
     result = runner.invoke(app, ["class", "join", url, "--code", CODE, "--name", "alice"])
-    assert result.exit_code == 2 and "alice" in result.output
+    assert result.exit_code == 0, result.output
+    assert json.loads(user_file().read_text())["token"] is None
 
 
 def test_an_unreachable_class_is_a_missing_prerequisite() -> None:
