@@ -97,12 +97,12 @@ def check(
     workspace = _workspace(ctx)
     with progress(f"lab exercise check ({workspace.exercise.id})") as listener:
         report = run(workspace, listener)
-        report_check(workspace, report, listener)  # to the class, if any; never fails
     shown = report.to_dict()
     if as_json:
         out.print_json(json.dumps(shown))
     else:
         _print_goals(shown)
+    report_check(workspace, report)  # to the class, if any, once shown; never fails
     if not report.ok:
         raise CheckFailed("not done yet: see the first FAIL above (`lab exercise hint` helps)"
                           if not as_json else "not done yet")
@@ -139,10 +139,10 @@ def hint(ctx: typer.Context) -> None:
 
     workspace = _workspace(ctx)
     number, text = next_hint(workspace)
-    if number:
-        report_hint(workspace)
     total = len(workspace.exercise.spec.hints)
     out.print(f"hint {number}/{total}: {escape(text)}" if number else escape(text))
+    if number:
+        report_hint(workspace)  # to the class, if any; never fails
 
 
 @app.command()

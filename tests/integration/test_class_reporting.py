@@ -1,7 +1,7 @@
 """Workspaces report to their class: real `lab exercise check` and `hint` runs in three
 workspaces with the membership `lab class up` writes (url, code, name), a real class server
 on 127.0.0.1, and the grid `lab class status --json` reads from class.db. With the class's
-server down, a check exits exactly as it does without a class.
+server down (refusing, or hanging), a check exits exactly as it does without a class.
 
 Exercise 08 starts without servers, so the failing check and the hint take a second; the
 passing check runs its real `lab test` cycle (servers made and destroyed, about a minute).
@@ -111,7 +111,11 @@ def test_with_the_class_down_a_check_exits_as_before(the_class: Class,
              workspace_file(directory))
         down = lab(directory, "exercise", "check", "--json")
         shown = lab(directory, "exercise", "check")
-    assert alone.returncode == down.returncode == shown.returncode == 1
-    assert shown.stdout == alone.stdout
+    with socket.create_server(("127.0.0.1", 0)) as mute:  # takes the connection, never answers
+        save(Membership(f"http://127.0.0.1:{mute.getsockname()[1]}", CODE, "dan"),
+             workspace_file(directory))
+        hung = lab(directory, "exercise", "check")
+    assert alone.returncode == down.returncode == shown.returncode == hung.returncode == 1
+    assert shown.stdout == alone.stdout == hung.stdout
     assert json.loads(down.stdout)["goals"][0]["status"] == "FAIL"
-    assert "class" not in shown.stderr.lower()
+    assert "class" not in shown.stderr.lower() and "class" not in hung.stderr.lower()
