@@ -211,7 +211,7 @@ async def _json(request: Request) -> Any:
         chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: arrays nested 60,000 deep
         raise Refused(400, "the body is not JSON") from None
 
 

@@ -132,6 +132,8 @@ HOSTILE: list[tuple[str, str, bytes, int]] = [
     ("too many goals", "/api/report", json.dumps(a_report(
         goals=[{"check": "g", "status": "pass"}] * 51)).encode(), 422),
     ("not UTF-8", "/api/report", b'{"code": "\xff\xfe"}', 400),
+    ("nested too deep", "/api/report", b"[" * 60000 + b"]" * 60000, 413),
+    ("nested deep, within the limit", "/api/report", b"[" * 30000 + b"]" * 30000, 400),
 ]
 
 
