@@ -58,9 +58,11 @@ SECURITY_HEADERS = {
 }
 _HEADERS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 
-# A name shown on the page: any printable text, no control characters, not blank.
-Name = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True,
-                                        pattern=r"^[^\x00-\x1f\x7f]+$")]
+# A name shown on the page: any printable text, not blank; no control characters, nor the
+# invisible ones that reorder or hide text (a name must look like what it is).
+Name = Annotated[str, StringConstraints(
+    min_length=1, max_length=64, strip_whitespace=True,
+    pattern=r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+$")]
 Short = Annotated[str, StringConstraints(max_length=64)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 

@@ -127,6 +127,8 @@ HOSTILE: list[tuple[str, str, bytes, int]] = [
     ("oversized name", "/api/join", json.dumps({"code": CODE, "name": "n" * 65}).encode(), 422),
     ("control characters in a name", "/api/join",
      json.dumps({"code": CODE, "name": "a\x1b[2Jb"}).encode(), 422),
+    ("text reversed in a name", "/api/join",
+     json.dumps({"code": CODE, "name": "alice\u202etxt.exe"}).encode(), 422),
     ("exercise not in the class", "/api/report", json.dumps(a_report(exercise=4,
      exercise_id="04-drift")).encode(), 422),
     ("too many goals", "/api/report", json.dumps(a_report(
