@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -245,6 +246,27 @@ def class_grid(classroom: Classroom, store: ClassStore | None = None,
     store = store or open_store(classroom)
     return grid(classroom.spec.name, classroom.spec.exercises, store.students(),
                 store.reports(), store.version(), time.time() if now is None else now)
+
+
+class LiveGrid:
+    """The grid of a page that asks every second: class.db is read again only when it has
+    grown (students and reports are only ever added, so their count says whether anything
+    changed); only the clocks are recomputed in between."""
+
+    def __init__(self, classroom: Classroom, store: ClassStore) -> None:
+        self.classroom, self.store = classroom, store
+        self._lock = threading.Lock()
+        self._read: tuple[int, list[Student], list[Report]] = (-1, [], [])
+
+    def __call__(self, now: float | None = None) -> Grid:
+        with self._lock:
+            version = self.store.version()
+            if version != self._read[0]:
+                self._read = (version, self.store.students(), self.store.reports())
+            version, students, reports = self._read
+        spec = self.classroom.spec
+        return grid(spec.name, spec.exercises, students, reports, version,
+                    time.time() if now is None else now)
 
 
 def grid(name: str, numbers: list[int], students: list[Student], reports: list[Report],

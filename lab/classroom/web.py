@@ -40,7 +40,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab.classroom.config import Classroom
-from lab.classroom.store import ClassStore, Report, class_grid, open_store
+from lab.classroom.store import ClassStore, LiveGrid, Report, open_store
 from lab.config import describe
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
@@ -110,6 +110,7 @@ def make_app(classroom: Classroom, hosts: list[str] | None = None) -> Starlette:
     request may call the server by (on 127.0.0.1, so that another site's page cannot reach
     it through a name of its own that resolves to 127.0.0.1); None takes any."""
     store = open_store(classroom)
+    live_grid = LiveGrid(classroom, store)
     code = classroom.spec.code
 
     def check_code(given: str) -> None:
@@ -133,7 +134,7 @@ def make_app(classroom: Classroom, hosts: list[str] | None = None) -> Starlette:
         return JSONResponse({"stored": True, "at": stored.at}, status_code=201)
 
     async def grid(request: Request) -> Response:
-        found = await run_in_threadpool(class_grid, classroom, store)
+        found = await run_in_threadpool(live_grid)
         return JSONResponse(found.to_dict(), headers={"Cache-Control": "no-store"})
 
     async def page(request: Request) -> Response:

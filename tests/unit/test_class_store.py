@@ -13,6 +13,7 @@ from lab.classroom.store import (
     PASSED,
     WORKING,
     ClassStore,
+    LiveGrid,
     Report,
     Student,
     class_grid,
@@ -133,3 +134,19 @@ def test_a_report_needs_a_known_student(tmp_path: Path) -> None:
     store = ClassStore(tmp_path / "class.db")
     with pytest.raises(sqlite3.IntegrityError):
         store.add(check("nobody", 1, True))
+
+
+def test_the_live_grid_reads_class_db_again_only_when_it_grew(tmp_path: Path) -> None:
+    (tmp_path / "class.yml").write_text(CLASS_YML)
+    classroom = load_class(tmp_path)
+    store = open_store(classroom)
+    live = LiveGrid(classroom, store)
+    store.add(check("alice", 1, False, "page_changed", seconds=60))
+    first = live(now=store.reports()[0].at + 30)
+    assert first.rows[0].seconds == 90 and first.version == 4
+    later = live(now=store.reports()[0].at + 90)  # nothing new: the clock alone moves
+    assert later.rows[0].seconds == 150 and later.version == 4
+    store.add(check("alice", 1, True, seconds=200))
+    assert live().rows[0].cells[1].state == PASSED
+    store.join("dave", "t")
+    assert [r.student for r in live().rows][-1] == "dave"
