@@ -23,6 +23,7 @@ import json
 import re
 import secrets
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from importlib import resources
@@ -174,7 +175,11 @@ def _join(store: ClassStore, body: JoinBody) -> str | None:
     known = store.student(body.name)
     if known is None:
         token = secrets.token_urlsafe(16)
-        store.join(body.name, token)
+        try:
+            store.join(body.name, token)
+        except sqlite3.IntegrityError:  # the same name, joined a moment ago by another
+            raise Refused(409, f"{body.name!r} has joined already: choose another name") \
+                from None
         return token
     if known.origin == "class":
         return None
