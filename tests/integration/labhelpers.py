@@ -227,3 +227,43 @@ def browse(page: Path, where: Path, width: int = 1200, height: int = 1400) -> Br
         pixels=matplotlib.image.imread(shot),
         page_requests=[p["url"] for p in asked if p.get("initiator") != BROWSER_ONLY
                        and not p["url"].startswith("file:")])
+
+
+# a real browser driven by selenium (the class page) ----------------------------------------------
+
+# The class page redraws every second: its grid is read in one script call, never element by
+# element (an element found before a redraw is gone after it).
+READ_CLASS_GRID = """
+return Array.from(document.querySelectorAll('#grid tbody tr')).map((row) => [
+  row.querySelector('th').textContent,
+  Object.fromEntries(Array.from(row.querySelectorAll('td[data-exercise]')).map(
+    (td) => [td.dataset.exercise, td.innerText]))]);
+"""
+
+
+@contextmanager
+def chromium_driver(profile: Path, width: int = 1500, height: int = 900) -> Iterator[Any]:
+    """Debian's chromium, headless, driven through Debian's chromium-driver (a selenium
+    ``webdriver.Chrome``), quit at the end."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "chromium and chromium-driver: scripts/setup.sh installs them"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                 f"--window-size={width},{height}", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(driver))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def class_grid_shown(browser: Any) -> dict[str, dict[str, str]]:
+    """Each student's row as the class page shows it: exercise number -> the cell's text."""
+    return dict(browser.execute_script(READ_CLASS_GRID))

@@ -9,16 +9,15 @@ reports are fed to it over HTTP, as workspaces send them.
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from labhelpers import chromium_driver, class_grid_shown
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -43,20 +42,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "chromium and chromium-driver: scripts/setup.sh installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                 "--window-size=1500,900", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update",
-                 f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(options=options, service=Service(driver))
-    try:
-        yield browser
-    finally:
-        browser.quit()
+    with chromium_driver(tmp_path_factory.mktemp("profile")) as found:
+        yield found
 
 
 def post(url: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -101,27 +88,12 @@ def a_class_in_varied_states(url: str) -> str:
     return token
 
 
-# The page redraws every second: the grid is read in one script call, never element by
-# element (an element found before a redraw is gone after it).
-READ_GRID = """
-return Array.from(document.querySelectorAll('#grid tbody tr')).map((row) => [
-  row.querySelector('th').textContent,
-  Object.fromEntries(Array.from(row.querySelectorAll('td[data-exercise]')).map(
-    (td) => [td.dataset.exercise, td.innerText]))]);
-"""
-
-
-def shown(browser: webdriver.Chrome) -> dict[str, dict[str, str]]:
-    """Each student's row as the page shows it: exercise number -> the cell's text."""
-    return dict(browser.execute_script(READ_GRID))
-
-
 def cell(browser: webdriver.Chrome, student: str, exercise: int) -> str:
-    return shown(browser)[student][str(exercise)]
+    return class_grid_shown(browser)[student][str(exercise)]
 
 
 def students_shown(browser: webdriver.Chrome) -> list[str]:
-    return [student for student, _ in browser.execute_script(READ_GRID)]
+    return list(class_grid_shown(browser))
 
 
 def test_the_page_shows_the_grid_updates_live_and_names_as_text(

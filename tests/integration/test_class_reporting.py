@@ -1,6 +1,7 @@
 """Workspaces report to their class: real `lab exercise check` and `hint` runs in three
 workspaces with the membership `lab class up` writes (url, code, name), a real class server
-on 127.0.0.1, and the grid `lab class status --json` reads from class.db. With the class's
+on 127.0.0.1, and the grid as `lab class status --json` reads it from class.db and as the
+page shows it in a real browser. With the class's
 server down (refusing, or hanging), a check exits exactly as it does without a class.
 
 Exercise 08 starts without servers, so the failing check and the hint take a second; the
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from labhelpers import TIMEOUT, lab_command, unique_lab_name
+from labhelpers import TIMEOUT, chromium_driver, class_grid_shown, lab_command, unique_lab_name
+from selenium.webdriver.support.ui import WebDriverWait
 
 from lab.classroom.config import Classroom, load_class
 from lab.classroom.membership import Membership, save, workspace_file
@@ -70,7 +72,7 @@ def status(the_class: Class) -> dict:
     return json.loads(shown.stdout)
 
 
-def test_a_class_of_three_through_real_checks(the_class: Class) -> None:
+def test_a_class_of_three_through_real_checks(the_class: Class, tmp_path: Path) -> None:
     alice = workspace(the_class, "alice", EXERCISE.wrong_dir("changed-when-false"))
     failed = lab(alice, "exercise", "check")
     assert failed.returncode == 1, failed.stderr
@@ -98,6 +100,14 @@ def test_a_class_of_three_through_real_checks(the_class: Class) -> None:
     assert cells["carol"]["state"] == "passed"
     assert [(s["student"], s["check"]) for s in grid["stuck"]] == [
         ("alice", "no_hidden_changes")]
+
+    # The page, in a real browser, shows the same.
+    with chromium_driver(tmp_path / "profile") as browser:
+        browser.get(the_class.url)
+        WebDriverWait(browser, 20).until(lambda b: len(class_grid_shown(b)) == 3)
+        page = {student: cells["8"].split()[0] for student, cells in
+                class_grid_shown(browser).items()}
+    assert page == {"alice": "working", "bob": "working", "carol": "passed"}
 
 
 def test_with_the_class_down_a_check_exits_as_before(the_class: Class,
