@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.classroom.membership import Membership, find
+from lab.classroom.membership import Membership, find, save
 from lab.errors import PrerequisiteError, UsageError
 from lab.events import Event, Listener, ignore
 
@@ -75,13 +76,17 @@ def send(url: str, payload: dict[str, Any], on_event: Listener = ignore,
         return False
 
 
-def join(url: str, code: str, name: str, token: str | None = None,
+def join(url: str, code: str, name: str, file: Path,
          timeout: float = JOIN_TIMEOUT) -> Membership:
-    """Join the class at ``url`` as ``name``: the membership to save. ``token`` is the one a
-    previous join of the same name gave (joining again from the same workspace)."""
+    """Join the class at ``url`` as ``name`` and save the membership in ``file``. Joining
+    again as the same name, to the same class, from the same file sends the token the
+    first join gave (the server gives a joined name to no one else)."""
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"URL: must start with http:// or https://, got {url!r}")
+    before = _read(file)
+    token = before.token if before and before.url == url and before.name == name.strip() \
+        else None
     try:
         answer = _post(f"{url}/api/join", {"code": code, "name": name, "token": token},
                        timeout)
@@ -99,7 +104,16 @@ def join(url: str, code: str, name: str, token: str | None = None,
     if not isinstance(answer, dict) or not isinstance(answer.get("token", 0), str | None):
         raise PrerequisiteError(f"{url} did not answer as a lab class does (is it the "
                                 "page of `lab class serve`?)")
-    return Membership(url, code, str(answer.get("student", name)), answer["token"])
+    membership = Membership(url, code, str(answer.get("student", name)), answer["token"])
+    save(membership, file)
+    return membership
+
+
+def _read(file: Path) -> Membership | None:
+    try:
+        return Membership(**json.loads(file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _post(url: str, payload: dict[str, Any], timeout: float) -> Any:

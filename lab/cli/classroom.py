@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,9 +13,6 @@ from rich.table import Table
 from lab.cli.base import handled
 from lab.cli.output import err, out
 from lab.events import Event
-
-if TYPE_CHECKING:
-    from lab.classroom.membership import Membership
 
 app = typer.Typer(help="Run a class: one workspace per student, one-command reset, and a live "
                        "page of who is stuck.", no_args_is_help=True)
@@ -79,32 +76,19 @@ def join(
 ) -> None:
     """Join a class once: from then on every `lab exercise check` and hint reports to it.
 
-    Reporting is best effort: a check never fails or waits because the class cannot be
-    reached. The membership is kept in ~/.config/lab/class.json (or the workspace's
-    .lab/class.json with --workspace).
+    Reporting is best effort: a check never fails because the class cannot be reached, and
+    waits at most 2 s for it, after showing its result. The membership is kept in
+    ~/.config/lab/class.json (or the workspace's .lab/class.json with --workspace).
 
     Example:  lab class join http://192.168.1.20:8760 --code k7f3-q9x2 --name alice
     """
-    from lab.classroom.membership import save, user_file, workspace_file
+    from lab.classroom.membership import user_file, workspace_file
     from lab.classroom.reporter import join as run
 
     file = user_file() if workspace is None else workspace_file(workspace)
-    before = _read_membership(file)  # joining again keeps the token the first join gave
-    token = before.token if before and before.url == url.rstrip("/") and \
-        before.name == name.strip() else None
-    membership = run(url, code, name, token)
-    save(membership, file)
+    membership = run(url, code, name, file)
     out.print(f"joined as {escape(membership.name)}: checks and hints report to "
               f"{escape(membership.url)} (kept in {file})")
-
-
-def _read_membership(file: Path) -> Membership | None:
-    from lab.classroom.membership import Membership
-
-    try:
-        return Membership(**json.loads(file.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 @app.command()
