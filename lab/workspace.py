@@ -199,12 +199,13 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
 
 def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener) -> None:
     """`lab release --set ...`; a rollback is not an error here: the history records it and
-    the exercise's checks judge it (exercise 06's start and solution release a buggy version
-    on purpose)."""
+    the exercise's checks judge it (exercise 06's solution releases a buggy version on
+    purpose, and expects it pulled back)."""
     try:
         release(fleet, overrides, on_event=on_event)
     except ReleaseFailed as exc:
-        on_event(Event("phase", f"release {overrides}: {exc}"))
+        shown = " ".join(f"{k}={v}" for k, v in overrides.items()) or "as lab.yml says"
+        on_event(Event("phase", f"release ({shown}): {exc}; kept in `lab history`"))
 
 
 # files ---------------------------------------------------------------------------------------

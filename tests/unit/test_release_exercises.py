@@ -89,7 +89,8 @@ class History:
 
     def __init__(self, releases: list[dict[str, Any]], page: str = "",
                  servers: list[str] | None = None, events: list[dict[str, Any]] | None = None,
-                 files: dict[str, str] | None = None, started: dict[str, str] | None = None):
+                 files: dict[str, str] | None = None,
+                 started: dict[str, str] | None = None) -> None:
         self._releases, self.page, self.servers = releases, page, servers or []
         self._events, self.files, self.started = events or [], files or {}, started or {}
 
