@@ -39,18 +39,24 @@ class _Strict(BaseModel):
 
 
 class Action(_Strict):
-    """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``) or
-    ``{ssh: web-1, run: COMMAND}``, a shell command run as root on one server (how a
-    hand-made change is made)."""
+    """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``,
+    ``release``), ``{ssh: web-1, run: COMMAND}``, a shell command run as root on one server
+    (how a hand-made change is made), or ``{release: {version: v2}}``, `lab release` with
+    those vars (the release exercises' history is made this way)."""
 
-    do: Literal["up", "provision", "drift", "destroy", "ssh"] = "ssh"
+    do: Literal["up", "provision", "drift", "destroy", "ssh", "release"] = "ssh"
     ssh: str | None = None
     run: str | None = None
+    release: dict[str, str | int | float | bool] | None = None  # `--set` vars of a release
 
     @model_validator(mode="before")
     @classmethod
     def _word(cls, value: Any) -> Any:
-        return {"do": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"do": value}
+        if isinstance(value, dict) and "release" in value and "do" not in value:
+            return {"do": "release", **value, "release": value["release"] or {}}
+        return value
 
     @field_validator("ssh")
     @classmethod
@@ -63,6 +69,8 @@ class Action(_Strict):
     def _ssh_has_both(self) -> Action:
         if self.do == "ssh" and not (self.ssh and self.run):
             raise ValueError("an ssh action is `{ssh: SERVER, run: COMMAND}`")
+        if self.do == "release" and (self.ssh or self.run):
+            raise ValueError("a release action is `release` or `{release: {VAR: VALUE}}`")
         return self
 
 

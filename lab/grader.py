@@ -11,6 +11,7 @@ fails.
 
 from __future__ import annotations
 
+import urllib.request
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import testinfra
 import yaml
 
-from lab.balancers.base import group_vars
+from lab.balancers.base import group_vars, open_balancer
 from lab.config import LabConfig
 from lab.errors import ConfigError, LabError
 from lab.events import Listener, ignore
@@ -131,6 +132,19 @@ class Attempt:
         """What the server's web server answers on port 80, or "" when nothing answers."""
         status, text = self.ssh(name, f"curl -sS --max-time 5 http://127.0.0.1{path}")
         return text if status == 0 else ""
+
+    def through_balancer(self, path: str = "/") -> str:
+        """What a user gets through the lab's balancer (a GET from this machine, as the
+        release's probe sends), or "" when nothing answers or the answer is an error."""
+        balancer = open_balancer(self.config, list(self._servers.values()), self.fleet.key)
+        if balancer is None:
+            return ""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(balancer.url.rstrip("/") + path, timeout=5) as answer:
+                return str(answer.read().decode("utf-8", "replace")).strip()
+        except (OSError, ValueError):
+            return ""
 
     # lab's verbs -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
 from lab.errors import CheckFailed, ConfigError, LabError, TargetError, UsageError
@@ -23,6 +24,7 @@ from lab.events import Event, Listener, ignore
 from lab.exercises import Action, Exercise, course, find_exercise
 from lab.fleet import Fleet
 from lab.harness import drift, provision
+from lab.release import ReleaseFailed, release
 from lab.scaffold import lab_name_for
 from lab.ssh import run_as_root
 from lab.state import ExerciseProgress, State
@@ -169,8 +171,8 @@ def hint(workspace: Workspace) -> tuple[int, str]:
 
 
 def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = ignore) -> None:
-    """``up``, ``provision``, ``drift``, ``destroy`` and ``ssh`` commands, in order
-    (exercise.yml)."""
+    """``up``, ``provision``, ``drift``, ``destroy``, ``release`` and ``ssh`` commands, in
+    order (exercise.yml)."""
     if not actions:
         return
     with Fleet(config, on_event) as fleet:
@@ -187,10 +189,23 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
                 fleet.destroy()
             elif action.do == "drift":
                 drift(fleet, on_event=on_event)  # recorded in state, as `lab drift` does
+            elif action.do == "release":
+                _release(fleet, action.release or {}, on_event)
             else:
                 report = provision(fleet, on_event=on_event)
                 if not report.ok:
                     raise CheckFailed(f"provisioning the exercise's lab failed: {report.problem}")
+
+
+def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener) -> None:
+    """`lab release --set ...`; a rollback is not an error here: the history records it and
+    the exercise's checks judge it (exercise 06's solution releases a buggy version on
+    purpose, and expects it pulled back)."""
+    try:
+        release(fleet, overrides, on_event=on_event)
+    except ReleaseFailed as exc:
+        shown = " ".join(f"{k}={v}" for k, v in overrides.items()) or "as lab.yml says"
+        on_event(Event("phase", f"release ({shown}): {exc}; kept in `lab history`"))
 
 
 # files ---------------------------------------------------------------------------------------

@@ -1,0 +1,193 @@
+"""Exercises 05 and 06 without servers: the `release` action of exercise.yml, what a check
+reads through the balancer, and each goal's verdict on release histories as `lab history
+--json` holds them. (With servers, every wrong answer and the solution: tests/integration/
+test_exercises.py.)"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from lab import grader
+from lab.config import describe
+from lab.exercises import Action, find_exercise
+from lab.grader import Attempt, Feedback
+
+THROW_IT_AWAY, PULL_IT_BACK = 5, 6
+
+
+# the release action --------------------------------------------------------------------------
+
+
+def test_a_release_action_is_a_word_or_carries_its_vars() -> None:
+    assert Action.model_validate("release").do == "release"
+    action = Action.model_validate({"release": {"version": "v2", "broken": True}})
+    assert action.do == "release" and action.release == {"version": "v2", "broken": True}
+    assert Action.model_validate({"release": None}).release == {}
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    ({"release": {"version": "v2"}, "ssh": "web-1"}, "a release action is `release` or"),
+    ({"release": ["v2"]}, "release: must be a mapping, got a list"),
+])
+def test_a_bad_release_action_says_how_one_is_written(written: dict[str, Any],
+                                                      said: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Action.model_validate(written)
+    assert said in describe(raised.value)
+
+
+# through the balancer ------------------------------------------------------------------------
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status, body = (200, b"Welcome to the shop v2\n") if self.path == "/" else (404, b"no")
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def local_balancer(monkeypatch: pytest.MonkeyPatch) -> Iterator[Attempt]:
+    """An Attempt whose lab's balancer is a web server on 127.0.0.1 (the real one, HAProxy,
+    is read by the exercises' integration tests)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    class Found:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    monkeypatch.setattr(grader, "open_balancer", lambda *args: Found())
+    attempt = Attempt.__new__(Attempt)
+    attempt.__dict__.update(config=None, fleet=type("F", (), {"key": None})(), _servers={})
+    try:
+        yield attempt
+    finally:
+        server.shutdown()
+
+
+def test_through_the_balancer_is_the_page_a_customer_gets(local_balancer: Attempt) -> None:
+    assert local_balancer.through_balancer() == "Welcome to the shop v2"
+    assert local_balancer.through_balancer("/missing") == ""  # an error answers nothing
+
+
+# the goals on release histories --------------------------------------------------------------
+
+
+class History:
+    """What a check asks an Attempt for, from a written-down history."""
+
+    def __init__(self, releases: list[dict[str, Any]], page: str = "",
+                 servers: list[str] | None = None, events: list[dict[str, Any]] | None = None,
+                 files: dict[str, str] | None = None,
+                 started: dict[str, str] | None = None) -> None:
+        self._releases, self.page, self.servers = releases, page, servers or []
+        self._events, self.files, self.started = events or [], files or {}, started or {}
+
+    def releases(self) -> list[dict[str, Any]]:
+        return self._releases
+
+    def through_balancer(self, path: str = "/") -> str:
+        return self.page
+
+    def server_names(self, role: str | None = None) -> list[str]:
+        return self.servers
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self._events if kind is None or e["kind"] == kind]
+
+    def read(self, path: str) -> str | None:
+        return self.files.get(path, self.started.get(path))
+
+    def started_files(self, path: str) -> str | None:
+        return self.started.get(path)
+
+
+def release(version: str, outcome: str = "promoted", reason: str = "",
+            steps: tuple[int, ...] = (50, 100), errors: int = 0) -> dict[str, Any]:
+    return {"id": f"r-{version}", "vars": {"version": version}, "outcome": outcome,
+            "reason": reason, "steps": [{"percent": p} for p in steps],
+            "traffic": {"requests": 200, "errors": errors}, "old": ["web-1"], "new": ["web-2"]}
+
+
+def first_failure(number: int, attempt: History) -> str:
+    exercise = find_exercise(number)
+    for goal in exercise.spec.goals:
+        found = exercise.checks[goal.check](attempt)
+        if isinstance(found, Feedback):
+            return found.problem
+    return ""
+
+
+SUNDAYS = "Welcome to the shop - now open on Sundays v2"
+PROVISIONED = [{"kind": "provisioned", "server": "web-1"}]
+
+
+@pytest.mark.parametrize(("history", "said"), [
+    (History([], "Welcome to the shop v1", ["web-1"], PROVISIONED), "no release yet"),
+    (History([], SUNDAYS, ["web-1"], PROVISIONED), "changed in place (by hand"),
+    (History([], SUNDAYS, ["web-1"], PROVISIONED * 2), "changed in place (by `lab provision`"),
+    (History([release("v2", "rolled-back", "at 50%: health check failing on web-2")]),
+     "was rolled-back: at 50%: health check failing"),
+    (History([release("v2", steps=(100,))]), "straight to 100 %"),
+    (History([release("v2", errors=3)]), "the probe saw 3 failed request(s) of 200"),
+    (History([release("v2")], servers=["web-1", "web-2"]), "web-1 still run(s)"),
+    (History([release("v2")], "Welcome to the shop v2", ["web-2"]),
+     "still makes the old page"),
+    (History([release("v2")], "Welcome to the shop - now open on Sundays v1", ["web-2"]),
+     "not as version v2"),
+    (History([release("v2")], SUNDAYS, ["web-2"]), ""),
+])
+def test_throw_it_away_reads_the_release_history(history: History, said: str) -> None:
+    found = first_failure(THROW_IT_AWAY, history)
+    assert said in found if said else found == ""
+
+
+TESTS = {"tests/test_web.py": "def test_answers(host): ..."}
+MINE = {"tests/test_web.py": "def test_answers(host): ...\ndef test_hours(host): ..."}
+BY_TESTS = "the new generation failed its tests: verify failed: web-2: test_hours"
+
+
+def pull_it_back(releases: list[dict[str, Any]], files: dict[str, str] = MINE) -> str:
+    history = History(releases, files=files, started=TESTS)
+    history.run_tests = lambda: type("R", (), {"ok": True, "problem": ""})()  # type: ignore
+    return first_failure(PULL_IT_BACK, history)
+
+
+@pytest.mark.parametrize(("releases", "files", "said"), [
+    ([], MINE, "v2 was never released"),
+    ([release("v3")], MINE, "v2 was never released"),
+    ([release("v2")], TESTS, "v2 was promoted"),
+    ([release("v2", "rolled-back", "interrupted (Ctrl-C)")], MINE,
+     "not by a test or health check of yours: interrupted"),
+    ([release("v2", "rolled-back", BY_TESTS)], TESTS, "not by a test or health check of yours"),
+    ([release("v3"), release("v2", "rolled-back", BY_TESTS)], MINE,
+     "v3, the fixed version, has not been released since"),
+    ([release("v2", "rolled-back", BY_TESTS), release("v3", "rolled-back", BY_TESTS)], MINE,
+     "the fixed version, was rolled back too"),
+    ([release("v2", "rolled-back", BY_TESTS), release("v3")], MINE, ""),
+])
+def test_pull_it_back_wants_the_bug_stopped_by_the_attendees_test(
+        releases: list[dict[str, Any]], files: dict[str, str], said: str) -> None:
+    found = pull_it_back(releases, files)
+    assert said in found if said else found == ""
+
+
+def test_the_release_exercises_balancers_listen_apart() -> None:
+    """Each balanced exercise has its own port, so `lab exercise next` from 05 to 06 (or a
+    workspace of each) never finds the port taken."""
+    ports = [(find_exercise(n).start_dir / "lab.yml").read_text().count(f"listen: {p}")
+             for n, p in ((THROW_IT_AWAY, 8085), (PULL_IT_BACK, 8086))]
+    assert ports == [1, 1]
+    assert Path(find_exercise(PULL_IT_BACK).start_dir / "pages" / "v2" / "hours.html") \
+        .read_text().strip() == "Opening hours:"
