@@ -41,12 +41,14 @@ class _Strict(BaseModel):
 class Action(_Strict):
     """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``,
     ``bake``, ``release``) or ``{ssh: web-1, run: COMMAND}``, a shell command run as root on
-    one server (how a hand-made change is made). Exercise 07 adds the release forms
+    one server (how a hand-made change is made). Exercise 07 adds ``verify``, and the release
+    forms
     ``{release: {VAR: VALUE}}`` (``lab release --set``), ``{release: baked}`` (``lab release
     --from-image`` the image the last ``bake`` made) and ``{call: FUNCTION}``, a function of
     checks.py for what only this run knows (the figures ``lab history`` shows)."""
 
-    do: Literal["up", "provision", "drift", "destroy", "ssh", "bake", "release", "call"] = "ssh"
+    do: Literal["up", "provision", "drift", "destroy", "ssh", "verify", "bake", "release",
+                "call"] = "ssh"
     ssh: str | None = None
     run: str | None = None
     release: dict[str, Any] | Literal["baked"] | None = None

@@ -24,7 +24,7 @@ from lab.errors import CheckFailed, ConfigError, LabError, TargetError, UsageErr
 from lab.events import Event, Listener, ignore
 from lab.exercises import Action, Exercise, course, find_exercise
 from lab.fleet import Fleet
-from lab.harness import drift, provision
+from lab.harness import drift, provision, verify
 from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
 from lab.scaffold import lab_name_for
@@ -177,9 +177,9 @@ def hint(workspace: Workspace) -> tuple[int, str]:
 
 def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = ignore,
                 calls: Mapping[str, Callable[[Fleet], object]] | None = None) -> None:
-    """``up``, ``provision``, ``drift``, ``destroy``, ``ssh``, ``bake``, ``release`` and
-    ``call`` actions, in order (exercise.yml); ``calls`` are the exercise's functions that
-    ``call:`` names."""
+    """``up``, ``provision``, ``drift``, ``destroy``, ``ssh``, ``verify``, ``bake``,
+    ``release`` and ``call`` actions, in order (exercise.yml); ``calls`` are the exercise's
+    functions that ``call:`` names."""
     if not actions:
         return
     with Fleet(config, on_event) as fleet:
@@ -190,7 +190,7 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
                 if result.returncode != 0:
                     raise TargetError(f"{action.ssh}: `{action.run}` exited "
                                       f"{result.returncode}: {result.stderr.strip()[:200]}")
-            elif action.do in ("bake", "release", "call"):
+            elif action.do in ("verify", "bake", "release", "call"):
                 _release_action(fleet, action, on_event, calls or {})
             elif action.do == "up":
                 fleet.up()
@@ -206,10 +206,15 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
 
 def _release_action(fleet: Fleet, action: Action, on_event: Listener,
                     calls: Mapping[str, Callable[[Fleet], object]]) -> None:
-    """``bake`` (`lab bake`), ``release`` (`lab release`, ``--set`` vars or ``--from-image``
-    the last baked image) and ``call``. A release that rolls back is kept in the history, as
-    when the attendee runs it, and does not stop the actions: some wrong answers are one."""
-    if action.do == "bake":
+    """``verify`` (`lab verify`; a failure stops with its message), ``bake`` (`lab bake`),
+    ``release`` (`lab release`, with ``--set`` vars, or ``--from-image`` the last baked image)
+    and ``call``. A release that rolls back is kept in the history, as when the attendee runs
+    it, and does not stop the actions: some wrong answers are one."""
+    if action.do == "verify":
+        checked = verify(fleet, on_event=on_event)
+        if not checked.ok:
+            raise CheckFailed(f"verifying the exercise's lab failed: {checked.problem}")
+    elif action.do == "bake":
         bake(fleet, on_event=on_event)
     elif action.do == "call":
         calls[action.call or ""](fleet)

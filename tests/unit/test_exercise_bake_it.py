@@ -26,6 +26,7 @@ HARNESS = 8
 
 def test_the_release_actions_read_as_exercise_yml_writes_them() -> None:
     assert Action.model_validate("bake").do == "bake"
+    assert Action.model_validate("verify").do == "verify"
     plain = Action.model_validate("release")
     assert (plain.do, plain.release, plain.from_image) == ("release", None, False)
     with_vars = Action.model_validate({"release": {"version": "v2"}})
