@@ -196,3 +196,22 @@ def test_a_slower_image_release_is_graded_as_recorded_not_as_expected() -> None:
     history[1]["phases"]["create"] = 5.0  # 7.0 s from the image: slower this time
     seen = Seen(history, BAKED, answered("6.0", "7.0", "scratch"))
     assert checked("answers_match_history", seen) == ""
+
+
+def test_lab_history_shows_ready_seconds_beside_the_whole_release(
+        make_cycle: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lab.cli.main import app
+
+    cycle = make_cycle()
+    cycle.release()
+    saved = cycle.saved()
+    shown = CliRunner(env={"LAB_FILE": None}).invoke(
+        app, ["-f", str(tmp_path / "lab.yml"), "history"])
+    assert shown.exit_code == 0, shown.output
+    header, row = shown.stdout.splitlines()[:2]
+    assert header.split()[-6:] == ["p99", "ms", "ready", "s", "seconds", "reason"]
+    ready = ready_seconds(saved)
+    assert ready is not None and ready < saved["finished"] - saved["started"]
+    assert f"{ready:.1f}" in row.split()
