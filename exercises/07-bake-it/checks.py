@@ -29,6 +29,12 @@ def released_from_scratch(attempt: Attempt) -> Feedback | None:
             found=f"your release {scratch[-1]['id']} was rolled back: {scratch[-1]['reason']}",
             expected="one promoted release whose new server was provisioned from scratch",
             next="`lab history` shows why; fix that, then `lab release --set version=v2`")
+    if attempt.releases():
+        return Feedback(
+            found="every release so far started from an image: none shows what provisioning "
+                  "from scratch costs",
+            expected="a promoted release that provisions its new server from scratch too",
+            next="`lab release --set version=v2` (without --from-image), then `lab history`")
     return Feedback(
         found="no release yet: web-1 is still the server the exercise started",
         expected="a promoted release that provisions its new server from scratch (the figure "

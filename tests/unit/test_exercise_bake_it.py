@@ -146,6 +146,9 @@ def test_the_start_has_no_release_and_a_rolled_back_one_says_why() -> None:
     assert "was rolled back: the new generation failed" in checked("released_from_scratch",
                                                                    rolled)
     assert checked("released_from_scratch", Seen([release(None)], [])) == ""
+    only_image = Seen([release(IMAGE)], BAKED)
+    assert "every release so far started from an image" in checked("released_from_scratch",
+                                                                    only_image)
 
 
 def test_an_image_is_good_only_from_a_server_that_passed_its_tests() -> None:
