@@ -100,7 +100,7 @@ def main() -> int:
         from lab.workspace import open_workspace
 
         with Fleet(open_workspace(workspace).start_config()) as fleet:
-            fleet.destroy()
+            fleet.destroy(images=True)  # 07 bakes images
 
     def report() -> str | None:
         if not figures:

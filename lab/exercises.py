@@ -12,7 +12,7 @@ import importlib.util
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -40,23 +40,34 @@ class _Strict(BaseModel):
 
 class Action(_Strict):
     """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``,
-    ``release``), ``{ssh: web-1, run: COMMAND}``, a shell command run as root on one server
-    (how a hand-made change is made), or ``{release: {version: v2}}``, `lab release` with
-    those vars (the release exercises' history is made this way)."""
+    ``bake``, ``release``) or ``{ssh: web-1, run: COMMAND}``, a shell command run as root on
+    one server (how a hand-made change is made). Exercise 07 adds ``verify``, and the release
+    forms
+    ``{release: {VAR: VALUE}}`` (``lab release --set``), ``{release: baked}`` (``lab release
+    --from-image`` the image the last ``bake`` made) and ``{call: FUNCTION}``, a function of
+    checks.py for what only this run knows (the figures ``lab history`` shows)."""
 
-    do: Literal["up", "provision", "drift", "destroy", "ssh", "release"] = "ssh"
+    do: Literal["up", "provision", "drift", "destroy", "ssh", "verify", "bake", "release",
+                "call"] = "ssh"
     ssh: str | None = None
     run: str | None = None
-    release: dict[str, str | int | float | bool] | None = None  # `--set` vars of a release
+    release: dict[str, Any] | Literal["baked"] | None = None
+    call: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]*$")
 
     @model_validator(mode="before")
     @classmethod
     def _word(cls, value: Any) -> Any:
         if isinstance(value, str):
             return {"do": value}
-        if isinstance(value, dict) and "release" in value and "do" not in value:
-            return {"do": "release", **value, "release": value["release"] or {}}
+        if isinstance(value, dict) and "do" not in value:
+            for word in ("release", "call"):
+                if word in value:
+                    return {"do": word} | value
         return value
+
+    @property
+    def from_image(self) -> bool:
+        return self.release == "baked"
 
     @field_validator("ssh")
     @classmethod
@@ -69,6 +80,8 @@ class Action(_Strict):
     def _ssh_has_both(self) -> Action:
         if self.do == "ssh" and not (self.ssh and self.run):
             raise ValueError("an ssh action is `{ssh: SERVER, run: COMMAND}`")
+        if self.do == "call" and not self.call:
+            raise ValueError("a call action is `{call: FUNCTION}`, a function of checks.py")
         if self.do == "release" and (self.ssh or self.run):
             raise ValueError("a release action is `release` or `{release: {VAR: VALUE}}`")
         return self
@@ -111,6 +124,7 @@ class Exercise:
     folder: Path
     spec: ExerciseSpec
     checks: dict[str, Callable[..., Any]]
+    calls: dict[str, Callable[..., Any]] = field(default_factory=dict)  # `call:` actions
 
     @property
     def id(self) -> str:
@@ -184,15 +198,16 @@ def load_exercise(folder: Path) -> Exercise:
         spec = ExerciseSpec.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{label}: {describe(exc)}") from None
-    checks = _checks(folder, spec, label)
-    exercise = Exercise(int(match.group(1)), match.group(2), folder, spec, checks)
+    module = _import_checks(folder)
+    exercise = Exercise(int(match.group(1)), match.group(2), folder, spec,
+                        _checks(module, spec, label), _calls(module, spec, label))
     _check_folders(exercise, label)
     return exercise
 
 
-def _checks(folder: Path, spec: ExerciseSpec, label: str) -> dict[str, Callable[..., Any]]:
+def _checks(module: ModuleType, spec: ExerciseSpec,
+            label: str) -> dict[str, Callable[..., Any]]:
     """The goal functions of checks.py, each checked to exist."""
-    module = _import_checks(folder)
     found = {}
     for i, goal in enumerate(spec.goals):
         function = getattr(module, goal.check, None)
@@ -200,6 +215,24 @@ def _checks(folder: Path, spec: ExerciseSpec, label: str) -> dict[str, Callable[
             raise ConfigError(f"{label}: goals[{i}].check: no function {goal.check!r} in "
                               "checks.py")
         found[goal.check] = function
+    return found
+
+
+def _calls(module: ModuleType, spec: ExerciseSpec,
+           label: str) -> dict[str, Callable[..., Any]]:
+    """The functions of checks.py that ``call:`` actions name, each checked to exist."""
+    found = {}
+    lists = {"start": spec.start, "solution": spec.solution,
+             **{f"wrong[{i}].then": w.then for i, w in enumerate(spec.wrong)}}
+    for where, actions in lists.items():
+        for i, action in enumerate(actions):
+            if action.do != "call":
+                continue
+            function = getattr(module, action.call or "", None)
+            if not callable(function):
+                raise ConfigError(f"{label}: {where}[{i}].call: no function {action.call!r} "
+                                  "in checks.py")
+            found[action.call or ""] = function
     return found
 
 

@@ -6,7 +6,7 @@ idempotence, the attendee's tests and files, the release history) and returns ``
 :class:`Feedback` (found, expected, what to try next). They run through the one step runner
 (:mod:`lab.steps`) `lab test` and `lab demo` use: a ``workspace`` step first (a workspace that
 cannot be checked says how to get back), then one step per goal, stopping at the first that
-fails.
+fails. ``lab exercise hint`` is a step of that runner too.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from lab.state import ServerRecord
 from lab.steps import FAILED, OK, Outcome, Step, Steps
 from lab.verify import VerifyResult, check_test_files, verify_lab
 from lab.workspace import Workspace
+from lab.workspace import hint as next_hint
 
 BACK = "`lab exercise reset` brings back the start (your files are kept in .lab/backups/)"
 
@@ -157,10 +158,12 @@ class Attempt:
     def provision(self) -> ProvisionReport:
         return provision(self.fleet, on_event=self.on_event)
 
-    def run_tests(self) -> VerifyResult:
-        """The attendee's testinfra tests (lab.yml's ``tests:``) against every server."""
-        servers = list(self._servers.values())
-        return verify_lab(self.config, servers, self.fleet.key, self.on_event, None, servers)
+    def run_tests(self, names: list[str] | None = None) -> VerifyResult:
+        """The attendee's testinfra tests (lab.yml's ``tests:``) against every server, or
+        the ``names`` ones."""
+        everyone = list(self._servers.values())
+        servers = [s for s in everyone if names is None or s.name in names]
+        return verify_lab(self.config, servers, self.fleet.key, self.on_event, None, everyone)
 
     def test_cycle(self) -> TestReport:
         return run_test_cycle(self.config, on_event=self.on_event)
@@ -236,6 +239,27 @@ def check(workspace: Workspace, on_event: Listener = ignore) -> CheckReport:
             attempt.close()
     workspace.state.record_exercise(exercise.id, check=report.ok)
     return report
+
+
+SHOWN = "shown"  # a hint step's expected outcome; "none left" once every hint was shown
+
+
+def hint(workspace: Workspace, on_event: Listener = ignore) -> Step:
+    """The next hint, as a step of the runner ``check`` and `lab demo` use: named ``hint
+    N/TOTAL``, its text in the detail, its number in the figures; counted in progress.
+    Once every hint was shown, the step's outcome is ``none left``, and its detail says
+    where to go from there."""
+    total = len(workspace.exercise.spec.hints)
+    used = workspace.progress.hints
+    steps = Steps(on_event)
+
+    def show() -> Outcome:
+        number, text = next_hint(workspace)
+        return Outcome(SHOWN if number else "none left", text, {"hint": number, "of": total})
+
+    step = steps.run(f"hint {used + 1}/{total}" if used < total else "hint", show, SHOWN)
+    assert step is not None  # the only step: never skipped
+    return step
 
 
 def _goal(function: Any, attempt: Attempt | None) -> Outcome:

@@ -462,6 +462,21 @@ def _save(fleet: Fleet, report: ReleaseReport) -> None:
     fleet.state.log(f"release-{report.outcome}", None, report.id)
 
 
+# The phases that make the new generation ready, before any traffic reaches it.
+READY_PHASES = ("create", "provision", "verify + join")
+
+
+def ready_seconds(report: dict[str, Any]) -> float | None:
+    """How long a saved release took to get its new servers ready for traffic (create, then
+    provision unless started from a baked image, then tests and health checks): what baking
+    saves, without the canary steps every release holds for the same time. None when the
+    release stopped before its servers were ready."""
+    phases = report.get("phases", {})
+    if "verify + join" not in phases:
+        return None
+    return round(sum(phases.get(name, 0.0) for name in READY_PHASES), 1)
+
+
 def rollback_target(fleet: Fleet) -> dict[str, Any]:
     """What `lab rollback` releases: what ran before the last promoted release."""
     last = _last_promoted(fleet)

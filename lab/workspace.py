@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from lab.bake import bake
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
 from lab.errors import CheckFailed, ConfigError, LabError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.exercises import Action, Exercise, course, find_exercise
 from lab.fleet import Fleet
-from lab.harness import drift, provision
+from lab.harness import drift, provision, verify
+from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
 from lab.scaffold import lab_name_for
 from lab.ssh import run_as_root
@@ -31,6 +33,7 @@ from lab.state import ExerciseProgress, State
 
 STATE_DIR = ".lab"
 NAME_MARK = "__NAME__"
+PORT_MARK = "__PORT__"  # a balancer's `listen:`, free on 127.0.0.1 when the workspace starts
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ def start(number: int, directory: Path, name: str | None = None,
         _take_down(previous, "start", on_event)
     directory.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(directory, exercise)
-    _lay_down(workspace, name or f"ex-{lab_name_for(directory)}"[:32].rstrip("-"))
+    _lay_down(workspace, {NAME_MARK: name or f"ex-{lab_name_for(directory)}"[:32].rstrip("-"),
+                          PORT_MARK: str(free_local_port())})
     workspace.state.exercise_started(exercise.id)
     _make_start(workspace, on_event)
     return workspace
@@ -119,9 +123,9 @@ def _previous(directory: Path) -> Workspace | None:
 
 def reset(workspace: Workspace, on_event: Listener = ignore) -> Path:
     """Back to the starting state, files and servers; returns where the attendee's files went."""
-    name = workspace.start_config().name
+    marks = _kept_marks(workspace)
     backup = _take_down(workspace, "reset", on_event)
-    _lay_down(workspace, name)
+    _lay_down(workspace, marks)
     workspace.state.record_exercise(workspace.exercise.id, reset=True)
     _make_start(workspace, on_event)
     return backup
@@ -131,8 +135,9 @@ def solve(workspace: Workspace, on_event: Listener = ignore) -> Path:
     """The solution's files over the start's, then its actions (on the servers as they are);
     returns where the attendee's files went."""
     backup = _back_up(workspace.directory, "solve")
-    _lay_down(workspace, workspace.start_config().name, workspace.exercise.solution_dir)
-    run_actions(workspace.config(), workspace.exercise.spec.solution, on_event)
+    _lay_down(workspace, _kept_marks(workspace), workspace.exercise.solution_dir)
+    run_actions(workspace.config(), workspace.exercise.spec.solution, on_event,
+                workspace.exercise.calls)
     return backup
 
 
@@ -142,9 +147,9 @@ def apply_wrong(workspace: Workspace, answer: str, on_event: Listener = ignore) 
     exercise = workspace.exercise
     wrong = exercise.wrong_answer(answer)
     backup = _back_up(workspace.directory, f"wrong-{answer}")
-    _lay_down(workspace, workspace.start_config().name, exercise.solution_dir,
+    _lay_down(workspace, _kept_marks(workspace), exercise.solution_dir,
               exercise.wrong_dir(answer))
-    run_actions(workspace.config(), wrong.then, on_event)
+    run_actions(workspace.config(), wrong.then, on_event, exercise.calls)
     return backup
 
 
@@ -170,9 +175,11 @@ def hint(workspace: Workspace) -> tuple[int, str]:
 # actions -------------------------------------------------------------------------------------
 
 
-def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = ignore) -> None:
-    """``up``, ``provision``, ``drift``, ``destroy``, ``release`` and ``ssh`` commands, in
-    order (exercise.yml)."""
+def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = ignore,
+                calls: Mapping[str, Callable[[Fleet], object]] | None = None) -> None:
+    """``up``, ``provision``, ``drift``, ``destroy``, ``ssh``, ``verify``, ``bake``,
+    ``release`` and ``call`` actions, in order (exercise.yml); ``calls`` are the exercise's
+    functions that ``call:`` names."""
     if not actions:
         return
     with Fleet(config, on_event) as fleet:
@@ -183,54 +190,84 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
                 if result.returncode != 0:
                     raise TargetError(f"{action.ssh}: `{action.run}` exited "
                                       f"{result.returncode}: {result.stderr.strip()[:200]}")
+            elif action.do in ("verify", "bake", "release", "call"):
+                _release_action(fleet, action, on_event, calls or {})
             elif action.do == "up":
                 fleet.up()
             elif action.do == "destroy":
                 fleet.destroy()
             elif action.do == "drift":
                 drift(fleet, on_event=on_event)  # recorded in state, as `lab drift` does
-            elif action.do == "release":
-                _release(fleet, action.release or {}, on_event)
             else:
                 report = provision(fleet, on_event=on_event)
                 if not report.ok:
                     raise CheckFailed(f"provisioning the exercise's lab failed: {report.problem}")
 
 
-def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener) -> None:
-    """`lab release --set ...`; a rollback is not an error here: the history records it and
-    the exercise's checks judge it (exercise 06's solution releases a buggy version on
-    purpose, and expects it pulled back)."""
-    try:
-        release(fleet, overrides, on_event=on_event)
-    except ReleaseFailed as exc:
-        shown = " ".join(f"{k}={v}" for k, v in overrides.items()) or "as lab.yml says"
-        on_event(Event("phase", f"release ({shown}): {exc}; kept in `lab history`"))
+def _release_action(fleet: Fleet, action: Action, on_event: Listener,
+                    calls: Mapping[str, Callable[[Fleet], object]]) -> None:
+    """``verify`` (`lab verify`; a failure stops with its message), ``bake`` (`lab bake`),
+    ``release`` (`lab release`, with ``--set`` vars, or ``--from-image`` the last baked image)
+    and ``call``. A release that rolls back is kept in the history, as when the attendee runs
+    it, and does not stop the actions: some wrong answers are one."""
+    if action.do == "verify":
+        checked = verify(fleet, on_event=on_event)
+        if not checked.ok:
+            raise CheckFailed(f"verifying the exercise's lab failed: {checked.problem}")
+    elif action.do == "bake":
+        bake(fleet, on_event=on_event)
+    elif action.do == "call":
+        calls[action.call or ""](fleet)
+    else:
+        image = last_baked(fleet) if action.from_image else None
+        if action.from_image and image is None:
+            raise UsageError("`{release: baked}`: no image baked yet (a `bake` action first)")
+        overrides = action.release if isinstance(action.release, dict) else None
+        try:
+            release(fleet, overrides, image, on_event)
+        except ReleaseFailed as exc:
+            shown = " ".join(f"{k}={v}" for k, v in (overrides or {}).items()) or "as lab.yml says"
+            on_event(Event("phase", f"release ({shown}): {exc}; kept in `lab history`"))
+
+
+def last_baked(fleet: Fleet) -> str | None:
+    """What the lab's newest `lab bake` made (its image tag, or AMI id), from its logbook."""
+    baked = [e["detail"] for e in fleet.state.events() if e["kind"] == "baked"]
+    return baked[-1] if baked else None
 
 
 # files ---------------------------------------------------------------------------------------
 
 
-def _lay_down(workspace: Workspace, name: str, *overlays: Path) -> None:
-    """The start files (then each overlay's) into the workspace, with the lab's name; the
-    pristine copy is refreshed from start/ alone."""
+def _lay_down(workspace: Workspace, marks: dict[str, str], *overlays: Path) -> None:
+    """The start files (then each overlay's) into the workspace, lab.yml's marks filled in
+    (the lab's name, a balancer's port); the pristine copy is refreshed from start/ alone."""
     exercise = workspace.exercise
     shutil.rmtree(workspace.pristine, ignore_errors=True)
-    _copy_tree(exercise.start_dir, workspace.pristine, name)
+    _copy_tree(exercise.start_dir, workspace.pristine, marks)
     for source in (exercise.start_dir, *overlays):
         if source.is_dir():
-            _copy_tree(source, workspace.directory, name)
+            _copy_tree(source, workspace.directory, marks)
 
 
-def _copy_tree(source: Path, destination: Path, name: str) -> None:
+def _kept_marks(workspace: Workspace) -> dict[str, str]:
+    """The marks the workspace was started with: its lab keeps its name and its port."""
+    config = workspace.start_config()
+    listen = config.balancer.listen if config.balancer else free_local_port()
+    return {NAME_MARK: config.name, PORT_MARK: str(listen)}
+
+
+def _copy_tree(source: Path, destination: Path, marks: dict[str, str]) -> None:
     for path in sorted(source.rglob("*")):
         if path.is_dir() or "__pycache__" in path.parts:
             continue
         target = destination / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.name == CONFIG_FILE:
-            target.write_text(path.read_text(encoding="utf-8").replace(NAME_MARK, name),
-                              encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
+            for mark, value in marks.items():
+                text = text.replace(mark, value)
+            target.write_text(text, encoding="utf-8")
         else:
             shutil.copyfile(path, target)
 
@@ -254,7 +291,7 @@ def _take_down(workspace: Workspace, why: str, on_event: Listener) -> Path:
     name, so a mangled lab.yml does not stop it)."""
     backup = _back_up(workspace.directory, why)
     with Fleet(workspace.start_config(), on_event) as fleet:
-        fleet.destroy()
+        fleet.destroy(images=True)  # images baked in this workspace (exercise 07) too
     _fresh_state(workspace.directory / STATE_DIR, backup)
     return backup
 
@@ -271,5 +308,6 @@ def _fresh_state(state_dir: Path, backup: Path) -> None:
 
 
 def _make_start(workspace: Workspace, on_event: Listener) -> None:
-    run_actions(workspace.config(), workspace.exercise.spec.start, on_event)
+    run_actions(workspace.config(), workspace.exercise.spec.start, on_event,
+                workspace.exercise.calls)
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from lab.cli.base import current, handled
-from lab.cli.output import err, out, progress
+from lab.cli.output import err, out, print_step, progress
 from lab.errors import CheckFailed, UsageError
 
 if TYPE_CHECKING:
+    from lab.grader import CheckReport
     from lab.workspace import Workspace
 
 app = typer.Typer(
@@ -101,7 +102,7 @@ def check(
     if as_json:
         out.print_json(json.dumps(shown))
     else:
-        _print_goals(shown)
+        _print_goals(report)
     report_check(workspace, report)  # to the class, if any, once shown; never fails
     if not report.ok:
         raise CheckFailed("not done yet: see the first FAIL above (`lab exercise hint` helps)"
@@ -110,38 +111,43 @@ def check(
         out.print("[green]done[/green]: `lab exercise next` moves on")
 
 
-def _print_goals(shown: dict[str, Any]) -> None:
+def _print_goals(report: CheckReport) -> None:
+    """Each goal as the step runner recorded it (lab.cli.output.print_step), in order."""
+    shown = report.to_dict()
     out.print(f"[bold]{shown['exercise']}[/bold]: {escape(shown['title'])}")
-    if shown["workspace"]:
-        out.print(f"[red]FAIL[/red] {escape(shown['workspace'])}", soft_wrap=True)
+    done = {step.name: step for step in report.steps.done}
+    workspace = done.get("workspace")
+    if workspace is not None and not workspace.ok:
+        print_step(workspace, "the workspace")
         return
-    for goal in shown["goals"]:
-        if goal["status"] == "pass":
-            out.print(f"[green]pass[/green] {escape(goal['goal'])}")
-        elif goal["status"] == "FAIL":
-            out.print(f"[red]FAIL[/red] {escape(goal['goal'])}")
-            for key in ("found", "expected", "next"):
-                if goal.get(key):
-                    out.print(f"     {key}: {escape(goal[key])}", soft_wrap=True)
+    for goal in report.exercise.spec.goals:
+        step = done.get(goal.check)
+        if step is None:
+            out.print(f"[dim]  -  {escape(goal.goal)} (not checked yet)[/dim]")
         else:
-            out.print(f"[dim]  -  {escape(goal['goal'])} (not checked yet)[/dim]")
+            print_step(step, goal.goal)
 
 
 @app.command()
 @handled
-def hint(ctx: typer.Context) -> None:
+def hint(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="The hint as JSON.")] = False,
+) -> None:
     """The next hint of this exercise (each is counted in your progress).
 
     Example:  lab exercise hint
     """
     from lab.classroom.reporter import report_hint
-    from lab.workspace import hint as next_hint
+    from lab.grader import hint as next_hint
 
     workspace = _workspace(ctx)
-    number, text = next_hint(workspace)
-    total = len(workspace.exercise.spec.hints)
-    out.print(f"hint {number}/{total}: {escape(text)}" if number else escape(text))
-    if number:
+    step = next_hint(workspace)
+    if as_json:
+        out.print_json(json.dumps({"exercise": workspace.exercise.id} | step.to_dict()))
+    else:
+        print_step(step)
+    if step.ok:
         report_hint(workspace)  # to the class, if any; never fails
 
 

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from lab.events import Event
+from lab.steps import OK, Step
 
 # Wide enough for tables when output goes to a file or a pipe (rich assumes 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -49,6 +51,28 @@ def progress(title: str, verbose: bool = False) -> Iterator[Callable[[Event], No
             status.update(f"{title}: {event.message[:70]}")
 
         yield listener
+
+
+FEEDBACK = ("found", "expected", "next")  # a failed goal's figures (lab.grader.Feedback)
+
+
+def print_step(step: Step, label: str | None = None) -> None:
+    """One step of lab's runner as `lab exercise check` and `hint` show it. A pass-or-fail
+    step (expected ``ok``: a goal) is ``pass`` or ``FAIL`` and its label, then, when it
+    failed, what was found, expected and what to try next; a step expecting another outcome
+    (a hint is ``shown``) is its label, then its detail."""
+    label = escape(label or step.name)
+    if step.expected == OK:
+        mark = "[green]pass[/green]" if step.ok else "[red]FAIL[/red]"
+        out.print(f"{mark} {label}", soft_wrap=True)
+    else:
+        color = "green" if step.ok else "yellow"
+        out.print(f"[{color}]{label}[/{color}]", soft_wrap=True)
+    lines = [(f"{key}: ", step.figures[key]) for key in FEEDBACK if step.figures.get(key)]
+    if not lines and step.detail and (step.expected != OK or not step.ok):
+        lines = [("", step.detail)]
+    for key, text in lines:
+        out.print(f"     {key}{escape(str(text))}", soft_wrap=True)
 
 
 def tick_line(data: dict[str, Any]) -> str:

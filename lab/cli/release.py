@@ -67,7 +67,15 @@ def history(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List the lab's releases with their outcome and figures."""
+    """List the lab's releases with their outcome and figures.
+
+    "ready s" is how long the new servers took to be ready for traffic (create, provision,
+    tests and health checks); "seconds" the whole release, canary steps included. A release
+    from a baked image skips provisioning: compare the two.
+
+    Example:  lab history
+    """
+    from lab.release import ready_seconds
     from lab.state import State
 
     releases = State(lab_config(ctx).state_dir).releases()
@@ -75,15 +83,17 @@ def history(
         out.print_json(json.dumps(releases))
         return
     table = Table("release", "outcome", "version", "from image", "requests", "errors", "p99 ms",
-                  "seconds", "reason", box=None)
+                  "ready s", "seconds", "reason", box=None)
     for r in releases:
         color = "green" if r["outcome"] == "promoted" else "red"
         traffic = r.get("traffic", {})
         took = (r.get("finished") or r["started"]) - r["started"]
+        ready = ready_seconds(r)
         table.add_row(r["id"], f"[{color}]{r['outcome']}[/{color}]",
                       str(r["vars"].get("version", "")), r.get("image") or "-",
                       str(traffic.get("requests", "")), str(traffic.get("errors", "")),
-                      str(traffic.get("p99_ms", "")), f"{took:.1f}", r.get("reason", "")[:60])
+                      str(traffic.get("p99_ms", "")), "-" if ready is None else f"{ready:.1f}",
+                      f"{took:.1f}", r.get("reason", "")[:60])
     out.print(table if releases else "no releases yet (run `lab release`)")
 
 

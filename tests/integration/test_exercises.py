@@ -36,7 +36,7 @@ def workspace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     finally:
         if made is not None:
             with Fleet(made.start_config()) as fleet:
-                fleet.destroy()
+                fleet.destroy(images=True)  # 07 bakes images
 
 
 def first_feedback(report: CheckReport) -> str:
