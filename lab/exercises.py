@@ -60,14 +60,23 @@ class Action(_Strict):
         if isinstance(value, str):
             return {"do": value}
         if isinstance(value, dict) and "do" not in value:
-            for word in ("release", "call"):
-                if word in value:
-                    return {"do": word} | value
+            if "release" in value:  # `release:` with nothing under it: no vars
+                return {"do": "release"} | value | {"release": value["release"] or {}}
+            if "call" in value:
+                return {"do": "call"} | value
         return value
 
     @property
     def from_image(self) -> bool:
         return self.release == "baked"
+
+    @field_validator("release", mode="before")
+    @classmethod
+    def _release_vars(cls, value: Any) -> Any:
+        if value is None or value == "baked" or isinstance(value, dict):
+            return value
+        kind = "a list" if isinstance(value, list) else repr(value)
+        raise ValueError(f"must be a mapping of vars ({{VAR: VALUE}}) or `baked`, got {kind}")
 
     @field_validator("ssh")
     @classmethod

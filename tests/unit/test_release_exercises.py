@@ -34,7 +34,10 @@ def test_a_release_action_is_a_word_or_carries_its_vars() -> None:
 
 @pytest.mark.parametrize(("written", "said"), [
     ({"release": {"version": "v2"}, "ssh": "web-1"}, "a release action is `release` or"),
-    ({"release": ["v2"]}, "release: must be a mapping, got a list"),
+    ({"release": ["v2"]},
+     "release: must be a mapping of vars ({VAR: VALUE}) or `baked`, got a list"),
+    ({"release": "bakd"},
+     "release: must be a mapping of vars ({VAR: VALUE}) or `baked`, got 'bakd'"),
 ])
 def test_a_bad_release_action_says_how_one_is_written(written: dict[str, Any],
                                                       said: str) -> None:
