@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from lab import grader
 from lab.config import describe
-from lab.exercises import Action, find_exercise
+from lab.exercises import Action, course, find_exercise
 from lab.grader import Attempt, Feedback
 
 THROW_IT_AWAY, PULL_IT_BACK = 5, 6
@@ -186,11 +186,14 @@ def test_pull_it_back_wants_the_bug_stopped_by_the_attendees_test(
     assert said in found if said else found == ""
 
 
-def test_the_release_exercises_balancers_listen_apart() -> None:
-    """Each balanced exercise has its own port, so `lab exercise next` from 05 to 06 (or a
-    workspace of each) never finds the port taken."""
-    ports = [(find_exercise(n).start_dir / "lab.yml").read_text().count(f"listen: {p}")
-             for n, p in ((THROW_IT_AWAY, 8085), (PULL_IT_BACK, 8086))]
-    assert ports == [1, 1]
+def test_every_balanced_exercise_listens_on_a_port_chosen_at_start() -> None:
+    """A fixed `listen:` would collide between two workspaces of one exercise (a class on one
+    machine, or `lab exercise next` while another workspace runs): each balanced exercise
+    says `listen: __PORT__`, and start fills in a port free on 127.0.0.1."""
+    balanced = [e for e in course() if "balancer:" in (e.start_dir / "lab.yml").read_text()]
+    assert {e.number for e in balanced} >= {THROW_IT_AWAY, PULL_IT_BACK}
+    for exercise in balanced:
+        for lab_yml in [exercise.start_dir / "lab.yml", *exercise.folder.glob("wrong/*/lab.yml")]:
+            assert "listen: __PORT__" in lab_yml.read_text(), lab_yml
     assert Path(find_exercise(PULL_IT_BACK).start_dir / "pages" / "v2" / "hours.html") \
         .read_text().strip() == "Opening hours:"
