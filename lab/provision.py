@@ -111,7 +111,7 @@ def run_playbook(
     collector = _EventCollector(result, on_event)
     started = time.monotonic()
     env = ANSIBLE_ENV | {
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(runs_dir.parent / "facts"),
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir(runs_dir.parent)),
         # ansible-playbook comes with lab's Python, whether or not its venv is activated.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -134,6 +134,21 @@ def run_playbook(
     for host in hosts:
         result.hosts.setdefault(host, HostStats())
     return result
+
+
+def facts_dir(state_dir: Path) -> Path:
+    """Where Ansible caches the facts it gathered, one file per server (``ANSIBLE_GATHERING``
+    is ``smart``: a play that asks for facts gathers them once, later runs read them)."""
+    return state_dir / "facts"
+
+
+def forget_facts(state_dir: Path, names: list[str] | None = None) -> None:
+    """Drop the cached facts of servers that are gone (all of them when ``names`` is None): a
+    new server may get a destroyed one's name, and must not inherit its facts (addresses,
+    packages) for a day."""
+    where = facts_dir(state_dir)
+    for name in names if names is not None else [p.name for p in where.glob("*")]:
+        (where / name).unlink(missing_ok=True)
 
 
 class _EventCollector:
