@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import threading
 import time
@@ -136,6 +137,9 @@ def run_playbook(
     return result
 
 
+_FACT_FILE = re.compile(r"^s\d+_")
+
+
 def facts_dir(state_dir: Path) -> Path:
     """Where Ansible caches the facts it gathered, one file per server (``ANSIBLE_GATHERING``
     is ``smart``: a play that asks for facts gathers them once, later runs read them)."""
@@ -144,11 +148,15 @@ def facts_dir(state_dir: Path) -> Path:
 
 def forget_facts(state_dir: Path, names: list[str] | None = None) -> None:
     """Drop the cached facts of servers that are gone (all of them when ``names`` is None): a
-    new server may get a destroyed one's name, and must not inherit its facts (addresses,
-    packages) for a day."""
-    where = facts_dir(state_dir)
-    for name in names if names is not None else [p.name for p in where.glob("*")]:
-        (where / name).unlink(missing_ok=True)
+    server made later under the same name (once ``.lab/state.db`` was deleted) must not
+    inherit the old one's facts (addresses, packages) for a day, and a lab's facts do not
+    pile up, one file per server it ever had."""
+    doomed = None if names is None else set(names)
+    for path in facts_dir(state_dir).glob("*"):
+        # The jsonfile plugin names a file after the host, with a format prefix (s1_web-1).
+        host = _FACT_FILE.sub("", path.name)
+        if doomed is None or host in doomed:
+            path.unlink(missing_ok=True)
 
 
 class _EventCollector:
