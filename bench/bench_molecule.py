@@ -547,7 +547,7 @@ def clear_cache(name: str) -> None:
 def bench(rounds: int, root: Path, run_id: str, prefix: str, keep: bool) -> str:
     """Every round, both tools; the report, once all rounds passed."""
     # Same environment for both tools; LAB_LABELS is replaced, not extended, so that no
-    # other benchmark's sweep label (lab.bench=1) gets onto this run's containers.
+    # other benchmark's sweep label (lab.bench=<pid>) gets onto this run's containers.
     base_env = os.environ | {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200",
                              "ANSIBLE_NOCOLOR": "1", "PY_COLORS": "0"}
     cache = f"{prefix}-cache"
