@@ -45,6 +45,9 @@ ANSIBLE_ENV = {
     "ANSIBLE_FORCE_COLOR": "False",
     "ANSIBLE_NOCOLOR": "True",
 }
+# lab's own callback: puts ansible_service_mgr=systemd among the facts of lab's servers, so
+# the service action does not run the setup module before each service task to learn it.
+CALLBACKS = Path(__file__).parent / "data" / "ansible" / "callback"
 
 
 @dataclass
@@ -113,6 +116,10 @@ def run_playbook(
     started = time.monotonic()
     env = ANSIBLE_ENV | {
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir(runs_dir.parent)),
+        # Every host lab provisions was seen running systemd (lab.ssh.wait_until_ready).
+        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+        "ANSIBLE_CALLBACKS_ENABLED": "lab_service_mgr",
+        "LAB_SYSTEMD_HOSTS": ",".join(hosts),
         # ansible-playbook comes with lab's Python, whether or not its venv is activated.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
