@@ -15,7 +15,7 @@ printed with the figures: other work on a 2-core machine skews them.
 
     .venv/bin/python bench/bench_exercises.py [--only N ...]
 
-Everything it makes is labelled ``lab.bench=1`` (through ``LAB_LABELS``) and removed on exit,
+Everything it makes is labelled ``lab.bench=<pid>`` (through ``LAB_LABELS``) and removed on exit,
 also on failure or Ctrl-C. Exit status: 0 when it ran (goals met or not), 3 when a prerequisite
 is missing, 1 when a command failed, 130 on Ctrl-C.
 """

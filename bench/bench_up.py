@@ -9,7 +9,7 @@ What it measures, for N = 1, 2, 4, 8 servers (``--quick``: N = 2 and 8 only, one
                    the lab's network.
 * ``docker run``   baseline: N ``docker run -d`` started at once, with the options lab uses
                    on this engine (its run mode, lab/targets/runmode.py; ``-p 127.0.0.1::22``,
-                   label ``lab.bench=1``), until ``docker exec NAME systemctl
+                   label ``lab.bench=<pid>``), until ``docker exec NAME systemctl
                    is-system-running`` says ``running`` (or ``degraded``, as lab accepts) in
                    every one of them.
 * ``docker rm -f`` baseline: one ``docker rm -f`` of those N containers.
@@ -28,7 +28,7 @@ Run it from any directory, with the base image built (``lab image build``):
     /work/main/.venv/bin/python bench/bench_up.py --quick    # N = 2 and 8, once each
 
 Everything it makes is removed on exit, also on Ctrl-C or failure: ``lab destroy`` of its lab,
-then ``docker rm -f`` of every container (and network) labelled ``lab.bench=1``; lab's own
+then ``docker rm -f`` of every container (and network) labelled ``lab.bench=<pid>``; lab's own
 servers carry that label too (through ``LAB_LABELS``). Exit status: 0 when it ran (whether or
 not a target is met), 3 when a prerequisite is missing (the image, docker, the lab binary),
 1 when a command failed, 130 on Ctrl-C.

@@ -18,7 +18,7 @@ directory). The issue's target: ``lab up`` of two Vagrant machines <= 30 s (medi
 
     /work/main/.venv/bin/python bench/bench_vagrant.py [--repeat N]
 
-Everything it makes is labelled ``lab.bench=1`` (through ``LAB_LABELS``) and removed on exit,
+Everything it makes is labelled ``lab.bench=<pid>`` (through ``LAB_LABELS``) and removed on exit,
 also on failure or Ctrl-C: ``lab destroy``, then ``docker rm -f`` of whatever still carries the
 label. Exit status: 0 when it ran (whether or not the target is met), 3 when a prerequisite is
 missing (vagrant, docker, the image, the lab binary), 1 when a command failed, 130 on Ctrl-C.

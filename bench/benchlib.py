@@ -29,7 +29,9 @@ except ImportError as exc:
     print(f"lab is not importable from {sys.executable} ({exc})", file=sys.stderr)
     sys.exit(3)  # the benches' exit status for a missing prerequisite
 
-BENCH_LABEL = "lab.bench=1"
+# One value per bench process: several engineers bench on one engine, and a clean-up by
+# label must remove this run's containers only, never another bench's while it runs.
+BENCH_LABEL = f"lab.bench={os.getpid()}"
 TIMEOUT = 300.0  # seconds any single measured step may take before the bench gives up
 LAB = Path(sys.executable).parent / "lab"
 
@@ -77,7 +79,7 @@ def run_mode() -> Any:
 
 class BenchLab:
     """A lab from `lab init` in a temporary directory, with a unique name; its servers carry
-    ``lab.bench=1`` (through ``LAB_LABELS``) so that clean-up finds them whatever happens."""
+    ``lab.bench=<pid>`` (through ``LAB_LABELS``) so that clean-up finds them whatever happens."""
 
     def __init__(self, prefix: str = "bench", **env: str) -> None:
         self.name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -129,7 +131,8 @@ class BenchLab:
 
 
 def remove_labelled() -> None:
-    """docker rm -f every container, and remove every network, labelled lab.bench=1."""
+    """docker rm -f every container, and remove every network, labelled with this run's
+    :data:`BENCH_LABEL`."""
     for kind, remove in (("container", ["rm", "-f"]), ("network", ["rm"])):
         listed = docker(kind, "ls", "-aq" if kind == "container" else "-q",
                         "--filter", f"label={BENCH_LABEL}", timeout=60)

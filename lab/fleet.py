@@ -24,6 +24,7 @@ from lab.events import Event, Listener, ignore
 from lab.inventory import remove_inventory, write_inventory
 from lab.keys import KeyPair, ensure_keypair
 from lab.knownhosts import KnownHosts
+from lab.provision import forget_facts
 from lab.ssh import close_shared_connections
 from lab.state import Liveness, ServerRecord, Stage, State
 from lab.targets.base import Plan, ServerSpec, Target
@@ -132,6 +133,7 @@ class Fleet:
         close_shared_connections(self.state.servers())
         removed = self.target.destroy(None, self.on_event)
         remove_inventory(self.config.state_dir)
+        forget_facts(self.config.state_dir)
         if images:
             for tag in self.target.remove_images():
                 self._emit("destroyed", f"image {tag} removed")
@@ -148,6 +150,7 @@ class Fleet:
         removed = self.target.destroy(names, self.on_event)
         # Their ports go to later servers, which must not be taken for impostors.
         KnownHosts(self.key.known_hosts).forget(names)
+        forget_facts(self.config.state_dir, names)
         for name in names:
             self.state.forget(name)
             self.state.log("destroyed", name)

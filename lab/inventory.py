@@ -11,6 +11,8 @@ A user can run ``ansible-playbook -i .lab/inventory.yml site.yml`` by hand.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -62,9 +64,18 @@ def write_inventory(state_dir: Path, servers: list[ServerRecord], key: KeyPair,
     header = ("# Written by lab from .lab/state.db; rewritten whenever the lab's servers change"
               " (up, release, rollback, destroy) and on every provision and verify.\n")
     body = yaml.safe_dump(build_inventory(servers, key, group_vars), sort_keys=False)
-    path.write_text(header + body, encoding="utf-8")
+    _replace(path, header + body)
     write_ssh_config(state_dir / "ssh_config", servers, key)
     return path
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` in one step: `lab test` writes the inventory for its
+    idempotence run while its tests are starting, and ansible or ssh must never read half a
+    file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def write_ssh_config(path: Path, servers: list[ServerRecord], key: KeyPair) -> Path:
@@ -84,7 +95,7 @@ def write_ssh_config(path: Path, servers: list[ServerRecord], key: KeyPair) -> P
             # command per assertion, each then costs no handshake.
             *(f"  {option} {value}" for option, value in SHARED_CONNECTION.items()),
         ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _replace(path, "\n".join(lines) + "\n")
     return path
 
 

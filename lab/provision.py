@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import threading
 import time
@@ -44,6 +45,9 @@ ANSIBLE_ENV = {
     "ANSIBLE_FORCE_COLOR": "False",
     "ANSIBLE_NOCOLOR": "True",
 }
+# lab's own callback: puts ansible_service_mgr=systemd among the facts of lab's servers, so
+# the service action does not run the setup module before each service task to learn it.
+CALLBACKS = Path(__file__).parent / "data" / "ansible" / "callback"
 
 
 @dataclass
@@ -111,7 +115,11 @@ def run_playbook(
     collector = _EventCollector(result, on_event)
     started = time.monotonic()
     env = ANSIBLE_ENV | {
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(runs_dir.parent / "facts"),
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir(runs_dir.parent)),
+        # Every host lab provisions was seen running systemd (lab.ssh.wait_until_ready).
+        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+        "ANSIBLE_CALLBACKS_ENABLED": "lab_service_mgr",
+        "LAB_SYSTEMD_HOSTS": ",".join(hosts),
         # ansible-playbook comes with lab's Python, whether or not its venv is activated.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -134,6 +142,28 @@ def run_playbook(
     for host in hosts:
         result.hosts.setdefault(host, HostStats())
     return result
+
+
+_FACT_FILE = re.compile(r"^s\d+_")
+
+
+def facts_dir(state_dir: Path) -> Path:
+    """Where Ansible caches the facts it gathered, one file per server (``ANSIBLE_GATHERING``
+    is ``smart``: a play that asks for facts gathers them once, later runs read them)."""
+    return state_dir / "facts"
+
+
+def forget_facts(state_dir: Path, names: list[str] | None = None) -> None:
+    """Drop the cached facts of servers that are gone (all of them when ``names`` is None): a
+    server made later under the same name (once ``.lab/state.db`` was deleted) must not
+    inherit the old one's facts (addresses, packages) for a day, and a lab's facts do not
+    pile up, one file per server it ever had."""
+    doomed = None if names is None else set(names)
+    for path in facts_dir(state_dir).glob("*"):
+        # The jsonfile plugin names a file after the host, with a format prefix (s1_web-1).
+        host = _FACT_FILE.sub("", path.name)
+        if doomed is None or host in doomed:
+            path.unlink(missing_ok=True)
 
 
 class _EventCollector:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -118,10 +119,47 @@ class Steps:
             raise
         return self._record(name, expected, outcome, started)
 
+    def run_together(self, bodies: dict[str, Callable[[], Any]]) -> list[Step]:
+        """Run independent steps at the same time; each is recorded, in the order given, as
+        :meth:`run` would record it (all skipped, [] returned, after an earlier failure).
+
+        The first body runs in this thread, so Ctrl-C reaches it as it reaches :meth:`run`;
+        the others each run in a thread of their own, and are waited for before anything,
+        a Ctrl-C included, goes on: no step is left running behind the next one.
+        """
+        if self.done and not self.ok:
+            return []
+        (first, first_body), *others = bodies.items()
+        with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
+            started = [pool.submit(self._timed, name, body) for name, body in others]
+            ran = [self._timed(first, first_body), *(future.result() for future in started)]
+        steps = [self._add(Step(name, OK, outcome.value, seconds, outcome.detail,
+                                outcome.figures)) for name, (outcome, seconds, _) in
+                 zip(bodies, ran, strict=True)]
+        raised = next((error for _, _, error in ran if error is not None), None)
+        if raised is not None:
+            raise raised
+        return steps
+
+    def _timed(self, name: str, body: Callable[[], Any]
+               ) -> tuple[Outcome, float, BaseException | None]:
+        """``body``'s outcome and seconds; what it raised beyond a LabError, to raise later."""
+        self.on_event(Event("phase", f"{name}..."))
+        started = time.monotonic()
+        try:
+            return Outcome.of(body()), time.monotonic() - started, None
+        except LabError as exc:
+            return Outcome(f"error: {exc}", str(exc)), time.monotonic() - started, None
+        except BaseException as exc:
+            return Outcome("error", repr(exc)), time.monotonic() - started, exc
+
     def _record(self, name: str, expected: str, outcome: Outcome, started: float) -> Step:
-        step = Step(name, expected, outcome.value, time.monotonic() - started, outcome.detail,
-                    outcome.figures)
+        return self._add(Step(name, expected, outcome.value, time.monotonic() - started,
+                              outcome.detail, outcome.figures))
+
+    def _add(self, step: Step) -> Step:
         self.done.append(step)
+        name, expected = step.name, step.expected
         if step.ok:
             verdict = OK if step.outcome == OK else f"{step.outcome}, as expected"
         else:

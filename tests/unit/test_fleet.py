@@ -16,6 +16,7 @@ from lab.config import load_config
 from lab.errors import UsageError
 from lab.events import Event
 from lab.fleet import Fleet
+from lab.provision import facts_dir
 from lab.state import Liveness, ServerRecord, Stage
 
 LAB_YML = "name: fl\ntarget: fake\nservers:\n  web: {count: 2}\n  db: {count: 1}\n"
@@ -202,3 +203,20 @@ def test_reconcile_logs_what_it_learns_from_the_target(fleet: Fleet, world: Worl
                       ("died", "web-7", ""),
                       ("missing", "web-8", "no longer exists on the target")]
     assert {s.name: s.created for s in fleet.state.servers()} == created
+
+
+def test_a_destroyed_servers_cached_facts_go_with_it(fleet: Fleet) -> None:
+    # A server made later under that name (once .lab/state.db was deleted) must gather its
+    # own facts, not read the old server's for a day (ANSIBLE_GATHERING=smart); and a lab's
+    # facts do not pile up, one file per server it ever had.
+    fleet.up()
+    facts = facts_dir(fleet.config.state_dir)
+    facts.mkdir(parents=True)
+    for name in ("db-1", "web-1", "web-2"):  # as ansible-core 2.19's jsonfile cache names them
+        (facts / f"s1_{name}").write_text('{"__payload__": "{}"}')
+
+    fleet.destroy_servers(["web-1"])
+    assert sorted(p.name for p in facts.iterdir()) == ["s1_db-1", "s1_web-2"]
+
+    fleet.destroy()
+    assert list(facts.iterdir()) == []

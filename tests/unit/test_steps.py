@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -89,3 +90,53 @@ def test_catch_false_lets_a_lab_error_through_after_recording_it() -> None:
     with pytest.raises(TargetError):
         steps.run("create", lambda: (_ for _ in ()).throw(TargetError("boom")), catch=False)
     assert steps.problem == "create failed: boom"
+
+
+def test_steps_run_together_run_at_once_and_are_recorded_in_order() -> None:
+    # Each body waits for the other: run one after the other, the barrier breaks.
+    both = threading.Barrier(2, timeout=30)
+    events: list[Event] = []
+    steps = Steps(events.append)
+    steps.run("provision", lambda: None)
+
+    done = steps.run_together({
+        "idempotence": lambda: (both.wait(), Report("not idempotent: web-1: page"))[1],
+        "verify": lambda: (both.wait(), Outcome(OK, figures={"passed": 5}))[1],
+    })
+
+    assert [(s.name, s.ok) for s in done] == [("idempotence", False), ("verify", True)]
+    assert [s.name for s in steps.done] == ["provision", "idempotence", "verify"]
+    assert done[1].figures == {"passed": 5}
+    assert steps.problem == "idempotence failed: not idempotent: web-1: page"
+    finished = [e.message for e in events if e.kind == "phase" and e.message.endswith(" s)")]
+    assert [m.rsplit(" (", 1)[0] for m in finished] == [
+        "provision ok", "idempotence FAILED", "verify ok"]
+
+
+def test_steps_run_together_are_skipped_after_a_failure() -> None:
+    steps = Steps()
+    steps.run("provision", lambda: "web-1: task 'nginx' failed")
+    ran: list[str] = []
+
+    assert steps.run_together({"idempotence": lambda: ran.append("i"),
+                               "verify": lambda: ran.append("v")}) == []
+    assert ran == []
+
+
+def test_steps_run_together_wait_for_each_other_before_an_interrupt_goes_on() -> None:
+    steps = Steps()
+    finished: list[str] = []
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    def slow_then_error() -> None:
+        finished.append("verify")
+        raise TargetError("web-2: not answering")
+
+    with pytest.raises(KeyboardInterrupt):
+        steps.run_together({"idempotence": interrupted, "verify": slow_then_error})
+
+    assert finished == ["verify"]
+    assert [(s.name, s.outcome) for s in steps.done] == [
+        ("idempotence", "error"), ("verify", "error: web-2: not answering")]
