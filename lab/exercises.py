@@ -29,6 +29,7 @@ from pydantic import (
 
 from lab.config import describe
 from lab.errors import ConfigError, UsageError
+from lab.targets import registry as targets
 
 FOLDER = re.compile(r"\A(\d\d)-([a-z0-9]+(?:-[a-z0-9]+)*)\Z")
 SERVER = re.compile(r"\A[a-z][a-z0-9_]{0,19}-\d+\Z")
@@ -39,11 +40,12 @@ class _Strict(BaseModel):
 
 
 class Action(_Strict):
-    """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``) or
-    ``{ssh: web-1, run: COMMAND}``, a shell command run as root on one server (how a
-    hand-made change is made)."""
+    """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``;
+    ``verify``, ``release``, ``sweep``) or ``{ssh: web-1, run: COMMAND}``, a shell command
+    run as root on one server (how a hand-made change is made)."""
 
-    do: Literal["up", "provision", "drift", "destroy", "ssh"] = "ssh"
+    do: Literal["up", "provision", "drift", "destroy", "ssh",
+                "verify", "release", "sweep"] = "ssh"
     ssh: str | None = None
     run: str | None = None
 
@@ -92,6 +94,18 @@ class ExerciseSpec(_Strict):
     start_feedback: str = Field(min_length=1)
     solution: list[Action] = Field(default_factory=list)
     wrong: list[WrongAnswer] = Field(default_factory=list)
+    # Targets the exercise runs on beyond the start's (09: aws): `start` checks what they
+    # need (credentials, region) before laying anything down.
+    targets: list[str] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, names: list[str]) -> list[str]:
+        known = targets.known()
+        for name in names:
+            if name not in known:
+                raise ValueError(f"must be targets lab knows ({', '.join(known)}), got {name!r}")
+        return names
 
 
 @dataclass(frozen=True)
