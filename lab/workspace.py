@@ -235,9 +235,8 @@ def check_targets(exercise: Exercise) -> None:
         missing = [c for c in get_target(name).prerequisites() if not c.ok]
         if missing:
             raise PrerequisiteError(
-                f"exercise {exercise.number:02d} runs on {name}: "
-                + "; ".join(f"{c.name}: {c.fix or c.detail}" for c in missing)
-                + f"; then `lab exercise start {exercise.number}` again")
+                f"exercise {exercise.number:02d} runs on {name}, which needs: "
+                + "; ".join(f"{c.name}: {c.fix or c.detail}" for c in missing))
 
 
 # files ---------------------------------------------------------------------------------------
