@@ -11,6 +11,9 @@ One workspace for the module, the grader called in-process, as in test_exercises
 
 from __future__ import annotations
 
+import contextlib
+import io
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -19,11 +22,12 @@ import boto3
 import docker
 import pytest
 from awspairs import AlbStandIn, pair_instances_with_containers
-from labhelpers import unique_lab_name
+from labhelpers import RUN_LABEL, unique_lab_name
 from moto import mock_aws
 from moto.ssm.models import Parameter, ssm_backends
 
 from lab.balancers.alb import ALB
+from lab.config import DEFAULT_IMAGE
 from lab.fleet import Fleet
 from lab.grader import CheckReport, check
 from lab.state import State
@@ -46,7 +50,25 @@ def publish_debian_parameter(ami: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def aws() -> Iterator[None]:
+def twin_image(docker_client: docker.DockerClient) -> Iterator[str]:
+    """lab's base image with nginx already installed, for the twins: the module provisions
+    five fresh servers, and nginx from the mirror is most of each one's time on a busy
+    machine. The playbook still runs whole on each (its apt task finds nginx there, as on a
+    baked AMI); what it installs is exercise 02's business, proven there from a bare server."""
+    tag = f"lab-test/ex09-twin:{uuid.uuid4().hex[:8]}"
+    dockerfile = (f"FROM {DEFAULT_IMAGE}\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive "
+                  "apt-get install -y nginx\n").encode()
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, pull=False,
+                               labels={RUN_LABEL: "ex09"})
+    try:
+        yield tag
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def aws(twin_image: str) -> Iterator[None]:
     """moto for the module, with fake credentials; instances paired with containers; the
     ALB's URL answered by a local stand-in that follows its weights."""
     patch = pytest.MonkeyPatch()
@@ -70,7 +92,7 @@ def aws() -> Iterator[None]:
                 Name="debian-12-test", RootDeviceName="/dev/xvda",
                 BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
             )["ImageId"])
-            pair_instances_with_containers(patch)  # type: ignore[arg-type]
+            pair_instances_with_containers(patch, twin_image)  # type: ignore[arg-type]
             patch.setattr(ALB, "url", property(url))
             yield
     finally:
