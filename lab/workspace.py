@@ -197,8 +197,8 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
                 fleet.destroy()
             elif action.do == "drift":
                 drift(fleet, on_event=on_event)  # recorded in state, as `lab drift` does
-            elif action.do in LATER_ACTIONS:
-                LATER_ACTIONS[action.do](fleet, on_event)
+            elif action.do in CYCLE_ACTIONS:
+                CYCLE_ACTIONS[action.do](fleet, on_event)
             else:
                 report = provision(fleet, on_event=on_event)
                 if not report.ok:
@@ -225,7 +225,7 @@ def _sweep(fleet: Fleet, on_event: Listener) -> None:
 
 # The verbs a lab is taken to the cloud and back with (exercise 09), as `lab verify`,
 # `lab release` and `lab aws sweep` (run in the lab) do them.
-LATER_ACTIONS = {"verify": _verify, "release": _release, "sweep": _sweep}
+CYCLE_ACTIONS = {"verify": _verify, "release": _release, "sweep": _sweep}
 
 
 def check_targets(exercise: Exercise) -> None:
