@@ -202,3 +202,18 @@ def test_reconcile_logs_what_it_learns_from_the_target(fleet: Fleet, world: Worl
                       ("died", "web-7", ""),
                       ("missing", "web-8", "no longer exists on the target")]
     assert {s.name: s.created for s in fleet.state.servers()} == created
+
+
+def test_the_logbook_says_on_which_target_servers_were_made_and_a_lab_destroyed(
+        fleet: Fleet) -> None:
+    """What a course's grader reads (exercise 09: made on aws, then the whole lab destroyed)."""
+    fleet.up(["db"])
+    fleet.destroy_servers(["db-1"])  # one server: no whole-lab entry
+    assert [e for e in fleet.state.events() if e["kind"] == "destroy"] == []
+    fleet.up(["db"])
+    fleet.destroy()
+    logged = [(e["kind"], e["server"], e["detail"]) for e in fleet.state.events()
+              if e["kind"] in ("created", "destroy")]
+    image = fleet.config.image
+    assert logged == [("created", "db-1", f"{image} on fake"),
+                      ("created", "db-2", f"{image} on fake"), ("destroy", None, "fake")]
