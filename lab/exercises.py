@@ -29,6 +29,7 @@ from pydantic import (
 
 from lab.config import describe
 from lab.errors import ConfigError, UsageError
+from lab.targets import registry as targets
 
 FOLDER = re.compile(r"\A(\d\d)-([a-z0-9]+(?:-[a-z0-9]+)*)\Z")
 SERVER = re.compile(r"\A[a-z][a-z0-9_]{0,19}-\d+\Z")
@@ -40,15 +41,14 @@ class _Strict(BaseModel):
 
 class Action(_Strict):
     """One step of making a state: a word (``up``, ``provision``, ``drift``, ``destroy``,
-    ``bake``, ``release``) or ``{ssh: web-1, run: COMMAND}``, a shell command run as root on
-    one server (how a hand-made change is made). Exercise 07 adds ``verify``, and the release
-    forms
+    ``verify``, ``bake``, ``release``, ``sweep``) or ``{ssh: web-1, run: COMMAND}``, a shell
+    command run as root on one server (how a hand-made change is made). The release forms
     ``{release: {VAR: VALUE}}`` (``lab release --set``), ``{release: baked}`` (``lab release
-    --from-image`` the image the last ``bake`` made) and ``{call: FUNCTION}``, a function of
+    --from-image`` the image the last ``bake`` made), and ``{call: FUNCTION}``, a function of
     checks.py for what only this run knows (the figures ``lab history`` shows)."""
 
     do: Literal["up", "provision", "drift", "destroy", "ssh", "verify", "bake", "release",
-                "call"] = "ssh"
+                "call", "sweep"] = "ssh"
     ssh: str | None = None
     run: str | None = None
     release: dict[str, Any] | Literal["baked"] | None = None
@@ -122,6 +122,18 @@ class ExerciseSpec(_Strict):
     start_feedback: str = Field(min_length=1)
     solution: list[Action] = Field(default_factory=list)
     wrong: list[WrongAnswer] = Field(default_factory=list)
+    # Targets the exercise runs on beyond the start's (09: aws): `start` checks what they
+    # need (credentials, region) before laying anything down.
+    targets: list[str] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, names: list[str]) -> list[str]:
+        known = targets.known()
+        for name in names:
+            if name not in known:
+                raise ValueError(f"must be targets lab knows ({', '.join(known)}), got {name!r}")
+        return names
 
 
 @dataclass(frozen=True)

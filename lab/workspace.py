@@ -20,7 +20,14 @@ from pathlib import Path
 
 from lab.bake import bake
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
-from lab.errors import CheckFailed, ConfigError, LabError, TargetError, UsageError
+from lab.errors import (
+    CheckFailed,
+    ConfigError,
+    LabError,
+    PrerequisiteError,
+    TargetError,
+    UsageError,
+)
 from lab.events import Event, Listener, ignore
 from lab.exercises import Action, Exercise, course, find_exercise
 from lab.fleet import Fleet
@@ -30,6 +37,7 @@ from lab.release import ReleaseFailed, release
 from lab.scaffold import lab_name_for
 from lab.ssh import run_as_root
 from lab.state import ExerciseProgress, State
+from lab.targets.registry import get_target
 
 STATE_DIR = ".lab"
 NAME_MARK = "__NAME__"
@@ -95,6 +103,7 @@ def start(number: int, directory: Path, name: str | None = None,
     state. A directory that is already a workspace keeps its lab name; its files are backed
     up and its servers replaced. Any other directory must be empty."""
     exercise = find_exercise(number)
+    check_targets(exercise)
     directory = directory.resolve()
     previous = _previous(directory)
     if previous is None and directory.exists() and any(directory.iterdir()):
@@ -149,7 +158,8 @@ def apply_wrong(workspace: Workspace, answer: str, on_event: Listener = ignore) 
     backup = _back_up(workspace.directory, f"wrong-{answer}")
     _lay_down(workspace, _kept_marks(workspace), exercise.solution_dir,
               exercise.wrong_dir(answer))
-    run_actions(workspace.config(), wrong.then, on_event, exercise.calls)
+    if wrong.then:  # an answer may be a lab.yml that does not load: nothing to run then
+        run_actions(workspace.config(), wrong.then, on_event, exercise.calls)
     return backup
 
 
@@ -178,8 +188,8 @@ def hint(workspace: Workspace) -> tuple[int, str]:
 def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = ignore,
                 calls: Mapping[str, Callable[[Fleet], object]] | None = None) -> None:
     """``up``, ``provision``, ``drift``, ``destroy``, ``ssh``, ``verify``, ``bake``,
-    ``release`` and ``call`` actions, in order (exercise.yml); ``calls`` are the exercise's
-    functions that ``call:`` names."""
+    ``release``, ``call`` and ``sweep`` actions, in order (exercise.yml); ``calls`` are the
+    exercise's functions that ``call:`` names."""
     if not actions:
         return
     with Fleet(config, on_event) as fleet:
@@ -198,6 +208,8 @@ def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = i
                 fleet.destroy()
             elif action.do == "drift":
                 drift(fleet, on_event=on_event)  # recorded in state, as `lab drift` does
+            elif action.do == "sweep":
+                _sweep(fleet, on_event)
             else:
                 report = provision(fleet, on_event=on_event)
                 if not report.ok:
@@ -234,6 +246,23 @@ def last_baked(fleet: Fleet) -> str | None:
     """What the lab's newest `lab bake` made (its image tag, or AMI id), from its logbook."""
     baked = [e["detail"] for e in fleet.state.events() if e["kind"] == "baked"]
     return baked[-1] if baked else None
+
+
+def _sweep(fleet: Fleet, on_event: Listener) -> None:
+    from lab.aws.resources import sweep_in_lab
+
+    sweep_in_lab(fleet.config, on_event=on_event)  # recorded in the lab's logbook
+
+
+def check_targets(exercise: Exercise) -> None:
+    """What the exercise's targets need (09: AWS credentials and a region), checked before
+    anything is laid down: PrerequisiteError, one line saying what to set."""
+    for name in exercise.spec.targets:
+        missing = [c for c in get_target(name).prerequisites() if not c.ok]
+        if missing:
+            raise PrerequisiteError(
+                f"exercise {exercise.number:02d} runs on {name}, which needs: "
+                + "; ".join(f"{c.name}: {c.fix or c.detail}" for c in missing))
 
 
 # files ---------------------------------------------------------------------------------------
@@ -289,11 +318,25 @@ def _back_up(directory: Path, why: str) -> Path:
 def _take_down(workspace: Workspace, why: str, on_event: Listener) -> Path:
     """Back up the attendee's files and remove the lab's servers (found by the start's lab
     name, so a mangled lab.yml does not stop it)."""
+    start_config = workspace.start_config()
+    moved = _moved_lab(workspace, start_config)
     backup = _back_up(workspace.directory, why)
-    with Fleet(workspace.start_config(), on_event) as fleet:
-        fleet.destroy(images=True)  # images baked in this workspace (exercise 07) too
+    for config in (start_config, *moved):
+        with Fleet(config, on_event) as fleet:
+            fleet.destroy(images=True)  # images baked in this workspace (exercise 07) too
     _fresh_state(workspace.directory / STATE_DIR, backup)
     return backup
+
+
+def _moved_lab(workspace: Workspace, start_config: LabConfig) -> list[LabConfig]:
+    """The attendee's lab when it runs on another target than the start's (09 moves it to
+    AWS): it is destroyed too, or a reset would leave it running, and paying. A lab.yml that
+    no longer loads names no other target."""
+    try:
+        config = workspace.config()
+    except ConfigError:
+        return []
+    return [config] if config.target != start_config.target else []
 
 
 def _fresh_state(state_dir: Path, backup: Path) -> None:

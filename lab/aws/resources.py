@@ -13,6 +13,7 @@ an AMI leaves its snapshots billing).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lab.aws.api import Clients, clients, code_of, tags_of, translated
+from lab.config import LabConfig
 from lab.events import Event, Listener, ignore
+from lab.state import State
 from lab.targets.base import LABEL_PREFIX, ServerSpec, labels_for
 
 NAME = f"{LABEL_PREFIX}name"
@@ -166,14 +169,28 @@ def image_snapshots(aws: Clients, image: str) -> list[str]:
 
 
 def sweep(region: str | None = None, now: datetime | None = None,
-          on_event: Listener = ignore) -> Found:
+          on_event: Listener = ignore, logbook: State | None = None) -> Found:
     """Remove every lab-tagged resource of ``region`` (None: boto3's default) past its
     ``lab.expires``, whichever lab made it: the instructor's end-of-day command for a whole
-    class. Returns what was found expired (and removed)."""
+    class. Returns what was found expired (and removed); a ``logbook`` (the state of the lab
+    it was run in) records the sweep as a ``swept`` event: the region, the counts and the
+    labs they belonged to, as JSON."""
 
     aws = clients(region)
+    is_expired = expired(now)
+    labs: set[str] = set()  # whose expired resources they were
+
+    def match(tags: dict[str, str]) -> bool:
+        if is_expired(tags):
+            labs.add(tags[NAME])
+            return True
+        return False
+
     with translated(aws.region):
-        found = find(aws, expired(now))
+        found = find(aws, match)
+        if logbook is not None:
+            logbook.log("swept", None, json.dumps({"region": aws.region, "found": found.counts(),
+                                                   "labs": sorted(labs)}))
         if found.empty:
             on_event(Event("destroy", f"{aws.region}: nothing lab made has expired"))
             return found
@@ -184,6 +201,16 @@ def sweep(region: str | None = None, now: datetime | None = None,
         if ids:
             on_event(Event("warning", f"still there: {kind.replace('_', ' ')} {', '.join(ids)}"))
     return found
+
+
+def sweep_in_lab(config: LabConfig, region: str | None = None,
+                 on_event: Listener = ignore) -> Found:
+    """``lab aws sweep`` run inside a lab: by default in the region the lab runs in (its
+    ``aws.region``, when it targets aws), recorded in the lab's logbook, where a course's
+    grader sees that the trainee swept after destroying."""
+    if region is None and config.target == "aws":
+        region = getattr(config.settings("aws"), "region", None)
+    return sweep(region, on_event=on_event, logbook=State(config.state_dir))
 
 
 # helpers ---------------------------------------------------------------------------------

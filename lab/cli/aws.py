@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lab.cli.base import handled
+from lab.cli.base import current, handled, lab_config
 from lab.cli.output import err, out, progress
+from lab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lab.config import LabConfig
 
 app = typer.Typer(help="AWS housekeeping: remove what lab made and forgot.",
                   no_args_is_help=True)
@@ -26,15 +30,32 @@ def sweep(
     Instances, load balancers, target groups, listeners, launch templates, security groups,
     key pairs, AMIs and their snapshots, found by tag, each service asked itself.
 
+    Run inside a lab, it sweeps the lab's region (its `aws.region`) by default and writes
+    the sweep in the lab's logbook (a course's grader reads it there).
+
     Example:  lab aws sweep --region eu-west-1
     """
     from lab.aws.resources import sweep as run
+    from lab.aws.resources import sweep_in_lab
 
+    config = _lab_here(ctx)
     with progress("lab aws sweep") as listener:
-        found = run(region, on_event=listener)
+        found = (run(region, on_event=listener) if config is None
+                 else sweep_in_lab(config, region, listener))
     if found.empty:
         out.print("nothing lab made has expired")
         return
     for kind, count in found.counts().items():
         out.print(f"removed {count} {kind.replace('_', ' ')}")
     err.print("see `lab doctor` for the account and region used")
+
+
+def _lab_here(ctx: typer.Context) -> LabConfig | None:
+    """The lab whose lab.yml is here (``--file``), or None: no lab, or one that does not
+    load (the sweep is the region's business, not the lab's)."""
+    if not current(ctx).file.is_file():
+        return None
+    try:
+        return lab_config(ctx)
+    except ConfigError:
+        return None

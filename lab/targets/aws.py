@@ -25,6 +25,7 @@ import uuid
 from datetime import timedelta
 from typing import Any, ClassVar, cast
 
+import boto3
 from pydantic import Field, field_validator
 
 from lab.aws import api, network, pricing, resources
@@ -382,8 +383,12 @@ class AwsTarget(Target):
         with ``target: aws`` need them."""
         region = api.default_region()
         if not region:
+            # Credentials are found without a region (no call): both missing say so at once.
+            found = boto3.session.Session().get_credentials() is not None
             return [Check("aws region", False, "not set", "set AWS_REGION (or `aws.region` "
-                          "in lab.yml)", required=False)]
+                          "in lab.yml)", required=False)] + ([] if found else [
+                Check("aws credentials", False, "none found", api.CREDENTIALS_FIX,
+                      required=False)])
         try:
             aws = api.clients(region)
         except ConfigError as exc:

@@ -48,7 +48,8 @@ def boot_host_key(target: AwsTarget, server: str) -> HostKey:
 
 
 def twins_with_boot_keys(target: AwsTarget, specs: list[ServerSpec],
-                         records: list[ServerRecord]) -> dict[str, ServerRecord]:
+                         records: list[ServerRecord],
+                         image: str = DEFAULT_IMAGE) -> dict[str, ServerRecord]:
     """Twins of the new instances, each started with its instance's host key, and reached
     under the key the aws target recorded for the instance (Fleet.follow's move, done now)."""
     known = KnownHosts(target.key.known_hosts)
@@ -59,7 +60,7 @@ def twins_with_boot_keys(target: AwsTarget, specs: list[ServerSpec],
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(docker_target, "host_key_for", lambda server, lab: keys[server])
         local = {r.name: r for r in twin(target).create(
-            [replace(s, image=DEFAULT_IMAGE) for s in specs])}
+            [replace(s, image=image) for s in specs])}
     for name, record in local.items():
         known.trust(name, record.ssh_host, record.ssh_port, recorded[name])
     return local
@@ -74,14 +75,16 @@ def paired(aws: ServerRecord, local: ServerRecord | None) -> ServerRecord:
                    ports_host=local.ports_host)
 
 
-def pair_instances_with_containers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make AwsTarget create, list and destroy a twin container beside each instance."""
+def pair_instances_with_containers(monkeypatch: pytest.MonkeyPatch,
+                                   image: str = DEFAULT_IMAGE) -> None:
+    """Make AwsTarget create, list and destroy a twin container beside each instance; twins
+    start from ``image`` (lab's base image unless a test has one made from it)."""
     create, listing, destroy = AwsTarget.create, AwsTarget.list, AwsTarget.destroy
 
     def create_paired(self: AwsTarget, specs: list[ServerSpec],
                       on_event: Listener = ignore) -> list[ServerRecord]:
         records = create(self, specs, on_event)
-        local = twins_with_boot_keys(self, specs, records)
+        local = twins_with_boot_keys(self, specs, records, image)
         return [paired(r, local.get(r.name)) for r in records]
 
     def list_paired(self: AwsTarget) -> list[ServerRecord]:

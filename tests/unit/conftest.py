@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import release_fakes
-from awslab import aws_env  # noqa: F401 - a fixture, found here by pytest
+from awslab import aws_env, boto3_session_a_module  # noqa: F401 - fixtures, found here by pytest
 from release_fakes import LAB_YML, Cycle, MakeCycle, World, populate
 
 import lab.balancers.registry

@@ -220,3 +220,18 @@ def test_a_destroyed_servers_cached_facts_go_with_it(fleet: Fleet) -> None:
 
     fleet.destroy()
     assert list(facts.iterdir()) == []
+
+
+def test_the_logbook_says_on_which_target_servers_were_made_and_a_lab_destroyed(
+        fleet: Fleet) -> None:
+    """What a course's grader reads (exercise 09: made on aws, then the whole lab destroyed)."""
+    fleet.up(["db"])
+    fleet.destroy_servers(["db-1"])  # one server: no whole-lab entry
+    assert [e for e in fleet.state.events() if e["kind"] == "destroy"] == []
+    fleet.up(["db"])
+    fleet.destroy()
+    logged = [(e["kind"], e["server"], e["detail"]) for e in fleet.state.events()
+              if e["kind"] in ("created", "destroy")]
+    image = fleet.config.image
+    assert logged == [("created", "db-1", f"{image} on fake"),
+                      ("created", "db-2", f"{image} on fake"), ("destroy", None, "fake")]
