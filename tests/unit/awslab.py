@@ -23,20 +23,8 @@ REGION = "eu-west-1"
 CIDR = "203.0.113.7/32"
 
 
-@pytest.fixture(scope="module")
-def boto3_session_a_module() -> Iterator[None]:
-    """One boto3 default session for a module's tests, not one each: a new session parses
-    the EC2 model again (about a second of CPU), which was most of each test's set-up.
-    moto's data is still fresh for every test (``aws_env``); the session only holds models,
-    and the fake credentials every test here sets alike. Dropped at both ends, so no other
-    module inherits it."""
-    boto3.DEFAULT_SESSION = None
-    yield
-    boto3.DEFAULT_SESSION = None
-
-
 @pytest.fixture
-def aws_env(boto3_session_a_module: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto in this process, fake credentials, no metadata service: returns the id of an AMI
     registered for the test (moto has no Debian parameter, so labs name an AMI). Every
     service's data starts empty, as in a fresh account."""
@@ -51,7 +39,7 @@ def aws_env(boto3_session_a_module: None, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("LAB_LABELS", raising=False)
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+    with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         yield ec2.register_image(
             Name="debian-12-amd64-test", RootDeviceName="/dev/xvda", Architecture="x86_64",

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import release_fakes
-from awslab import aws_env, boto3_session_a_module  # noqa: F401 - fixtures, found here by pytest
+from awslab import aws_env  # noqa: F401 - a fixture, found here by pytest
 from release_fakes import LAB_YML, Cycle, MakeCycle, World, populate
 
+import lab.aws.api
 import lab.balancers.registry
 import lab.targets.registry
 from lab.config import load_config
@@ -29,6 +30,10 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # lab keeps one boto3 session per region for the process, and a session keeps the
+    # credentials it found: a moto test's fake ones must not reach the next test, which
+    # would then call AWS itself with them.
+    lab.aws.api._session.cache_clear()
 
 
 @pytest.fixture
