@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from lab.errors import PrerequisiteError
 from lab.events import Event
@@ -52,13 +52,19 @@ class Net:
     labels: dict[str, str]
     engine: Engine
     containers: list[Box] = field(default_factory=list)  # what others joined (the cache)
+    refuse: Exception | None = None  # what the engine answers a removal with, if not done
 
     def reload(self) -> None: ...
 
     def disconnect(self, container: Box, force: bool = False) -> None:
+        assert force, "a running container (the cache) leaves only when forced"
+        if isinstance(container.attrs.get("refuse"), Exception):
+            raise container.attrs["refuse"]
         self.containers.remove(container)
 
     def remove(self) -> None:
+        if self.refuse is not None:
+            raise self.refuse
         assert not self.containers, "the engine refuses to remove a network still joined"
         self.engine.nets.remove(self)
 
@@ -90,6 +96,7 @@ class Engine:
     def list(self, all: bool = False, filters: dict[str, Any] | None = None,
              ignore_removed: bool = False) -> list[Box]:
         assert all, "a stopped container is still the lab's"
+        assert ignore_removed, "a container removed between list and inspect is no error"
         return [b for b in self.boxes if matches(b.labels, filters)]
 
     def get(self, name: str) -> Box:
@@ -113,6 +120,7 @@ class _Networks:
                 and (names is None or any(x in n.name for x in names))]
 
     def create(self, name: str, driver: str, labels: dict[str, str]) -> Net:
+        assert driver == "bridge"
         made = Net(name, labels, self.engine)
         self.engine.nets.append(made)
         return made
@@ -121,6 +129,7 @@ class _Networks:
 @dataclass
 class _Images:
     engine: Engine
+    refused: dict[str, Exception] = field(default_factory=dict)  # tag -> the engine's answer
 
     def get(self, name: str) -> Image:
         for image in self.engine.pictures:
@@ -132,6 +141,9 @@ class _Images:
         return [i for i in self.engine.pictures if matches(i.labels, filters)]
 
     def remove(self, tag: str, force: bool = False) -> None:
+        assert force, "a baked image goes even if a stopped container was made from it"
+        if tag in self.refused:
+            raise self.refused[tag]
         self.engine.pictures = [i for i in self.engine.pictures if tag not in i.tags]
 
 
@@ -289,3 +301,89 @@ def test_the_docker_target_lists_and_destroys_through_its_engine(
     assert target.destroy(["web-1"]) == ["web-1"]
     assert target.destroy() == ["web-2"]
     assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop2"]
+
+
+def test_a_container_without_lab_labels_is_known_by_its_name(engine: Engine) -> None:
+    """A container a user labelled `lab.name=shop` by hand: found, shown and removed by its
+    own name, never skipped."""
+    bare = Box("stray", {"lab.name": "shop"}, engine=engine,
+               attrs={"NetworkSettings": {}, "Config": {}})
+    engine.boxes.append(bare)
+    events: list[Event] = []
+    shop = lab(engine)
+
+    assert shop.by_server()["stray"] is bare
+    record = shop.record(bare, "docker")  # type: ignore[arg-type]
+    assert (record.name, record.role, record.image, record.ssh_user) == (
+        "stray", "unknown", "", "root")
+    assert "stray" in shop.remove(None, events.append)
+    assert ("destroyed", "stray removed", "stray") in [
+        (e.kind, e.message, e.subject) for e in events]
+
+
+def test_a_creation_time_without_fractions_is_read(engine: Engine) -> None:
+    box = engine.add("shop", "web-3", attrs={"NetworkSettings": {}, "Config": {},
+                                             "Created": "2026-11-27T15:00:00Z"})
+    assert lab(engine).record(box, "docker").created == 1795791600.0  # type: ignore[arg-type]
+
+
+def test_the_cache_joined_to_the_network_is_let_go_before_the_network_goes(
+        engine: Engine) -> None:
+    cache = Box("lab-cache", {}, engine=engine)
+    gone = Box("gone", {}, engine=engine, attrs={"refuse": NotFound("gone")})
+    busy = Box("busy", {}, engine=engine, attrs={"refuse": APIError("busy")})
+    network = next(n for n in engine.nets if n.name == "lab-shop")
+    network.containers = [gone, busy, cache]
+    network.remove = lambda: engine.nets.remove(network)  # type: ignore[method-assign]
+
+    assert sorted(lab(engine).remove(None)) == ["web-1", "web-2"]
+
+    assert network.containers == [gone, busy]  # each asked once; refusals are no error
+    assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop2"]
+
+
+@pytest.mark.parametrize("refusal", [NotFound("gone"), APIError("has active endpoints")])
+def test_a_network_the_engine_will_not_remove_does_not_stop_destroy(
+        engine: Engine, refusal: Exception) -> None:
+    next(n for n in engine.nets if n.name == "lab-shop").refuse = refusal
+
+    assert sorted(lab(engine).remove(None)) == ["web-1", "web-2"]
+    assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop", "lab-shop2"]
+
+
+def test_images_that_will_not_go_are_skipped_and_the_rest_removed(engine: Engine) -> None:
+    engine.pictures = [
+        Image("3", ["lab/base:bookworm"], {"lab.name": "shop"}),  # not baked, listed first
+        Image("1", ["lab/shop-web:v1"], {"lab.name": "shop", "lab.version": "v1"}),
+        Image("2", ["lab/shop-web:v2"], {"lab.name": "shop", "lab.version": "v2"}),
+        Image("4", ["lab/shop-web:v3"], {"lab.name": "shop", "lab.version": "v3"}),
+    ]
+    engine.images.refused = {"lab/shop-web:v1": NotFound("gone"),
+                             "lab/shop-web:v2": APIError("in use")}
+
+    assert lab(engine).remove_images() == ["lab/shop-web:v3"]
+    assert [i.id for i in engine.pictures] == ["3", "1", "2"]
+
+
+def test_an_image_that_is_there_is_required_without_error(engine: Engine) -> None:
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    lab(engine).require_image("lab/base:bookworm")
+
+
+def test_the_docker_target_keeps_what_it_was_made_with(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lab.targets.dockerengine
+    from lab.config import LabConfig
+    from lab.keys import KeyPair
+    from lab.targets.docker import DockerTarget
+
+    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
+    key = KeyPair(tmp_path / "k", tmp_path / "k.pub")
+    target = DockerTarget(config, key)
+    events: list[Event] = []
+
+    assert (target.config, target.key, target.client) == (config, key, engine)
+    assert target.network_name == "lab-shop"
+    assert target.destroy(["web-1"], events.append) == ["web-1"]
+    assert [e.subject for e in events] == ["web-1"]

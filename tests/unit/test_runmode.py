@@ -7,6 +7,7 @@ Docker 20.10 on cgroup v1 and Docker 26 on cgroup v2 (`make test` runs both).
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from typing import Any
 
@@ -239,3 +240,12 @@ def test_doctor_names_the_mode_or_says_what_to_change() -> None:
     bad = _run_mode(engine("24.0.7", 1, "rootless"))
     assert not bad.ok and bad.required  # so `lab doctor` exits 3
     assert "cgroup v2" in bad.fix
+
+
+def test_boot_report_says_what_to_try_next_by_who_chose_the_mode() -> None:
+    facts = engine("26.1.5", 2)
+    chosen = choose(facts)
+    assert console_report("", facts, chosen).endswith(
+        f"{OVERRIDE}=host-cgroup tries another way")
+    forced = dataclasses.replace(chosen, why=f"chosen by {OVERRIDE}; {chosen.why}")
+    assert console_report("", facts, forced).endswith(f"unset {OVERRIDE} to let lab choose")
