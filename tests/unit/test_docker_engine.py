@@ -5,6 +5,8 @@ in tests/integration/test_lab_docker.py."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,29 @@ class Box:
     status: str = "running"
     attrs: dict[str, Any] = field(default_factory=dict)
     engine: Engine | None = None
+    archives: list[tuple[str, bytes]] = field(default_factory=list)  # put_archive's
+    options: dict[str, Any] = field(default_factory=dict)  # what it was created with
+
+    def put_archive(self, path: str, data: bytes) -> bool:
+        assert self.status == "created", "files go in before the container starts"
+        self.archives.append((path, data))
+        return True
+
+    def start(self) -> None:
+        self.status = "running"
+        self.attrs["NetworkSettings"] = {
+            "Networks": {self.options["network"]: {"IPAddress": "172.30.0.7"}},
+            "Ports": {port: [{"HostIp": host, "HostPort": str(published or 32000 + n)}]
+                      for n, (port, (host, published)) in enumerate(
+                          self.options["ports"].items())}}
+
+    def reload(self) -> None: ...
+
+    def commit(self, repository: str, tag: str, changes: list[str], pause: bool) -> None:
+        assert self.engine is not None
+        self.engine.pictures.append(Image(f"sha-{len(self.engine.pictures)}",
+                                          [f"{repository}:{tag}"], {"changes": str(changes),
+                                                                    "paused": str(pause)}))
 
     def remove(self, force: bool = False, v: bool = False) -> None:
         assert force and v, "a server's container goes with its volumes, running or not"
@@ -83,6 +108,7 @@ class Engine:
         self.boxes: list[Box] = []
         self.nets: list[Net] = []
         self.pictures: list[Image] = []
+        self.refused: dict[str, str] = {}  # image -> why the engine will not create from it
         self.containers, self.networks, self.images = self, _Networks(self), _Images(self)
 
     def add(self, lab: str, server: str, **box: Any) -> Box:
@@ -98,6 +124,14 @@ class Engine:
         assert all, "a stopped container is still the lab's"
         assert ignore_removed, "a container removed between list and inspect is no error"
         return [b for b in self.boxes if matches(b.labels, filters)]
+
+    def create(self, image: str, name: str, labels: dict[str, str], **options: Any) -> Box:
+        if image in self.refused:
+            raise APIError("refused", explanation=self.refused[image])
+        made = Box(name, labels, status="created", engine=self,
+                   attrs={"Config": {"Image": image}}, options=options)
+        self.boxes.append(made)
+        return made
 
     def get(self, name: str) -> Box:
         for box in self.boxes:
@@ -387,3 +421,126 @@ def test_the_docker_target_keeps_what_it_was_made_with(
     assert target.network_name == "lab-shop"
     assert target.destroy(["web-1"], events.append) == ["web-1"]
     assert [e.subject for e in events] == ["web-1"]
+
+
+# the docker target's create and bake, on the same engine -----------------------------------
+
+
+def shop_target(engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The docker target of lab `shop` on the in-memory engine, in a run mode of the test's
+    (the modes themselves are tests/unit/test_runmode.py's)."""
+    import lab.targets.dockerengine
+    from lab.config import LabConfig
+    from lab.keys import ensure_keypair
+    from lab.targets.docker import DockerTarget
+    from lab.targets.runmode import RunMode
+
+    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
+    target = DockerTarget(config, ensure_keypair(tmp_path / ".lab", "lab@shop"))
+    target.docker.__dict__["run_mode"] = RunMode("plain", "the test's", ["/sbin/init"])
+    return target
+
+
+def unpacked(data: bytes) -> dict[str, tuple[str, int]]:
+    """A tar's files: name -> (text, mode)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        found = {}
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member)
+            assert extracted is not None and member.mtime > 0
+            found[member.name] = (extracted.read().decode(), member.mode)
+        return found
+
+
+def test_create_makes_each_server_with_its_labels_keys_and_loopback_ports(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lab.targets.docker as docker_target
+    from lab.targets.base import ServerSpec, labels_for
+
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    engine.nets = [n for n in engine.nets if n.name != "lab-shop"]
+    cached: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(docker_target, "use_package_cache",
+                        lambda client, network, names, on_event: cached.append(
+                            (client, network, names)))
+    target = shop_target(engine, monkeypatch, tmp_path)
+    specs = [ServerSpec("web-3", "web", 2, "lab/base:bookworm", ports=[8080]),
+             ServerSpec("lb-1", "lb", 2, "lab/base:bookworm", fixed_ports={80: 9090})]
+    events: list[Event] = []
+
+    records = target.create(specs, events.append)
+
+    web, lb = engine.get("shop-web-3"), engine.get("shop-lb-1")
+    assert web.labels == labels_for("shop", specs[0]) | {"lab.image": "lab/base:bookworm"}
+    assert (web.options["hostname"], web.options["network"], web.options["detach"],
+            web.options["command"]) == ("web-3", "lab-shop", True, ["/sbin/init"])
+    assert web.options["ports"] == {"22/tcp": ("127.0.0.1", None),
+                                    "8080/tcp": ("127.0.0.1", None)}
+    assert lb.options["ports"] == {"22/tcp": ("127.0.0.1", None), "80/tcp": ("127.0.0.1", 9090)}
+    assert "lab-shop" in [n.name for n in engine.nets]
+    # the lab's key may log in as root; the server's own host key, made for it alone
+    [(ssh_dir, keys), (etc_ssh, host)] = web.archives
+    assert (ssh_dir, etc_ssh) == ("/root/.ssh", "/etc/ssh")
+    assert unpacked(keys) == {"authorized_keys": (target.key.public_text + "\n", 0o600)}
+    host_files = unpacked(host)
+    private, private_mode = host_files["ssh_host_ed25519_key"]
+    public, public_mode = host_files["ssh_host_ed25519_key.pub"]
+    assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") and private_mode == 0o600
+    assert public.endswith(" web-3@lab-shop\n") and public_mode == 0o644
+    assert web.status == "running" and lb.status == "running"
+    # what create returns is what the container shows, and its host key is trusted there
+    assert [(r.name, r.role, r.generation, r.ssh_host, r.ssh_port, r.address)
+            for r in records] == [("web-3", "web", 2, "127.0.0.1", 32000, "172.30.0.7"),
+                                  ("lb-1", "lb", 2, "127.0.0.1", 32000, "172.30.0.7")]
+    assert records[1].ports == {80: 9090}
+    trusted = target.known_hosts.key_at("127.0.0.1", 32000)
+    assert trusted is not None and public.startswith(trusted.key)
+    assert sorted((e.kind, e.message, e.subject) for e in events) == [
+        ("created", "lb-1 started", "lb-1"), ("created", "web-3 started", "web-3")]
+    assert cached == [(engine, "lab-shop", ["shop-web-3", "shop-lb-1"])]
+
+
+def test_create_refused_by_the_engine_names_the_server(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab.errors import TargetError
+    from lab.targets.base import ServerSpec
+
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    engine.refused = {"lab/base:bookworm": "no space left on device"}
+    target = shop_target(engine, monkeypatch, tmp_path)
+
+    with pytest.raises(TargetError) as caught:
+        target.create([ServerSpec("web-3", "web", 1, "lab/base:bookworm")])
+
+    assert str(caught.value) == "web-3: docker could not create it: no space left on device"
+
+
+def test_create_from_a_missing_image_makes_nothing(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab.targets.base import ServerSpec
+
+    engine.nets = []
+    target = shop_target(engine, monkeypatch, tmp_path)
+
+    assert target.create([]) == [] and engine.nets == []
+    with pytest.raises(PrerequisiteError, match="image lab/nosuch:v1 not found"):
+        target.create([ServerSpec("web-3", "web", 1, "lab/nosuch:v1")])
+    assert len(engine.boxes) == 4 and engine.nets == []
+
+
+def test_bake_commits_the_servers_container_with_its_labels(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab.state import ServerRecord
+
+    target = shop_target(engine, monkeypatch, tmp_path)
+    web = ServerRecord("web-1", "web", "docker")
+
+    assert target.bake(web, "lab/shop-web:v2", {"lab.version": "v2", "lab.role": "web"}) == (
+        "lab/shop-web:v2")
+    assert target.bake(web, "lab/shop-web", {}) == "lab/shop-web"
+
+    assert [(i.tags, i.labels) for i in engine.pictures] == [
+        (["lab/shop-web:v2"], {"changes": str(['LABEL lab.version="v2"', 'LABEL lab.role="web"']),
+                               "paused": "True"}),
+        (["lab/shop-web:latest"], {"changes": "[]", "paused": "True"})]
