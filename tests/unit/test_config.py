@@ -411,3 +411,28 @@ def test_config_is_frozen(lab_dir: Path) -> None:
     config = load_config("lab.yml")
     with pytest.raises(ValueError):
         config.name = "other"  # type: ignore[misc]
+
+
+def test_a_lab_beside_keeps_the_files_and_moves_name_state_and_port(tmp_path: Path) -> None:
+    """What `lab test` runs on: the same lab.yml, under another name, state and port."""
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}},
+                                       "balancer": {"routes_to": "web", "listen": 8080}})
+    config.located(tmp_path)
+
+    beside = config.beside("shop-t", tmp_path / "other", listen=9191)
+    same_port = config.beside("shop-u", tmp_path / "third")
+
+    assert (beside.name, beside.directory, beside.state_dir) == (
+        "shop-t", tmp_path, tmp_path / "other")
+    assert beside.balancer is not None and beside.balancer.listen == 9191
+    assert beside.balancer.routes_to == "web"
+    assert same_port.balancer == config.balancer and same_port.state_dir == tmp_path / "third"
+    assert (config.name, config.state_dir) == ("shop", tmp_path / ".lab")  # untouched
+
+
+def test_choices_are_listed_as_a_person_writes_them() -> None:
+    from lab.config import _one_of
+
+    assert _one_of(["docker"]) == "'docker'"
+    assert _one_of(["docker", "aws"]) == "'docker' or 'aws'"
+    assert _one_of(["docker", "aws", "vagrant"]) == "'docker', 'aws' or 'vagrant'"
