@@ -48,12 +48,15 @@ class Box:
         return True
 
     def start(self) -> None:
+        assert self.engine is not None
         self.status = "running"
+        ports = {}
+        for port, (host, published) in self.options["ports"].items():
+            if published is None:  # the engine picks a free one
+                published = self.engine.free_port = self.engine.free_port + 1
+            ports[port] = [{"HostIp": host, "HostPort": str(published)}]
         self.attrs["NetworkSettings"] = {
-            "Networks": {self.options["network"]: {"IPAddress": "172.30.0.7"}},
-            "Ports": {port: [{"HostIp": host, "HostPort": str(published or 32000 + n)}]
-                      for n, (port, (host, published)) in enumerate(
-                          self.options["ports"].items())}}
+            "Networks": {self.options["network"]: {"IPAddress": "172.30.0.7"}}, "Ports": ports}
 
     def reload(self) -> None: ...
 
@@ -109,6 +112,7 @@ class Engine:
         self.nets: list[Net] = []
         self.pictures: list[Image] = []
         self.refused: dict[str, str] = {}  # image -> why the engine will not create from it
+        self.free_port = 32000
         self.containers, self.networks, self.images = self, _Networks(self), _Images(self)
 
     def add(self, lab: str, server: str, **box: Any) -> Box:
@@ -490,12 +494,14 @@ def test_create_makes_each_server_with_its_labels_keys_and_loopback_ports(
     assert public.endswith(" web-3@lab-shop\n") and public_mode == 0o644
     assert web.status == "running" and lb.status == "running"
     # what create returns is what the container shows, and its host key is trusted there
+    ssh_ports = [int(box.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
+                 for box in (web, lb)]
     assert [(r.name, r.role, r.generation, r.ssh_host, r.ssh_port, r.address)
-            for r in records] == [("web-3", "web", 2, "127.0.0.1", 32000, "172.30.0.7"),
-                                  ("lb-1", "lb", 2, "127.0.0.1", 32000, "172.30.0.7")]
-    assert records[1].ports == {80: 9090}
-    trusted = target.known_hosts.key_at("127.0.0.1", 32000)
-    assert trusted is not None and public.startswith(trusted.key)
+            for r in records] == [("web-3", "web", 2, "127.0.0.1", ssh_ports[0], "172.30.0.7"),
+                                  ("lb-1", "lb", 2, "127.0.0.1", ssh_ports[1], "172.30.0.7")]
+    assert records[1].ports == {80: 9090} and set(records[0].ports) == {8080}
+    trusted = target.known_hosts.key_at("127.0.0.1", ssh_ports[0])
+    assert trusted is not None and trusted.server == "web-3" and public.startswith(trusted.key)
     assert sorted((e.kind, e.message, e.subject) for e in events) == [
         ("created", "lb-1 started", "lb-1"), ("created", "web-3 started", "web-3")]
     assert cached == [(engine, "lab-shop", ["shop-web-3", "shop-lb-1"])]
