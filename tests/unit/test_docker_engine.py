@@ -467,7 +467,7 @@ def test_create_makes_each_server_with_its_labels_keys_and_loopback_ports(
     cached: list[tuple[Any, ...]] = []
     monkeypatch.setattr(docker_target, "use_package_cache",
                         lambda client, network, names, on_event: cached.append(
-                            (client, network, names)))
+                            (client, network, names, on_event)))
     target = shop_target(engine, monkeypatch, tmp_path)
     specs = [ServerSpec("web-3", "web", 2, "lab/base:bookworm", ports=[8080]),
              ServerSpec("lb-1", "lb", 2, "lab/base:bookworm", fixed_ports={80: 9090})]
@@ -504,7 +504,8 @@ def test_create_makes_each_server_with_its_labels_keys_and_loopback_ports(
     assert trusted is not None and trusted.server == "web-3" and public.startswith(trusted.key)
     assert sorted((e.kind, e.message, e.subject) for e in events) == [
         ("created", "lb-1 started", "lb-1"), ("created", "web-3 started", "web-3")]
-    assert cached == [(engine, "lab-shop", ["shop-web-3", "shop-lb-1"])]
+    assert cached == [(engine, "lab-shop", ["shop-web-3", "shop-lb-1"], events.append)]
+    assert {r.target for r in records} == {"docker"}
 
 
 def test_create_refused_by_the_engine_names_the_server(
