@@ -60,6 +60,12 @@ class Box:
 
     def reload(self) -> None: ...
 
+    def logs(self, tail: int) -> bytes:
+        assert tail == 200, "the end of the console is enough"
+        if isinstance(self.attrs.get("Logs"), Exception):
+            raise self.attrs["Logs"]
+        return bytes(self.attrs.get("Logs", b""))
+
     def commit(self, repository: str, tag: str, changes: list[str], pause: bool) -> None:
         assert self.engine is not None
         self.engine.pictures.append(Image(f"sha-{len(self.engine.pictures)}",
@@ -551,3 +557,49 @@ def test_bake_commits_the_servers_container_with_its_labels(
         (["lab/shop-web:v2"], {"changes": str(['LABEL lab.version="v2"', 'LABEL lab.role="web"']),
                                "paused": "True"}),
         (["lab/shop-web:latest"], {"changes": "[]", "paused": "True"})]
+
+
+def test_a_servers_console_and_boot_report(engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    from lab.engine import EngineFacts
+    from lab.state import ServerRecord
+    from lab.targets.dockerengine import console_report
+
+    engine.add("shop", "web-5", status="exited", attrs={
+        "Logs": b"Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup\n",
+        "State": {"ExitCode": 255, "Error": ""}, "NetworkSettings": {}, "Config": {}})
+    engine.add("shop", "web-6", attrs={"Logs": APIError("dead"), "NetworkSettings": {},
+                                        "Config": {}})
+    target = shop_target(engine, monkeypatch, tmp_path)
+    facts = EngineFacts.from_info({"ServerVersion": "26.1.5", "CgroupVersion": "2",
+                                   "CgroupDriver": "systemd", "Architecture": "x86_64",
+                                   "OperatingSystem": "Debian", "SecurityOptions": []})
+    target.docker.__dict__["facts"] = facts
+    web5 = ServerRecord("web-5", "web", "docker")
+
+    assert target.docker.console("web-5") == (
+        "Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup\n")
+    assert target.docker.console("web-6") == "" and target.docker.console("web-9") == ""
+    assert target.boot_failure(web5) == "its container exited with status 255"
+    assert target.boot_report(web5) == console_report(
+        target.docker.console("web-5"), facts, target.run_mode)
+    assert "    Failed to mount cgroup" in target.boot_report(web5)
+    assert target.has_image("lab/base:bookworm") is False
+
+
+def test_the_docker_target_builds_its_base_image_through_lab_image(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lab.image
+    import lab.targets.docker as docker_target
+    from lab.events import ignore
+
+    closed: list[bool] = []
+    engine.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    asked: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(docker_target, "docker_client", lambda: engine)
+    monkeypatch.setattr(lab.image, "build_base_image", lambda client, rebuild, on_event:
+                        asked.append((client, rebuild, on_event)) or "lab/base:bookworm")
+
+    assert docker_target.DockerTarget.prepare_image(None, True, print) == "lab/base:bookworm"
+    assert docker_target.DockerTarget.prepare_image(None) == "lab/base:bookworm"
+    assert asked == [(engine, True, print), (engine, False, ignore)] and closed == [True, True]
