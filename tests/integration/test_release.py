@@ -415,6 +415,8 @@ class Slow(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"4\\r\\ndone\\r\\n0\\r\\n\\r\\n")
 http.server.ThreadingHTTPServer(("127.0.0.1", 8081), Slow).serve_forever()
 """
+SLOW_HOLD = 3.0  # seconds the request goes on once lab drains: a promote that destroyed at once
+# would cut it (this is the request's length, not a limit on lab: lab may wait 10 s and more)
 SLOW_LOCATION = ("    location /slow/ { proxy_pass http://127.0.0.1:8081; "
                  "proxy_http_version 1.1; proxy_buffering off; }\\n    location = / {")
 
@@ -492,9 +494,12 @@ def test_promote_lets_a_slow_request_in_flight_finish(balanced: Lab) -> None:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     try:
         release.wait_for("promote...", timeout=600)
-        # lab drains the old server and waits for the request in flight; only now may it end.
+        # lab drains the old server and waits for the request in flight: seconds later the
+        # server is still there and the promote still going; only then does the request end.
         wait_for_status(balanced, request.server, "DRAIN", release)
+        time.sleep(SLOW_HOLD)
         assert request.server in web_containers(balanced)
+        assert release.process.poll() is None, "the promote ended with a request in flight"
     finally:
         with contextlib.suppress(docker.errors.APIError):
             balanced.container(request.server).exec_run(["touch", "/tmp/slow-end"])
