@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -436,3 +437,35 @@ def test_choices_are_listed_as_a_person_writes_them() -> None:
     assert _one_of(["docker"]) == "'docker'"
     assert _one_of(["docker", "aws"]) == "'docker' or 'aws'"
     assert _one_of(["docker", "aws", "vagrant"]) == "'docker', 'aws' or 'vagrant'"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"servers": {"web": {"count": datetime.date(2026, 1, 1)}}},
+     "servers.web.count: must be a whole number, got 2026-01-01"),  # YAML's date, as written
+    ({"servers": {"web": {"playbook": 5}}},
+     "servers.web.playbook: input is not a valid path for <class 'pathlib.Path'>, got 5"),
+])
+def test_messages_show_the_value_as_written(data: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    from lab.config import describe
+
+    with pytest.raises(ValidationError) as caught:
+        LabConfig.model_validate({"name": "a", **data})
+    assert describe(caught.value) == message
+
+
+def test_long_values_are_cut_at_sixty_characters() -> None:
+    from lab.config import _short
+
+    assert _short("x" * 58) == repr("x" * 58)  # 60 characters with its quotes: whole
+    assert _short("x" * 59) == repr("x" * 59)[:57] + "..."
+
+
+def test_a_role_without_a_health_check_is_checked_on_its_first_port() -> None:
+    from lab.config import HealthCheck
+
+    config = LabConfig.model_validate({"name": "a", "servers": {
+        "web": {"ports": [8080, 9090]}, "db": {}}})
+    assert config.health_of("web") == HealthCheck(path="/", port=8080)
+    assert config.health_of("db") == HealthCheck(path="/", port=80)
