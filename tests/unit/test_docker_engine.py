@@ -566,7 +566,7 @@ def test_a_servers_console_and_boot_report(engine: Engine, monkeypatch: pytest.M
     from lab.targets.dockerengine import console_report
 
     engine.add("shop", "web-5", status="exited", attrs={
-        "Logs": b"Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup\n",
+        "Logs": b"Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup \xff\n",
         "State": {"ExitCode": 255, "Error": ""}, "NetworkSettings": {}, "Config": {}})
     engine.add("shop", "web-6", attrs={"Logs": APIError("dead"), "NetworkSettings": {},
                                         "Config": {}})
@@ -578,13 +578,15 @@ def test_a_servers_console_and_boot_report(engine: Engine, monkeypatch: pytest.M
     web5 = ServerRecord("web-5", "web", "docker")
 
     assert target.docker.console("web-5") == (
-        "Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup\n")
+        "Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup \ufffd\n")
     assert target.docker.console("web-6") == "" and target.docker.console("web-9") == ""
     assert target.boot_failure(web5) == "its container exited with status 255"
     assert target.boot_report(web5) == console_report(
         target.docker.console("web-5"), facts, target.run_mode)
     assert "    Failed to mount cgroup" in target.boot_report(web5)
     assert target.has_image("lab/base:bookworm") is False
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    assert target.has_image("lab/base:bookworm") is True
 
 
 def test_the_docker_target_builds_its_base_image_through_lab_image(
