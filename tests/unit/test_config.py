@@ -469,3 +469,15 @@ def test_a_role_without_a_health_check_is_checked_on_its_first_port() -> None:
         "web": {"ports": [8080, 9090]}, "db": {}}})
     assert config.health_of("web") == HealthCheck(path="/", port=8080)
     assert config.health_of("db") == HealthCheck(path="/", port=80)
+
+
+def test_a_file_yaml_cannot_even_read_is_named_without_a_position(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A control character stops YAML's reader, whose error has no line or problem."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yml").write_text("name: a\x07\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config("lab.yml")
+
+    assert str(caught.value) == "lab.yml: invalid YAML: not valid YAML"
