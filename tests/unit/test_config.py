@@ -481,3 +481,11 @@ def test_a_file_yaml_cannot_even_read_is_named_without_a_position(
         load_config("lab.yml")
 
     assert str(caught.value) == "lab.yml: invalid YAML: not valid YAML"
+
+
+def test_a_name_that_is_no_target_is_no_attribute() -> None:
+    config = LabConfig.model_validate({"name": "a", "servers": {"web": {}}})
+
+    with pytest.raises(AttributeError):
+        config.nosuch  # noqa: B018
+    assert config.vagrant is not None  # a registered target's settings, its defaults
