@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import math
 import queue
@@ -391,3 +393,122 @@ def test_destroy_with_images_leaves_nothing(balanced: Lab,
     balanced.run("destroy", "--images")
     assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"}) == []
     assert balanced.containers() == [] and balanced.networks() == []
+
+
+# a slow request through the real HAProxy during promote -------------------------------------
+
+# A response that flows a byte at a time until the test says it may end (the file /tmp/slow-end
+# appears): a request exactly as long as the test needs, on a web server of the old generation.
+# It answers behind the server's own nginx (location /slow/), the port HAProxy sends traffic to.
+SLOW_SERVER = """
+import http.server, os, time
+class Slow(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        while self.path == "/slow/stream" and not os.path.exists("/tmp/slow-end"):
+            self.wfile.write(b"1\\r\\n.\\r\\n")
+            self.wfile.flush()
+            time.sleep(0.2)
+        self.wfile.write(b"4\\r\\ndone\\r\\n0\\r\\n\\r\\n")
+http.server.ThreadingHTTPServer(("127.0.0.1", 8081), Slow).serve_forever()
+"""
+SLOW_HOLD = 3.0  # seconds the request goes on once lab drains: a promote that destroyed at once
+# would cut it (this is the request's length, not a limit on lab: lab may wait 10 s and more)
+SLOW_LOCATION = ("    location /slow/ { proxy_pass http://127.0.0.1:8081; "
+                 "proxy_http_version 1.1; proxy_buffering off; }\\n    location = / {")
+
+
+def serve_slowly(lab: Lab, server: str, timeout: float = 60) -> None:
+    """Start the slow endpoint on ``server`` and wait until nginx answers for it."""
+    container = lab.container(server)
+    container.exec_run(["python3", "-c", SLOW_SERVER], detach=True)
+    site = "/etc/nginx/sites-available/default"
+    edited = container.exec_run(["sh", "-c", f"sed -i 's|^    location = / {{|{SLOW_LOCATION}|' "
+                                             f"{site} && nginx -s reload"])
+    assert edited.exit_code == 0, edited.output
+    deadline = time.monotonic() + timeout
+    while container.exec_run(["curl", "-sf", "http://127.0.0.1/slow/ready"]).exit_code != 0:
+        assert time.monotonic() < deadline, f"the slow endpoint on {server} never answered"
+        time.sleep(0.2)
+
+
+class SlowRequest:
+    """A GET of /slow/stream through the balancer, read by a thread until it ends."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.connection.request("GET", "/slow/stream")
+        self.response = self.connection.getresponse()
+        self.server = self.response.getheader("X-Lab-Server", "")
+        self.body = b""
+        self.error: Exception | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            self.body = self.response.read()  # raises if the response is cut short
+        except (OSError, http.client.HTTPException) as exc:
+            self.error = exc
+        finally:
+            self.connection.close()
+
+    def wait(self, timeout: float = 60) -> None:
+        self._reader.join(timeout)
+        assert not self._reader.is_alive(), "the slow request neither ended nor failed"
+
+
+def backend_status(lab: Lab, server: str) -> str:
+    """The server's status in HAProxy's own table (UP, DRAIN, MAINT...), from its socket."""
+    shown = lab.container("lb-1").exec_run(
+        ["sh", "-c", "echo 'show stat' | socat stdio /run/haproxy/admin.sock"])
+    assert shown.exit_code == 0, shown.output
+    for row in shown.output.decode().splitlines():
+        fields = row.split(",")
+        if fields[:2] == ["app", server]:
+            return fields[17]  # show stat's `status` column
+    return "absent"
+
+
+def wait_for_status(lab: Lab, server: str, status: str, release: Watched,
+                    timeout: float = 120) -> None:
+    """Until HAProxy shows ``server`` in ``status``; fails at the deadline or if lab exits."""
+    deadline = time.monotonic() + timeout
+    while (seen := backend_status(lab, server)) != status:
+        assert release.process.poll() is None, f"lab exited while {server} was {seen}"
+        assert time.monotonic() < deadline, f"{server} was still {seen} after {timeout} s"
+        time.sleep(0.1)
+
+
+def test_promote_lets_a_slow_request_in_flight_finish(balanced: Lab) -> None:
+    before = web_containers(balanced)
+    for server in before:
+        serve_slowly(balanced, server)
+    request = SlowRequest(port_of(balanced))
+    assert request.response.status == 200 and request.server in before
+    release = Watched(subprocess.Popen(
+        lab_command("release", "--set", "version=v3"), cwd=balanced.dir, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    try:
+        release.wait_for("promote...", timeout=600)
+        # lab drains the old server and waits for the request in flight: seconds later the
+        # server is still there and the promote still going; only then does the request end.
+        wait_for_status(balanced, request.server, "DRAIN", release)
+        time.sleep(SLOW_HOLD)
+        assert request.server in web_containers(balanced)
+        assert release.process.poll() is None, "the promote ended with a request in flight"
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            balanced.container(request.server).exec_run(["touch", "/tmp/slow-end"])
+        request.wait()
+        code = release.wait()
+    said = release.seen + [line for line in iter(release.lines.get_nowait, None)]
+    assert code == 0, said[-5:]
+    assert request.error is None, f"the request was cut: {request.error!r}"
+    assert request.body.endswith(b"done") and len(request.body) > len(b"done")
+    assert not any("left in maintenance" in line for line in said)
+    assert last_release(balanced)["outcome"] == "promoted"
+    assert not web_containers(balanced) & before

@@ -16,7 +16,7 @@ from lab.balancers import alb
 from lab.balancers.alb import ALB, short_name
 from lab.balancers.base import balancer_class, open_balancer
 from lab.config import LabConfig
-from lab.errors import ConfigError
+from lab.errors import ConfigError, TargetError
 from lab.fleet import Fleet
 from lab.probe import Window
 from lab.release import Checks, ReleaseFailed, release
@@ -104,6 +104,13 @@ def test_weights_shift_retire_and_roll_back(lab: LabConfig) -> None:
         assert balancer.retire(news) == []
         assert weights(balancer) == {1: 100}  # the new generation's group is gone
         assert sorted(balancer.members()) == sorted(olds)
+        balancer.shift(olds, news, 0)  # members gone from the balancer: no matter at 0 %
+        assert weights(balancer) == {1: 100}
+        with pytest.raises(TargetError) as caught:  # the old moves, the missing are named
+            balancer.shift([*olds, "web-9"], news, 1)
+        assert str(caught.value) == (f"balancer: web-9, {', '.join(news)} not in a target "
+                                     "group, cannot move 1% of traffic")
+        assert weights(balancer) == {1: 99}
         fleet.destroy()
     assert leftovers("t") == {}
 

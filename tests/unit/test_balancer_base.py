@@ -127,3 +127,32 @@ def test_an_api_that_cannot_be_reached_is_named(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(TargetError) as caught:
         haproxy(monkeypatch, "exit 7").command("show stat")
     assert str(caught.value) == "balancer lb-1: runtime API unreachable: 7"
+
+
+def test_an_unknown_balancer_lists_every_known_one() -> None:
+    from lab.balancers.base import get_balancer
+    from lab.balancers.registry import known
+    from lab.errors import UsageError
+
+    assert len(known()) >= 2
+    with pytest.raises(UsageError) as caught:
+        get_balancer("nginx")
+    assert str(caught.value) == ("balancer 'nginx' is not available (known: "
+                                 f"{', '.join(sorted(known()))})")
+
+
+def test_ensure_balancer_hands_the_balancer_everything_it_needs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import lab.balancers.base as base
+
+    asked: list[tuple[object, ...]] = []
+
+    class Recording:
+        @classmethod
+        def ensure(cls, *args: object) -> None:
+            asked.append(args)
+
+    monkeypatch.setattr(base, "balancer_class", lambda config: Recording)
+    config, servers, key, listener = object(), [object()], object(), print
+    base.ensure_balancer(config, servers, key, listener)  # type: ignore[arg-type]
+    assert asked == [(config, servers, key, listener)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -411,3 +412,80 @@ def test_config_is_frozen(lab_dir: Path) -> None:
     config = load_config("lab.yml")
     with pytest.raises(ValueError):
         config.name = "other"  # type: ignore[misc]
+
+
+def test_a_lab_beside_keeps_the_files_and_moves_name_state_and_port(tmp_path: Path) -> None:
+    """What `lab test` runs on: the same lab.yml, under another name, state and port."""
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}},
+                                       "balancer": {"routes_to": "web", "listen": 8080}})
+    config.located(tmp_path)
+
+    beside = config.beside("shop-t", tmp_path / "other", listen=9191)
+    same_port = config.beside("shop-u", tmp_path / "third")
+
+    assert (beside.name, beside.directory, beside.state_dir) == (
+        "shop-t", tmp_path, tmp_path / "other")
+    assert beside.balancer is not None and beside.balancer.listen == 9191
+    assert beside.balancer.routes_to == "web"
+    assert same_port.balancer == config.balancer and same_port.state_dir == tmp_path / "third"
+    assert (config.name, config.state_dir) == ("shop", tmp_path / ".lab")  # untouched
+
+
+def test_choices_are_listed_as_a_person_writes_them() -> None:
+    from lab.config import _one_of
+
+    assert _one_of(["docker"]) == "'docker'"
+    assert _one_of(["docker", "aws"]) == "'docker' or 'aws'"
+    assert _one_of(["docker", "aws", "vagrant"]) == "'docker', 'aws' or 'vagrant'"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"servers": {"web": {"count": datetime.date(2026, 1, 1)}}},
+     "servers.web.count: must be a whole number, got 2026-01-01"),  # YAML's date, as written
+    ({"servers": {"web": {"playbook": 5}}},
+     "servers.web.playbook: input is not a valid path for <class 'pathlib.Path'>, got 5"),
+])
+def test_messages_show_the_value_as_written(data: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    from lab.config import describe
+
+    with pytest.raises(ValidationError) as caught:
+        LabConfig.model_validate({"name": "a", **data})
+    assert describe(caught.value) == message
+
+
+def test_long_values_are_cut_at_sixty_characters() -> None:
+    from lab.config import _short
+
+    assert _short("x" * 58) == repr("x" * 58)  # 60 characters with its quotes: whole
+    assert _short("x" * 59) == repr("x" * 59)[:57] + "..."
+
+
+def test_a_role_without_a_health_check_is_checked_on_its_first_port() -> None:
+    from lab.config import HealthCheck
+
+    config = LabConfig.model_validate({"name": "a", "servers": {
+        "web": {"ports": [8080, 9090]}, "db": {}}})
+    assert config.health_of("web") == HealthCheck(path="/", port=8080)
+    assert config.health_of("db") == HealthCheck(path="/", port=80)
+
+
+def test_a_file_yaml_cannot_even_read_is_named_without_a_position(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A control character stops YAML's reader, whose error has no line or problem."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab.yml").write_text("name: a\x07\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config("lab.yml")
+
+    assert str(caught.value) == "lab.yml: invalid YAML: not valid YAML"
+
+
+def test_a_name_that_is_no_target_is_no_attribute() -> None:
+    config = LabConfig.model_validate({"name": "a", "servers": {"web": {}}})
+
+    with pytest.raises(AttributeError):
+        config.nosuch  # noqa: B018
+    assert config.vagrant is not None  # a registered target's settings, its defaults

@@ -5,12 +5,14 @@ in tests/integration/test_lab_docker.py."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from lab.errors import PrerequisiteError
 from lab.events import Event
@@ -37,6 +39,38 @@ class Box:
     status: str = "running"
     attrs: dict[str, Any] = field(default_factory=dict)
     engine: Engine | None = None
+    archives: list[tuple[str, bytes]] = field(default_factory=list)  # put_archive's
+    options: dict[str, Any] = field(default_factory=dict)  # what it was created with
+
+    def put_archive(self, path: str, data: bytes) -> bool:
+        assert self.status == "created", "files go in before the container starts"
+        self.archives.append((path, data))
+        return True
+
+    def start(self) -> None:
+        assert self.engine is not None
+        self.status = "running"
+        ports = {}
+        for port, (host, published) in self.options["ports"].items():
+            if published is None:  # the engine picks a free one
+                published = self.engine.free_port = self.engine.free_port + 1
+            ports[port] = [{"HostIp": host, "HostPort": str(published)}]
+        self.attrs["NetworkSettings"] = {
+            "Networks": {self.options["network"]: {"IPAddress": "172.30.0.7"}}, "Ports": ports}
+
+    def reload(self) -> None: ...
+
+    def logs(self, tail: int) -> bytes:
+        assert tail == 200, "the end of the console is enough"
+        if isinstance(self.attrs.get("Logs"), Exception):
+            raise self.attrs["Logs"]
+        return bytes(self.attrs.get("Logs", b""))
+
+    def commit(self, repository: str, tag: str, changes: list[str], pause: bool) -> None:
+        assert self.engine is not None
+        self.engine.pictures.append(Image(f"sha-{len(self.engine.pictures)}",
+                                          [f"{repository}:{tag}"], {"changes": str(changes),
+                                                                    "paused": str(pause)}))
 
     def remove(self, force: bool = False, v: bool = False) -> None:
         assert force and v, "a server's container goes with its volumes, running or not"
@@ -52,13 +86,19 @@ class Net:
     labels: dict[str, str]
     engine: Engine
     containers: list[Box] = field(default_factory=list)  # what others joined (the cache)
+    refuse: Exception | None = None  # what the engine answers a removal with, if not done
 
     def reload(self) -> None: ...
 
     def disconnect(self, container: Box, force: bool = False) -> None:
+        assert force, "a running container (the cache) leaves only when forced"
+        if isinstance(container.attrs.get("refuse"), Exception):
+            raise container.attrs["refuse"]
         self.containers.remove(container)
 
     def remove(self) -> None:
+        if self.refuse is not None:
+            raise self.refuse
         assert not self.containers, "the engine refuses to remove a network still joined"
         self.engine.nets.remove(self)
 
@@ -77,6 +117,8 @@ class Engine:
         self.boxes: list[Box] = []
         self.nets: list[Net] = []
         self.pictures: list[Image] = []
+        self.refused: dict[str, str] = {}  # image -> why the engine will not create from it
+        self.free_port = 32000
         self.containers, self.networks, self.images = self, _Networks(self), _Images(self)
 
     def add(self, lab: str, server: str, **box: Any) -> Box:
@@ -90,7 +132,16 @@ class Engine:
     def list(self, all: bool = False, filters: dict[str, Any] | None = None,
              ignore_removed: bool = False) -> list[Box]:
         assert all, "a stopped container is still the lab's"
+        assert ignore_removed, "a container removed between list and inspect is no error"
         return [b for b in self.boxes if matches(b.labels, filters)]
+
+    def create(self, image: str, name: str, labels: dict[str, str], **options: Any) -> Box:
+        if image in self.refused:
+            raise APIError("refused", explanation=self.refused[image])
+        made = Box(name, labels, status="created", engine=self,
+                   attrs={"Config": {"Image": image}}, options=options)
+        self.boxes.append(made)
+        return made
 
     def get(self, name: str) -> Box:
         for box in self.boxes:
@@ -113,6 +164,7 @@ class _Networks:
                 and (names is None or any(x in n.name for x in names))]
 
     def create(self, name: str, driver: str, labels: dict[str, str]) -> Net:
+        assert driver == "bridge"
         made = Net(name, labels, self.engine)
         self.engine.nets.append(made)
         return made
@@ -121,6 +173,7 @@ class _Networks:
 @dataclass
 class _Images:
     engine: Engine
+    refused: dict[str, Exception] = field(default_factory=dict)  # tag -> the engine's answer
 
     def get(self, name: str) -> Image:
         for image in self.engine.pictures:
@@ -132,6 +185,9 @@ class _Images:
         return [i for i in self.engine.pictures if matches(i.labels, filters)]
 
     def remove(self, tag: str, force: bool = False) -> None:
+        assert force, "a baked image goes even if a stopped container was made from it"
+        if tag in self.refused:
+            raise self.refused[tag]
         self.engine.pictures = [i for i in self.engine.pictures if tag not in i.tags]
 
 
@@ -289,3 +345,263 @@ def test_the_docker_target_lists_and_destroys_through_its_engine(
     assert target.destroy(["web-1"]) == ["web-1"]
     assert target.destroy() == ["web-2"]
     assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop2"]
+
+
+def test_a_container_without_lab_labels_is_known_by_its_name(engine: Engine) -> None:
+    """A container a user labelled `lab.name=shop` by hand: found, shown and removed by its
+    own name, never skipped."""
+    bare = Box("stray", {"lab.name": "shop"}, engine=engine,
+               attrs={"NetworkSettings": {}, "Config": {}})
+    engine.boxes.append(bare)
+    events: list[Event] = []
+    shop = lab(engine)
+
+    assert shop.by_server()["stray"] is bare
+    record = shop.record(bare, "docker")  # type: ignore[arg-type]
+    assert (record.name, record.role, record.image, record.ssh_user) == (
+        "stray", "unknown", "", "root")
+    assert "stray" in shop.remove(None, events.append)
+    assert ("destroyed", "stray removed", "stray") in [
+        (e.kind, e.message, e.subject) for e in events]
+
+
+def test_a_creation_time_without_fractions_is_read(engine: Engine) -> None:
+    box = engine.add("shop", "web-3", attrs={"NetworkSettings": {}, "Config": {},
+                                             "Created": "2026-11-27T15:00:00Z"})
+    assert lab(engine).record(box, "docker").created == 1795791600.0  # type: ignore[arg-type]
+
+
+def test_the_cache_joined_to_the_network_is_let_go_before_the_network_goes(
+        engine: Engine) -> None:
+    cache = Box("lab-cache", {}, engine=engine)
+    gone = Box("gone", {}, engine=engine, attrs={"refuse": NotFound("gone")})
+    busy = Box("busy", {}, engine=engine, attrs={"refuse": APIError("busy")})
+    network = next(n for n in engine.nets if n.name == "lab-shop")
+    network.containers = [gone, busy, cache]
+    network.remove = lambda: engine.nets.remove(network)  # type: ignore[method-assign]
+
+    assert sorted(lab(engine).remove(None)) == ["web-1", "web-2"]
+
+    assert network.containers == [gone, busy]  # each asked once; refusals are no error
+    assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop2"]
+
+
+@pytest.mark.parametrize("refusal", [NotFound("gone"), APIError("has active endpoints")])
+def test_a_network_the_engine_will_not_remove_does_not_stop_destroy(
+        engine: Engine, refusal: Exception) -> None:
+    next(n for n in engine.nets if n.name == "lab-shop").refuse = refusal
+
+    assert sorted(lab(engine).remove(None)) == ["web-1", "web-2"]
+    assert left(engine) == ["shop2-web-1", "shop2-web-2", "lab-shop", "lab-shop2"]
+
+
+def test_images_that_will_not_go_are_skipped_and_the_rest_removed(engine: Engine) -> None:
+    engine.pictures = [
+        Image("3", ["lab/base:bookworm"], {"lab.name": "shop"}),  # not baked, listed first
+        Image("1", ["lab/shop-web:v1"], {"lab.name": "shop", "lab.version": "v1"}),
+        Image("2", ["lab/shop-web:v2"], {"lab.name": "shop", "lab.version": "v2"}),
+        Image("4", ["lab/shop-web:v3"], {"lab.name": "shop", "lab.version": "v3"}),
+    ]
+    engine.images.refused = {"lab/shop-web:v1": NotFound("gone"),
+                             "lab/shop-web:v2": APIError("in use")}
+
+    assert lab(engine).remove_images() == ["lab/shop-web:v3"]
+    assert [i.id for i in engine.pictures] == ["3", "1", "2"]
+
+
+def test_an_image_that_is_there_is_required_without_error(engine: Engine) -> None:
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    lab(engine).require_image("lab/base:bookworm")
+
+
+def test_the_docker_target_keeps_what_it_was_made_with(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lab.targets.dockerengine
+    from lab.config import LabConfig
+    from lab.keys import KeyPair
+    from lab.targets.docker import DockerTarget
+
+    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
+    key = KeyPair(tmp_path / "k", tmp_path / "k.pub")
+    target = DockerTarget(config, key)
+    events: list[Event] = []
+
+    assert (target.config, target.key, target.client) == (config, key, engine)
+    assert target.network_name == "lab-shop"
+    assert target.destroy(["web-1"], events.append) == ["web-1"]
+    assert [e.subject for e in events] == ["web-1"]
+
+
+# the docker target's create and bake, on the same engine -----------------------------------
+
+
+def shop_target(engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The docker target of lab `shop` on the in-memory engine, in a run mode of the test's
+    (the modes themselves are tests/unit/test_runmode.py's)."""
+    import lab.targets.dockerengine
+    from lab.config import LabConfig
+    from lab.keys import ensure_keypair
+    from lab.targets.docker import DockerTarget
+    from lab.targets.runmode import RunMode
+
+    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
+    target = DockerTarget(config, ensure_keypair(tmp_path / ".lab", "lab@shop"))
+    target.docker.__dict__["run_mode"] = RunMode("plain", "the test's", ["/sbin/init"])
+    return target
+
+
+def unpacked(data: bytes) -> dict[str, tuple[str, int]]:
+    """A tar's files: name -> (text, mode)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        found = {}
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member)
+            assert extracted is not None and member.mtime > 0
+            found[member.name] = (extracted.read().decode(), member.mode)
+        return found
+
+
+def test_create_makes_each_server_with_its_labels_keys_and_loopback_ports(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lab.targets.docker as docker_target
+    from lab.targets.base import ServerSpec, labels_for
+
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    engine.nets = [n for n in engine.nets if n.name != "lab-shop"]
+    cached: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(docker_target, "use_package_cache",
+                        lambda client, network, names, on_event: cached.append(
+                            (client, network, names, on_event)))
+    target = shop_target(engine, monkeypatch, tmp_path)
+    specs = [ServerSpec("web-3", "web", 2, "lab/base:bookworm", ports=[8080]),
+             ServerSpec("lb-1", "lb", 2, "lab/base:bookworm", fixed_ports={80: 9090})]
+    events: list[Event] = []
+
+    records = target.create(specs, events.append)
+
+    web, lb = engine.get("shop-web-3"), engine.get("shop-lb-1")
+    assert web.labels == labels_for("shop", specs[0]) | {"lab.image": "lab/base:bookworm"}
+    assert (web.options["hostname"], web.options["network"], web.options["detach"],
+            web.options["command"]) == ("web-3", "lab-shop", True, ["/sbin/init"])
+    assert web.options["ports"] == {"22/tcp": ("127.0.0.1", None),
+                                    "8080/tcp": ("127.0.0.1", None)}
+    assert lb.options["ports"] == {"22/tcp": ("127.0.0.1", None), "80/tcp": ("127.0.0.1", 9090)}
+    assert "lab-shop" in [n.name for n in engine.nets]
+    # the lab's key may log in as root; the server's own host key, made for it alone
+    [(ssh_dir, keys), (etc_ssh, host)] = web.archives
+    assert (ssh_dir, etc_ssh) == ("/root/.ssh", "/etc/ssh")
+    assert unpacked(keys) == {"authorized_keys": (target.key.public_text + "\n", 0o600)}
+    host_files = unpacked(host)
+    private, private_mode = host_files["ssh_host_ed25519_key"]
+    public, public_mode = host_files["ssh_host_ed25519_key.pub"]
+    assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") and private_mode == 0o600
+    assert public.endswith(" web-3@lab-shop\n") and public_mode == 0o644
+    assert web.status == "running" and lb.status == "running"
+    # what create returns is what the container shows, and its host key is trusted there
+    ssh_ports = [int(box.attrs["NetworkSettings"]["Ports"]["22/tcp"][0]["HostPort"])
+                 for box in (web, lb)]
+    assert [(r.name, r.role, r.generation, r.ssh_host, r.ssh_port, r.address)
+            for r in records] == [("web-3", "web", 2, "127.0.0.1", ssh_ports[0], "172.30.0.7"),
+                                  ("lb-1", "lb", 2, "127.0.0.1", ssh_ports[1], "172.30.0.7")]
+    assert records[1].ports == {80: 9090} and set(records[0].ports) == {8080}
+    trusted = target.known_hosts.key_at("127.0.0.1", ssh_ports[0])
+    assert trusted is not None and trusted.server == "web-3" and public.startswith(trusted.key)
+    assert sorted((e.kind, e.message, e.subject) for e in events) == [
+        ("created", "lb-1 started", "lb-1"), ("created", "web-3 started", "web-3")]
+    assert cached == [(engine, "lab-shop", ["shop-web-3", "shop-lb-1"], events.append)]
+    assert {r.target for r in records} == {"docker"}
+
+
+def test_create_refused_by_the_engine_names_the_server(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab.errors import TargetError
+    from lab.targets.base import ServerSpec
+
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    engine.refused = {"lab/base:bookworm": "no space left on device"}
+    target = shop_target(engine, monkeypatch, tmp_path)
+
+    with pytest.raises(TargetError) as caught:
+        target.create([ServerSpec("web-3", "web", 1, "lab/base:bookworm")])
+
+    assert str(caught.value) == "web-3: docker could not create it: no space left on device"
+
+
+def test_create_from_a_missing_image_makes_nothing(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab.targets.base import ServerSpec
+
+    engine.nets = []
+    target = shop_target(engine, monkeypatch, tmp_path)
+
+    assert target.create([]) == [] and engine.nets == []
+    with pytest.raises(PrerequisiteError, match="image lab/nosuch:v1 not found"):
+        target.create([ServerSpec("web-3", "web", 1, "lab/nosuch:v1")])
+    assert len(engine.boxes) == 4 and engine.nets == []
+
+
+def test_bake_commits_the_servers_container_with_its_labels(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lab.state import ServerRecord
+
+    target = shop_target(engine, monkeypatch, tmp_path)
+    web = ServerRecord("web-1", "web", "docker")
+
+    assert target.bake(web, "lab/shop-web:v2", {"lab.version": "v2", "lab.role": "web"}) == (
+        "lab/shop-web:v2")
+    assert target.bake(web, "lab/shop-web", {}) == "lab/shop-web"
+
+    assert [(i.tags, i.labels) for i in engine.pictures] == [
+        (["lab/shop-web:v2"], {"changes": str(['LABEL lab.version="v2"', 'LABEL lab.role="web"']),
+                               "paused": "True"}),
+        (["lab/shop-web:latest"], {"changes": "[]", "paused": "True"})]
+
+
+def test_a_servers_console_and_boot_report(engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    from lab.engine import EngineFacts
+    from lab.state import ServerRecord
+    from lab.targets.dockerengine import console_report
+
+    engine.add("shop", "web-5", status="exited", attrs={
+        "Logs": b"Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup \xff\n",
+        "State": {"ExitCode": 255, "Error": ""}, "NetworkSettings": {}, "Config": {}})
+    engine.add("shop", "web-6", attrs={"Logs": APIError("dead"), "NetworkSettings": {},
+                                        "Config": {}})
+    target = shop_target(engine, monkeypatch, tmp_path)
+    facts = EngineFacts.from_info({"ServerVersion": "26.1.5", "CgroupVersion": "2",
+                                   "CgroupDriver": "systemd", "Architecture": "x86_64",
+                                   "OperatingSystem": "Debian", "SecurityOptions": []})
+    target.docker.__dict__["facts"] = facts
+    web5 = ServerRecord("web-5", "web", "docker")
+
+    assert target.docker.console("web-5") == (
+        "Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup \ufffd\n")
+    assert target.docker.console("web-6") == "" and target.docker.console("web-9") == ""
+    assert target.boot_failure(web5) == "its container exited with status 255"
+    assert target.boot_report(web5) == console_report(
+        target.docker.console("web-5"), facts, target.run_mode)
+    assert "    Failed to mount cgroup" in target.boot_report(web5)
+    assert target.has_image("lab/base:bookworm") is False
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    assert target.has_image("lab/base:bookworm") is True
+
+
+def test_the_docker_target_builds_its_base_image_through_lab_image(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lab.image
+    import lab.targets.docker as docker_target
+    from lab.events import ignore
+
+    closed: list[bool] = []
+    engine.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    asked: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(docker_target, "docker_client", lambda: engine)
+    monkeypatch.setattr(lab.image, "build_base_image", lambda client, rebuild, on_event:
+                        asked.append((client, rebuild, on_event)) or "lab/base:bookworm")
+
+    assert docker_target.DockerTarget.prepare_image(None, True, print) == "lab/base:bookworm"
+    assert docker_target.DockerTarget.prepare_image(None) == "lab/base:bookworm"
+    assert asked == [(engine, True, print), (engine, False, ignore)] and closed == [True, True]

@@ -106,7 +106,10 @@ def test_what_haproxy_adds_to_a_lab() -> None:
     assert HAProxy(lab, ServerRecord("lb-1", "lb", "docker"), KeyPair(Path(), Path())).url == (
         "http://127.0.0.1:9090/")
     assert list(lab_roles(lab)) == ["web", "lb"] and balancer_roles(lab) == {"lb"}
-    assert lab_roles(lab)["lb"].playbook.name == "haproxy.yml"  # type: ignore[union-attr]
+    lb = lab_roles(lab)["lb"]
+    assert lb.playbook is not None and lb.playbook.name == "haproxy.yml"
+    assert lb.playbook.is_file() and [t.name for t in lb.tests] == ["test_haproxy.py"]
+    assert lb.tests[0].is_file() and lb.count == 1 and lb.ports == []
     assert fixed_ports(lab, "lb") == {80: 9090} and fixed_ports(lab, "web") == {}
     assert group_vars(lab) == {"lb": {"lab_backend_role": "web", "lab_health_path": "/h",
                                       "lab_health_port": 81}}

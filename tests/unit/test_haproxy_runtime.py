@@ -5,17 +5,24 @@ verbs run in tests/integration/test_release.py."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from lab.balancers.haproxy import CHECK_TIMING, HAProxy, share_of_traffic
+from lab.balancers.haproxy import (
+    CHECK_TIMING,
+    SOCKET,
+    BackendServer,
+    HAProxy,
+    share_of_traffic,
+)
 from lab.config import HealthCheck, LabConfig
-from lab.errors import TargetError
+from lab.errors import HostKeyRefused, TargetError
 from lab.keys import KeyPair
-from lab.state import ServerRecord
+from lab.state import Liveness, ServerRecord
 
 HEADER = "# pxname,svname,scur,stot,wretr,status,weight,check_status,hrsp_5xx\n"
 
@@ -190,3 +197,127 @@ def test_members_shares_and_what_provision_waits_on() -> None:
         "web-1", "web-2", "web-3", "web-4", "web-7"}
     assert {n for n, m in members.items() if m.healthy} == {"web-1", "web-3", "web-7"}
     assert share_of_traffic({}) == {}
+
+
+def test_add_puts_a_server_in_the_pool_without_traffic_unless_told() -> None:
+    api = Runtime({})
+
+    api.add(web("web-3"), HealthCheck())
+
+    assert api.sent[:2] == ["experimental-mode on",  # `add server` is experimental in HAProxy
+                            f"add server app/web-3 172.30.0.3:80 weight 0 check {CHECK_TIMING}"]
+    assert api.rows["web-3"].weight == 0
+
+
+def test_a_server_already_in_the_pool_is_joined_again_without_error() -> None:
+    api = Runtime({})
+    api.answer_add = "Already exists a server with the same name in backend."
+
+    api.join([web("web-3")], HealthCheck())
+
+    assert api.sent[-2:] == ["enable health app/web-3", "enable server app/web-3"]
+
+
+def test_retire_with_no_time_left_drains_and_stops_without_waiting() -> None:
+    """The caller's timeout holds through retire, wait_idle and the deletes: none polls."""
+    api = Runtime({"web-1": Row(in_flight=[1] * 50)})
+
+    assert api.retire(["web-1"], timeout=0) == ["web-1"]
+
+    assert api.sent == ["show stat", "set server app/web-1 state drain",
+                        "set server app/web-1 state maint"]
+
+
+def test_one_percent_needs_every_new_server_in_the_pool() -> None:
+    api = Runtime({"web-1": Row()})
+
+    with pytest.raises(TargetError, match="web-3 not in the pool, cannot move 1%"):
+        api.shift(["web-1"], ["web-3"], 1)
+
+
+def test_a_server_at_weight_one_is_serving() -> None:
+    assert Runtime({"web-1": Row(weight=1)}).members()["web-1"].serving
+
+
+class Shown(HAProxy):
+    """HAProxy whose `show stat` answers with given text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(LabConfig.model_validate({"name": "rt", "servers": {"web": {}}}),
+                         ServerRecord("lb-1", "lb", "docker"), KeyPair(Path("k"), Path("k.pub")))
+        self.text = text
+
+    def command(self, *commands: str) -> str:
+        return self.text
+
+
+def test_columns_show_stat_leaves_out_read_as_nothing() -> None:
+    shown = Shown("# pxname,svname\napp,web-1\napp,FRONTEND\napp,BACKEND\nwww,web-2\n")
+
+    assert shown.servers() == {"web-1": BackendServer("web-1", "", 0, 0, 0, "", 0)}
+
+
+class Ran:
+    """What `subprocess.run` was asked, and what it answers."""
+
+    def __init__(self, stderr: str = "", returncode: int = 0, timeout: bool = False) -> None:
+        self.stderr, self.returncode, self.timeout = stderr, returncode, timeout
+        self.argv: list[str] = []
+        self.options: dict[str, object] = {}
+
+    def __call__(self, argv: list[str], **options: object) -> subprocess.CompletedProcess[str]:
+        self.argv, self.options = argv, options
+        if self.timeout:
+            raise subprocess.TimeoutExpired(argv, 30)
+        return subprocess.CompletedProcess(argv, self.returncode, "answer\n", self.stderr)
+
+
+def over_ssh(monkeypatch: pytest.MonkeyPatch, ran: Ran, tmp_path: Path) -> HAProxy:
+    """HAProxy whose runtime API is reached through a stand-in for ssh (the real ssh to a
+    real HAProxy runs in tests/integration/test_release.py)."""
+    monkeypatch.setattr("lab.balancers.haproxy.subprocess.run", ran)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    server = ServerRecord("lb-1", "lb", "docker", ssh_host="127.0.0.1", ssh_port=2201,
+                          ssh_user="root", liveness=Liveness.RUNNING)
+    config = LabConfig.model_validate({"name": "rt", "servers": {"web": {}},
+                                       "balancer": {"routes_to": "web"}})
+    return HAProxy.find(config, [server], KeyPair(keys / "id", keys / "id.pub"))  # type: ignore[return-value]
+
+
+def test_commands_go_to_the_balancers_socket_over_ssh_with_the_labs_key(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ran = Ran()
+    api = over_ssh(monkeypatch, ran, tmp_path)
+
+    assert api.command("show info", "show stat") == "answer\n"
+
+    assert ran.argv[-1].endswith(f"socat stdio {SOCKET}")
+    assert "root@127.0.0.1" in ran.argv and ran.argv[ran.argv.index("-p") + 1] == "2201"
+    assert ran.argv[ran.argv.index("-i") + 1] == str(tmp_path / "keys" / "id")
+    assert ran.options["input"] == "show info; show stat\n"
+    assert ran.options["timeout"] == 30 and ran.options.get("check") is False
+    assert api.url == "http://127.0.0.1:8080/"  # lab.yml's listen: the config it was found for
+
+
+def test_a_runtime_api_that_does_not_answer_is_named(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    api = over_ssh(monkeypatch, Ran(timeout=True), tmp_path)
+
+    with pytest.raises(TargetError) as caught:
+        api.command("show stat")
+
+    assert str(caught.value) == "balancer lb-1: runtime API did not answer within 30 s"
+
+
+def test_a_refused_host_key_names_the_balancer(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    api = over_ssh(monkeypatch, Ran(stderr="Host key verification failed.\n", returncode=255),
+                   tmp_path)
+
+    with pytest.raises(HostKeyRefused) as caught:
+        api.command("show stat")
+
+    assert str(caught.value).startswith(
+        "lb-1: lab refused to connect: lab has no host key for 127.0.0.1:2201 in "
+        f"{tmp_path / 'known_hosts'}")

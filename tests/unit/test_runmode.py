@@ -7,6 +7,7 @@ Docker 20.10 on cgroup v1 and Docker 26 on cgroup v2 (`make test` runs both).
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from typing import Any
 
@@ -239,3 +240,86 @@ def test_doctor_names_the_mode_or_says_what_to_change() -> None:
     bad = _run_mode(engine("24.0.7", 1, "rootless"))
     assert not bad.ok and bad.required  # so `lab doctor` exits 3
     assert "cgroup v2" in bad.fix
+
+
+def test_boot_report_says_what_to_try_next_by_who_chose_the_mode() -> None:
+    facts = engine("26.1.5", 2)
+    chosen = choose(facts)
+    assert console_report("", facts, chosen).endswith(
+        f"{OVERRIDE}=host-cgroup tries another way")
+    forced = dataclasses.replace(chosen, why=f"chosen by {OVERRIDE}; {chosen.why}")
+    assert console_report("", facts, forced).endswith(f"unset {OVERRIDE} to let lab choose")
+
+
+def test_the_run_mode_check_says_which_mode_and_why_or_what_is_wrong() -> None:
+    from lab.doctor import Check
+    from lab.targets.docker import run_mode_check
+
+    facts = engine("26.1.5", 2, "apparmor")
+    mode = choose(facts)
+    assert run_mode_check(facts) == Check(
+        "server run mode", True, "; ".join([f"{mode.name}: {mode.why}", *mode.notes]))
+    assert len(mode.notes) >= 1  # so the joining of notes is seen
+    bad = engine("24.0.7", 1, "rootless")
+    with pytest.raises(PrerequisiteError) as caught:
+        choose(bad)
+    assert run_mode_check(bad) == Check("server run mode", False, "none works on this engine",
+                                        str(caught.value))
+
+
+class Asked:
+    """A stand-in engine client for `lab doctor`'s docker checks: what was asked of it."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("current", [True, False])
+def test_doctor_asks_the_engine_its_facts_the_image_and_the_cache(
+        monkeypatch: pytest.MonkeyPatch, current: bool) -> None:
+    import lab.image
+    import lab.targets.docker as docker_target
+    from lab.config import DEFAULT_IMAGE
+    from lab.doctor import Check
+
+    client, facts, asked = Asked(), engine("26.1.5", 2), []
+    cache = Check("package cache", False, "not running", required=False)
+    monkeypatch.setattr(docker_target, "docker_client",
+                        lambda timeout: asked.append(("client", timeout)) or client)
+    monkeypatch.setattr(docker_target, "engine_facts",
+                        lambda c: asked.append(("facts", c)) or facts)
+    monkeypatch.setattr(lab.image, "image_is_current",
+                        lambda c, tag, arch: asked.append(("image", c, tag, arch)) or current)
+    monkeypatch.setattr(docker_target, "cache_check", lambda c: asked.append(("cache", c))
+                        or cache)
+
+    checks = docker_target.DockerTarget.prerequisites()
+
+    assert asked == [("client", 10), ("facts", client), ("image", client, DEFAULT_IMAGE, "amd64"),
+                     ("cache", client)]
+    assert client.closed
+    image = Check("base image", current, DEFAULT_IMAGE if current else
+                  f"{DEFAULT_IMAGE} missing or out of date", "run `lab image build`")
+    assert checks == [Check("docker engine", True, facts.describe()),
+                      docker_target.run_mode_check(facts), image, cache]
+
+
+@pytest.mark.parametrize(("uid", "fix"), [
+    (0, "run `make setup` (installs docker.io and starts dockerd)"),
+    (1000, "install Docker Engine or Docker Desktop and start it")])
+def test_doctor_without_an_engine_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch,
+                                                      uid: int, fix: str) -> None:
+    import lab.targets.docker as docker_target
+    from lab.doctor import Check
+
+    def no_engine(timeout: float) -> None:
+        raise PrerequisiteError("no Docker engine answers at /var/run/docker.sock; details")
+
+    monkeypatch.setattr(docker_target, "docker_client", no_engine)
+    monkeypatch.setattr(docker_target.os, "geteuid", lambda: uid)
+
+    assert docker_target.DockerTarget.prerequisites() == [
+        Check("docker engine", False, "no Docker engine answers at /var/run/docker.sock", fix)]
