@@ -8,14 +8,21 @@ deleted. Progress (checks, passes, hints, time) is kept in the workspace's state
 A pristine copy of the start files, with the lab's name filled in, is kept in
 ``.lab/exercise/start/``: reset and the grader compare against it, and it still names the
 lab's servers when the attendee's lab.yml no longer loads.
+
+A workspace started with ``listen`` (one of a class's: many on one machine) keeps that port
+in ``.lab/placement.json``: every lab.yml it lays down from then on (start, reset, solve,
+next) has its balancer, if it has one, on that port instead of the exercise's.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
 from lab.errors import CheckFailed, ConfigError, LabError, TargetError, UsageError
@@ -23,12 +30,13 @@ from lab.events import Event, Listener, ignore
 from lab.exercises import Action, Exercise, course, find_exercise
 from lab.fleet import Fleet
 from lab.harness import drift, provision
-from lab.scaffold import lab_name_for
+from lab.scaffold import edit_lab_yml, lab_name_for
 from lab.ssh import run_as_root
 from lab.state import ExerciseProgress, State
 
 STATE_DIR = ".lab"
 NAME_MARK = "__NAME__"
+PLACEMENT = "placement.json"
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,12 @@ def _exercise_by_id(exercise_id: str) -> Exercise:
 
 
 def start(number: int, directory: Path, name: str | None = None,
-          on_event: Listener = ignore) -> Workspace:
+          on_event: Listener = ignore, listen: int | None = None) -> Workspace:
     """Lay down exercise ``number``'s start files in ``directory`` and make its starting
     state. A directory that is already a workspace keeps its lab name; its files are backed
-    up and its servers replaced. Any other directory must be empty."""
+    up and its servers replaced. Any other directory must be empty. ``listen`` pins the
+    balancer's port of this and every later lab.yml of the workspace (kept in
+    .lab/placement.json)."""
     exercise = find_exercise(number)
     directory = directory.resolve()
     previous = _previous(directory)
@@ -101,6 +111,8 @@ def start(number: int, directory: Path, name: str | None = None,
         name = name or previous.start_config().name
         _take_down(previous, "start", on_event)
     directory.mkdir(parents=True, exist_ok=True)
+    if listen is not None:
+        _pin_listen(directory, listen)
     workspace = Workspace(directory, exercise)
     _lay_down(workspace, name or f"ex-{lab_name_for(directory)}"[:32].rstrip("-"))
     workspace.state.exercise_started(exercise.id)
@@ -205,6 +217,36 @@ def _lay_down(workspace: Workspace, name: str, *overlays: Path) -> None:
     for source in (exercise.start_dir, *overlays):
         if source.is_dir():
             _copy_tree(source, workspace.directory, name)
+    listen = pinned_listen(workspace.directory)
+    _place(workspace.pristine / CONFIG_FILE, listen)
+    _place(workspace.directory / CONFIG_FILE, listen)
+
+
+def pinned_listen(directory: Path) -> int | None:
+    """The balancer port this workspace's labs listen on, when one was pinned at start."""
+    try:
+        value = json.loads((directory / STATE_DIR / PLACEMENT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    listen = value.get("listen") if isinstance(value, dict) else None
+    return listen if isinstance(listen, int) else None
+
+
+def _pin_listen(directory: Path, listen: int) -> None:
+    file = directory / STATE_DIR / PLACEMENT
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps({"listen": listen}) + "\n", encoding="utf-8")
+
+
+def _place(lab_yml: Path, listen: int | None) -> None:
+    """The balancer of a laid-down lab.yml on the workspace's pinned port (through
+    edit_lab_yml, so the variant is validated like any lab.yml; its comments go)."""
+    if listen is None or not lab_yml.is_file():
+        return
+    data = yaml.safe_load(lab_yml.read_text(encoding="utf-8"))
+    balancer = data.get("balancer") if isinstance(data, dict) else None
+    if isinstance(balancer, dict) and balancer.get("listen") != listen:
+        edit_lab_yml(lab_yml, listen=listen)
 
 
 def _copy_tree(source: Path, destination: Path, name: str) -> None:
