@@ -218,8 +218,8 @@ def _lay_down(workspace: Workspace, name: str, *overlays: Path) -> None:
         if source.is_dir():
             _copy_tree(source, workspace.directory, name)
     listen = pinned_listen(workspace.directory)
-    _place(workspace.pristine / CONFIG_FILE, listen)
-    _place(workspace.directory / CONFIG_FILE, listen)
+    place_balancer(workspace.pristine / CONFIG_FILE, listen)
+    place_balancer(workspace.directory / CONFIG_FILE, listen)
 
 
 def pinned_listen(directory: Path) -> int | None:
@@ -238,7 +238,7 @@ def _pin_listen(directory: Path, listen: int) -> None:
     file.write_text(json.dumps({"listen": listen}) + "\n", encoding="utf-8")
 
 
-def _place(lab_yml: Path, listen: int | None) -> None:
+def place_balancer(lab_yml: Path, listen: int | None) -> None:
     """The balancer of a laid-down lab.yml on the workspace's pinned port (through
     edit_lab_yml, so the variant is validated like any lab.yml; its comments go)."""
     if listen is None or not lab_yml.is_file():
