@@ -77,20 +77,29 @@ def _read_int(path: Path) -> int:
         return 0
 
 
-def _memory_cgroup(pid: int) -> Path | None:
-    """The memory cgroup folder of a process (cgroup v1's memory controller, or v2's)."""
+def _memory_cgroup(pid: int, container: str) -> Path | None:
+    """The memory cgroup folder of a container, from its first process (cgroup v1's memory
+    controller, or v2's). systemd in the container moves itself into a child group
+    (init.scope), and its services into others: the container's own group is the one named
+    for its id, above them all."""
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
         return None
+    found = None
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
-            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
-    for line in lines:
-        if line.startswith("0::"):
-            return Path("/sys/fs/cgroup") / line[3:].lstrip("/")
-    return None
+            found = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+            break
+        if controllers == "" and found is None:
+            found = Path("/sys/fs/cgroup") / path.lstrip("/")
+    if found is None:
+        return None
+    for folder in (found, *found.parents):
+        if container in folder.name:
+            return folder
+    return found
 
 
 def _cgroup_memory(folder: Path) -> tuple[int, int]:
@@ -139,13 +148,16 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _container_pids() -> list[int]:
+def _containers() -> list[tuple[str, int]]:
+    """(id, first process) of each running container this run made."""
     listed = run(["docker", "ps", "-q", "--filter", f"label={LABEL}"], timeout=60)
     ids = listed.stdout.split()
     if not ids:
         return []
-    inspected = run(["docker", "inspect", "--format", "{{.State.Pid}}", *ids], timeout=60)
-    return [int(p) for p in inspected.stdout.split() if p.isdigit() and p != "0"]
+    inspected = run(["docker", "inspect", "--format", "{{.Id}} {{.State.Pid}}", *ids],
+                    timeout=60)
+    pairs = [line.split() for line in inspected.stdout.splitlines()]
+    return [(one[0], int(one[1])) for one in pairs if len(one) == 2 and one[1] != "0"]
 
 
 class Sampler(threading.Thread):
@@ -165,15 +177,15 @@ class Sampler(threading.Thread):
     def sample(self) -> None:
         peaks = self.peaks
         rss = usage = 0
-        pids = _container_pids()
-        for pid in pids:
-            folder = _memory_cgroup(pid)
+        containers = _containers()
+        for container, pid in containers:
+            folder = _memory_cgroup(pid, container)
             if folder is not None:
                 one_rss, one_usage = _cgroup_memory(folder)
                 rss, usage = rss + one_rss, usage + one_usage
         peaks.servers_rss = max(peaks.servers_rss, rss)
         peaks.servers_usage = max(peaks.servers_usage, usage)
-        peaks.containers = max(peaks.containers, len(pids))
+        peaks.containers = max(peaks.containers, len(containers))
         if self.engine_pid:
             peaks.engine = max(peaks.engine, _rss(self.engine_pid))
         peaks.lab = max(peaks.lab, sum(_rss(pid) for pid in _tree(self.lab_pid)))

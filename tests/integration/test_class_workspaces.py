@@ -27,6 +27,7 @@ from lab.classroom.workspaces import destroy
 from lab.exercises import find_exercise
 
 STUDENTS = ["alice", "bob", "carol"]
+STRAY = "dave"  # whose folder holds a stray file: his start fails, the others' must not
 
 
 def lab(*args: str, cwd: Path | None = None, timeout: float = TIMEOUT
@@ -62,24 +63,36 @@ class Class:
 def klass(tmp_path_factory: pytest.TempPathFactory,
           docker_client: docker.DockerClient) -> Iterator[Class]:
     directory = tmp_path_factory.mktemp("class") / "workshop"
-    ok(lab("class", "init", str(directory), "--students", ",".join(STUDENTS),
+    ok(lab("class", "init", str(directory), "--students", ",".join([*STUDENTS, STRAY]),
            "--exercises", "1-2"))
     room = load_class(directory)
+    (directory / STRAY).mkdir()
+    (directory / STRAY / "mine.txt").write_text("not a workspace\n")
     try:
-        result = ok(lab("class", "up", str(directory), "--exercise", "1", "--json",
-                        timeout=3 * TIMEOUT))
+        result = lab("class", "up", str(directory), "--exercise", "1", "--json",
+                     timeout=3 * TIMEOUT)
+        assert result.returncode == 1, f"{result.stdout}\n{result.stderr}"
         yield Class(room, json.loads(result.stdout), docker_client)
     finally:
         destroy(room)
 
 
+def test_a_failed_start_is_reported_and_the_others_go_on(klass: Class) -> None:
+    [stray] = [o for o in klass.up if o["student"] == STRAY]
+    assert stray["status"] == "failed"
+    assert "not empty and not an exercise workspace" in stray["problem"]
+    assert (klass.room.workspace(STRAY) / "mine.txt").is_file()
+    assert [o["status"] for o in klass.up if o["student"] != STRAY] == ["ready"] * 3
+
+
 def test_up_makes_a_workspace_per_student_apart_from_each_other(klass: Class) -> None:
-    assert [o["student"] for o in klass.up] == STUDENTS
-    assert {o["status"] for o in klass.up} == {"ready"}
-    assert len({o["lab"] for o in klass.up}) == 3
-    assert len({o["listen"] for o in klass.up}) == 3
+    ready = [o for o in klass.up if o["student"] != STRAY]
+    assert [o["student"] for o in ready] == STUDENTS
+    assert {o["status"] for o in ready} == {"ready"}
+    assert len({o["lab"] for o in ready}) == 3
+    assert len({o["listen"] for o in ready}) == 3
     published: list[str] = []
-    for outcome in klass.up:
+    for outcome in ready:
         student = outcome["student"]
         workspace = klass.room.workspace(student)
         assert (workspace / "lab.yml").read_text().count(f"name: {outcome['lab']}") == 1
@@ -97,7 +110,8 @@ def test_up_makes_a_workspace_per_student_apart_from_each_other(klass: Class) ->
 
 def test_up_again_skips_the_workspaces_already_there(klass: Class) -> None:
     before = {s: klass.containers(s)[0].id for s in STUDENTS}
-    again = json.loads(ok(lab("class", "up", str(klass.room.directory), "--json")).stdout)
+    again = json.loads(ok(lab("class", "up", str(klass.room.directory), "--json",
+                              "--students", ",".join(STUDENTS))).stdout)
     assert {o["status"] for o in again} == {"skipped"}
     assert {s: klass.containers(s)[0].id for s in STUDENTS} == before
 
