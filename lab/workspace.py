@@ -8,15 +8,22 @@ deleted. Progress (checks, passes, hints, time) is kept in the workspace's state
 A pristine copy of the start files, with the lab's name filled in, is kept in
 ``.lab/exercise/start/``: reset and the grader compare against it, and it still names the
 lab's servers when the attendee's lab.yml no longer loads.
+
+A workspace started with ``listen`` (one of a class's: many on one machine) keeps that port
+in ``.lab/placement.json``: every lab.yml it lays down from then on (start, reset, solve,
+next) has its balancer, if it has one, on that port instead of the exercise's.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from lab.bake import bake
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
@@ -34,7 +41,7 @@ from lab.fleet import Fleet
 from lab.harness import drift, provision, verify
 from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
-from lab.scaffold import lab_name_for
+from lab.scaffold import edit_lab_yml, lab_name_for
 from lab.ssh import run_as_root
 from lab.state import ExerciseProgress, State
 from lab.targets.registry import get_target
@@ -42,6 +49,7 @@ from lab.targets.registry import get_target
 STATE_DIR = ".lab"
 NAME_MARK = "__NAME__"
 PORT_MARK = "__PORT__"  # a balancer's `listen:`, free on 127.0.0.1 when the workspace starts
+PLACEMENT = "placement.json"
 
 
 @dataclass(frozen=True)
@@ -98,10 +106,12 @@ def _exercise_by_id(exercise_id: str) -> Exercise:
 
 
 def start(number: int, directory: Path, name: str | None = None,
-          on_event: Listener = ignore) -> Workspace:
+          on_event: Listener = ignore, listen: int | None = None) -> Workspace:
     """Lay down exercise ``number``'s start files in ``directory`` and make its starting
     state. A directory that is already a workspace keeps its lab name; its files are backed
-    up and its servers replaced. Any other directory must be empty."""
+    up and its servers replaced. Any other directory must be empty. ``listen`` pins the
+    balancer's port of this and every later lab.yml of the workspace (kept in
+    .lab/placement.json)."""
     exercise = find_exercise(number)
     check_targets(exercise)
     directory = directory.resolve()
@@ -115,9 +125,12 @@ def start(number: int, directory: Path, name: str | None = None,
         name = name or previous.start_config().name
         _take_down(previous, "start", on_event)
     directory.mkdir(parents=True, exist_ok=True)
+    if listen is not None:
+        _pin_listen(directory, listen)
+    listen = pinned_listen(directory)
     workspace = Workspace(directory, exercise)
     _lay_down(workspace, {NAME_MARK: name or f"ex-{lab_name_for(directory)}"[:32].rstrip("-"),
-                          PORT_MARK: str(free_local_port())})
+                          PORT_MARK: str(listen or free_local_port())})
     workspace.state.exercise_started(exercise.id)
     _make_start(workspace, on_event)
     return workspace
@@ -277,12 +290,43 @@ def _lay_down(workspace: Workspace, marks: dict[str, str], *overlays: Path) -> N
     for source in (exercise.start_dir, *overlays):
         if source.is_dir():
             _copy_tree(source, workspace.directory, marks)
+    listen = pinned_listen(workspace.directory)
+    place_balancer(workspace.pristine / CONFIG_FILE, listen)
+    place_balancer(workspace.directory / CONFIG_FILE, listen)
+
+
+def pinned_listen(directory: Path) -> int | None:
+    """The balancer port this workspace's labs listen on, when one was pinned at start."""
+    try:
+        value = json.loads((directory / STATE_DIR / PLACEMENT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    listen = value.get("listen") if isinstance(value, dict) else None
+    return listen if isinstance(listen, int) else None
+
+
+def _pin_listen(directory: Path, listen: int) -> None:
+    file = directory / STATE_DIR / PLACEMENT
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps({"listen": listen}) + "\n", encoding="utf-8")
+
+
+def place_balancer(lab_yml: Path, listen: int | None) -> None:
+    """The balancer of a laid-down lab.yml on the workspace's pinned port (through
+    edit_lab_yml, so the variant is validated like any lab.yml; its comments go)."""
+    if listen is None or not lab_yml.is_file():
+        return
+    data = yaml.safe_load(lab_yml.read_text(encoding="utf-8"))
+    balancer = data.get("balancer") if isinstance(data, dict) else None
+    if isinstance(balancer, dict) and balancer.get("listen") != listen:
+        edit_lab_yml(lab_yml, listen=listen)
 
 
 def _kept_marks(workspace: Workspace) -> dict[str, str]:
     """The marks the workspace was started with: its lab keeps its name and its port."""
     config = workspace.start_config()
-    listen = config.balancer.listen if config.balancer else free_local_port()
+    listen = pinned_listen(workspace.directory) or (
+        config.balancer.listen if config.balancer else free_local_port())
     return {NAME_MARK: config.name, PORT_MARK: str(listen)}
 
 

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab.config import describe
-from lab.errors import ConfigError
+from lab.errors import ConfigError, UsageError
 
 CLASS_FILE = "class.yml"
 DATABASE = "class.db"
@@ -115,3 +115,53 @@ def load_class(path: Path) -> Classroom:
     except ValidationError as exc:
         raise ConfigError(f"{file}: {describe(exc)}") from None
     return Classroom(file.parent.resolve(), spec)
+
+
+def write_class(directory: Path, name: str, students: list[str] | int, exercises: list[int],
+                target: str = "docker") -> Classroom:
+    """Write a new class.yml in ``directory`` (``lab class init``), with a fresh join code;
+    an existing class.yml is never overwritten (its code is what attendees joined with)."""
+    file = directory / CLASS_FILE
+    if target != "docker":
+        raise UsageError(f"--target: workspaces of a class run on 'docker' so far, got {target!r}")
+    if file.exists():
+        raise UsageError(f"{file}: already exists (a class keeps its join code; edit it, or "
+                         "choose another directory)")
+    data = {"name": name, "code": new_code(), "students": students, "exercises": exercises,
+            "target": target}
+    try:
+        spec = ClassSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: {describe(exc)}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(spec.model_dump(), sort_keys=False)
+    file.write_text(f"# A class (lab class init): `lab class up` makes a workspace per "
+                    f"student.\n{text}", encoding="utf-8")
+    return Classroom(directory.resolve(), spec)
+
+
+def exercise_numbers(text: str | None) -> list[int]:
+    """``1-8`` (the course's exercises in that range), ``1,3,4`` (each must exist), or None
+    (the whole course): the exercises a new class does, in order."""
+    from lab.exercises import course, find_exercise
+
+    numbers = [exercise.number for exercise in course()]
+    if text is None:
+        return numbers
+    chosen: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise UsageError(f"--exercises: a list of numbers and ranges like 1-4,8, "
+                             f"got {text!r}")
+        if dash:
+            found = [n for n in numbers if int(low) <= n <= int(high)]
+            if not found:
+                raise UsageError(f"--exercises: no exercise in {part} (there are: "
+                                 f"{', '.join(map(str, numbers))})")
+            chosen += found
+        else:
+            chosen.append(find_exercise(int(low)).number)
+    if not chosen:
+        raise UsageError("--exercises: give at least one exercise, like 1-4")
+    return list(dict.fromkeys(chosen))

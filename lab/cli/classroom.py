@@ -11,13 +11,146 @@ from rich.markup import escape
 from rich.table import Table
 
 from lab.cli.base import handled
-from lab.cli.output import err, out
+from lab.cli.output import err, out, progress
+from lab.errors import CheckFailed
 from lab.events import Event
 
 app = typer.Typer(help="Run a class: one workspace per student, one-command reset, and a live "
                        "page of who is stuck.", no_args_is_help=True)
 
 # Workspaces: init, up, reset, destroy.
+
+ClassDir = Annotated[Path, typer.Argument(help="The class's directory (holding class.yml).")]
+StudentList = Annotated[str | None, typer.Option(
+    "--students", help="Students by name, comma-separated: alice,bob.")]
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+@app.command()
+@handled
+def init(
+    ctx: typer.Context,
+    directory: ClassDir = Path("."),
+    name: Annotated[str | None, typer.Option(help="The class's name (default: the "
+                                                  "directory's).")] = None,
+    students: StudentList = None,
+    count: Annotated[int | None, typer.Option(help="Or a number of students: student-01 "
+                                                   "...")] = None,
+    exercises: Annotated[str | None, typer.Option(help="Which exercises, in order: 1-4,8 "
+                                                       "(default: the whole course).")] = None,
+    target: Annotated[str, typer.Option(help="Where the workspaces' servers run.")] = "docker",
+) -> None:
+    """Write class.yml for a new class, with a fresh join code (never overwrites one).
+
+    Example:  lab class init ~/workshop --students alice,bob,carol --exercises 1-4
+    """
+    from lab.classroom.config import exercise_numbers, write_class
+    from lab.errors import UsageError
+
+    if students and count is not None:
+        raise UsageError("give --students or --count, not both")
+    who: list[str] | int = _names(students) or (count if count is not None else 1)
+    classroom = write_class(directory, name or directory.resolve().name, who,
+                            exercise_numbers(exercises), target)
+    spec = classroom.spec
+    out.print(f"class {escape(spec.name)}: {len(spec.students)} students, exercises "
+              f"{', '.join(map(str, spec.exercises))}; join code {spec.code}")
+    out.print(f"next: lab class up {directory}")
+
+
+@app.command()
+@handled
+def up(
+    ctx: typer.Context,
+    directory: ClassDir = Path("."),
+    exercise: Annotated[int | None, typer.Option(help="The exercise to start (default: the "
+                                                      "class's first).")] = None,
+    students: StudentList = None,
+    parallel: Annotated[int, typer.Option(min=1, max=10, help="Students started at a "
+                                                              "time.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="The outcome as JSON.")] = False,
+) -> None:
+    """One workspace per student (DIR/STUDENT/), each with its own lab and ports, at an
+    exercise's start; workspaces already there are skipped. Exit 1 if any failed.
+
+    Example:  lab class up ~/workshop --exercise 1
+    """
+    from lab.classroom.config import load_class
+    from lab.classroom.workspaces import up as run
+
+    classroom = load_class(directory)
+    with progress(f"lab class up {classroom.spec.name}") as listener:
+        outcomes = run(classroom, exercise, _names(students), parallel, listener)
+    if as_json:
+        out.print_json(json.dumps([o.to_dict() for o in outcomes]))
+    else:
+        table = Table(box=None, title_justify="left")
+        for column in ("student", "lab", "balancer port", "exercise", "", "seconds"):
+            table.add_column(column)
+        colors = {"ready": "green", "skipped": "dim", "failed": "red"}
+        for o in outcomes:
+            status = f"[{colors[o.status]}]{o.status}[/{colors[o.status]}]"
+            table.add_row(o.student, o.lab, str(o.listen or ""), f"{o.exercise:02d}", status,
+                          f"{o.seconds:.0f}")
+        out.print(table)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(outcomes)} workspaces failed: "
+                          + "; ".join(f"{o.student}: {o.problem}" for o in failed))
+
+
+@app.command()
+@handled
+def reset(
+    ctx: typer.Context,
+    student: Annotated[str, typer.Argument(help="Whose workspace.")],
+    directory: ClassDir = Path("."),
+    exercise: Annotated[int | None, typer.Option(help="Back at this exercise's start "
+                                                      "(default: their current one).")] = None,
+    solved_through: Annotated[int | None, typer.Option(
+        help="At this exercise with its solution applied, to catch up.")] = None,
+) -> None:
+    """A student's workspace back at an exercise's start, or solved through one to catch
+    up. Their files are moved to .lab/backups/ first, never deleted.
+
+    Example:  lab class reset bob ~/workshop --solved-through 2
+    """
+    from lab.classroom.config import load_class
+    from lab.classroom.workspaces import reset as run
+
+    classroom = load_class(directory)
+    with progress(f"lab class reset {student}") as listener:
+        result = run(classroom, student, exercise, solved_through, listener)
+    state = "solved" if result.solved else "at the start"
+    out.print(f"{student}: exercise {result.exercise:02d} {state} ({result.seconds:.0f} s); "
+              f"their files are in {result.backup}")
+
+
+@app.command()
+@handled
+def destroy(
+    ctx: typer.Context,
+    directory: ClassDir = Path("."),
+    files: Annotated[bool, typer.Option("--files", help="Also delete the students' "
+                                                        "folders.")] = False,
+) -> None:
+    """Remove every server and network of the class's workspaces, found by label (also
+    those whose folder was deleted). The students' files stay unless --files.
+
+    Example:  lab class destroy ~/workshop
+    """
+    from lab.classroom.config import load_class
+    from lab.classroom.workspaces import destroy as run
+
+    classroom = load_class(directory)
+    with progress(f"lab class destroy {classroom.spec.name}") as listener:
+        done = run(classroom, files, listener)
+    out.print(f"removed {len(done.servers)} servers of {len(done.labs)} labs"
+              + (f" and {len(done.folders)} folders" if files else
+                 "; the students' folders are kept (--files deletes them)"))
 
 # Progress: serve, join, status.
 
