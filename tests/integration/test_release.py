@@ -387,14 +387,6 @@ def test_rollback_releases_what_ran_before(balanced: Lab) -> None:
     assert table.count("promoted") >= 3 and "rolled-back" in table
 
 
-def test_destroy_with_images_leaves_nothing(balanced: Lab,
-                                           docker_client: docker.DockerClient) -> None:
-    assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"})
-    balanced.run("destroy", "--images")
-    assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"}) == []
-    assert balanced.containers() == [] and balanced.networks() == []
-
-
 # a slow request through the real HAProxy during promote -------------------------------------
 
 # A response that flows a byte at a time until the test says it may end (the file /tmp/slow-end
@@ -512,3 +504,14 @@ def test_promote_lets_a_slow_request_in_flight_finish(balanced: Lab) -> None:
     assert not any("left in maintenance" in line for line in said)
     assert last_release(balanced)["outcome"] == "promoted"
     assert not web_containers(balanced) & before
+
+
+# last: it takes the module's lab down --------------------------------------------------------
+
+
+def test_destroy_with_images_leaves_nothing(balanced: Lab,
+                                           docker_client: docker.DockerClient) -> None:
+    assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"})
+    balanced.run("destroy", "--images")
+    assert docker_client.images.list(filters={"label": f"lab.name={balanced.name}"}) == []
+    assert balanced.containers() == [] and balanced.networks() == []
