@@ -255,19 +255,7 @@ def load_config(path: Path | str = CONFIG_FILE, target: str | None = None) -> La
     """Read, parse and validate lab.yml; ``target`` overrides the file's target."""
     path = Path(path)
     label = path.name if path.parent == Path(".") else str(path)
-    if not path.is_file():
-        raise ConfigError(f"{label}: not found (run `lab init` to create an example lab)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{label}{where}: invalid YAML: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{label}: cannot be read: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{label}: must be a mapping of fields, got {_kind(data)}")
+    data = read_mapping(path, label, "run `lab init` to create an example lab")
     if target is not None:
         data["target"] = target
     directory = path.resolve().parent
@@ -277,6 +265,26 @@ def load_config(path: Path | str = CONFIG_FILE, target: str | None = None) -> La
         raise ConfigError(f"{label}: {describe(exc)}") from None
     _check_files(config, label)
     return config
+
+
+def read_mapping(path: Path, label: str, when_missing: str) -> dict[str, Any]:
+    """A YAML file of fields (lab.yml, exercise.yml, class.yml), or a ConfigError in one line
+    naming ``label`` (and the line and column of a YAML error); ``when_missing`` says what to
+    do when the file is not there."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{label}: not found ({when_missing})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{label}{where}: invalid YAML: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: must be a mapping of fields, got {_kind(data)}")
+    return data
 
 
 def describe(exc: ValidationError) -> str:

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from lab.config import describe
+from lab.config import describe, read_mapping
 from lab.errors import ConfigError, UsageError
 from lab.targets import registry as targets
 
@@ -204,17 +203,7 @@ def load_exercise(folder: Path) -> Exercise:
         raise ConfigError(f"{folder}: an exercise folder is named NN-slug, like 02-servers-as-code")
     label = f"{folder.parent.name}/{folder.name}/exercise.yml"
     path = folder / "exercise.yml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{label}: not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{label}{where}: invalid YAML: "
-                          f"{getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{label}: must be a mapping of fields")
+    data = read_mapping(path, label, "every exercise has one: title, goals, hints")
     try:
         spec = ExerciseSpec.model_validate(data)
     except ValidationError as exc:

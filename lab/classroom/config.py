@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lab.config import describe
+from lab.config import describe, read_mapping
 from lab.errors import ConfigError, UsageError
 
 CLASS_FILE = "class.yml"
@@ -99,17 +99,7 @@ def new_code() -> str:
 def load_class(path: Path) -> Classroom:
     """Read class.yml (``path`` is the file or the directory holding it)."""
     file = path / CLASS_FILE if path.is_dir() else path
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: not found (write one with `lab class init`)") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{file}{where}: invalid YAML: "
-                          f"{getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: must be a mapping of fields")
+    data = read_mapping(file, str(file), "write one with `lab class init`")
     try:
         spec = ClassSpec.model_validate(data)
     except ValidationError as exc:
