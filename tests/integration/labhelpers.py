@@ -23,6 +23,7 @@ import yaml
 from docker.errors import NotFound
 
 from lab.config import LAB_NAME
+from lab.grader import CheckReport
 from lab.scaffold import edit_lab_yml
 
 RUN_LABEL = "lab.test-run"
@@ -267,3 +268,12 @@ def chromium_driver(profile: Path, width: int = 1500, height: int = 900) -> Iter
 def class_grid_shown(browser: Any) -> dict[str, dict[str, str]]:
     """Each student's row as the class page shows it: exercise number -> the cell's text."""
     return dict(browser.execute_script(READ_CLASS_GRID))
+
+
+def first_feedback(report: CheckReport) -> str:
+    """What an exercise check said first when it failed (the proofs of every exercise compare
+    it with the feedback exercise.yml promises)."""
+    assert not report.ok, "check passed where it should fail"
+    step = report.first_failure
+    assert step is not None
+    return step.detail

@@ -22,14 +22,14 @@ import boto3
 import docker
 import pytest
 from awspairs import AlbStandIn, pair_instances_with_containers
-from labhelpers import RUN_LABEL, unique_lab_name
+from labhelpers import RUN_LABEL, first_feedback, unique_lab_name
 from moto import mock_aws
 from moto.ssm.models import Parameter, ssm_backends
 
 from lab.balancers.alb import ALB
 from lab.config import DEFAULT_IMAGE
 from lab.fleet import Fleet
-from lab.grader import CheckReport, check
+from lab.grader import check
 from lab.state import State
 from lab.targets.aws import DEBIAN_12
 from lab.workspace import Workspace, apply_wrong, reset, run_actions, solve, start
@@ -150,13 +150,6 @@ def leftovers(lab: str) -> dict[str, list[str]]:
                                    if arns else [])
         if {"Key": "lab.name", "Value": lab} in d["Tags"]]
     return {kind: ids for kind, ids in found.items() if ids}
-
-
-def first_feedback(report: CheckReport) -> str:
-    assert not report.ok, "check passed where it should fail"
-    step = report.first_failure
-    assert step is not None
-    return step.detail
 
 
 def test_start_fails_with_the_first_feedback(workspace: Workspace) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import docker
 import pytest
-from labhelpers import lab_command, unique_lab_name
+from labhelpers import first_feedback, lab_command, unique_lab_name
 
 from lab.exercises import Exercise, course
 from lab.fleet import Fleet
-from lab.grader import Attempt, CheckReport, check
+from lab.grader import Attempt, check
 from lab.workspace import Workspace, apply_wrong, reset, solve, start
 
 # Exercises this module cannot drive, each proven the same four ways by a module of its own:
@@ -52,13 +52,6 @@ def workspace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         if made is not None:
             with Fleet(made.start_config()) as fleet:
                 fleet.destroy(images=True)  # 07 bakes images
-
-
-def first_feedback(report: CheckReport) -> str:
-    assert not report.ok, "check passed where it should fail"
-    step = report.first_failure
-    assert step is not None
-    return step.detail
 
 
 def test_start_fails_with_the_first_feedback(workspace: Workspace) -> None:
