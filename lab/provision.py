@@ -45,9 +45,17 @@ ANSIBLE_ENV = {
     "ANSIBLE_FORCE_COLOR": "False",
     "ANSIBLE_NOCOLOR": "True",
 }
-# lab's own callback: puts ansible_service_mgr=systemd among the facts of lab's servers, so
-# the service action does not run the setup module before each service task to learn it.
+# lab's own callbacks: lab_service_mgr puts ansible_service_mgr=systemd among the facts of
+# lab's servers, so the service action does not run the setup module before each service task
+# to learn it; lab_module_cache keeps the payloads Ansible builds for its own modules between
+# runs (in module_store()), so a run does not build apt, copy or systemd again.
 CALLBACKS = Path(__file__).parent / "data" / "ansible" / "callback"
+
+
+def module_store() -> Path:
+    """Where lab_module_cache keeps module payloads: the user's cache, shared by every lab."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lab" / "ansible-modules"
 
 
 @dataclass
@@ -118,8 +126,9 @@ def run_playbook(
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir(runs_dir.parent)),
         # Every host lab provisions was seen running systemd (lab.ssh.wait_until_ready).
         "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
-        "ANSIBLE_CALLBACKS_ENABLED": "lab_service_mgr",
+        "ANSIBLE_CALLBACKS_ENABLED": "lab_service_mgr,lab_module_cache",
         "LAB_SYSTEMD_HOSTS": ",".join(hosts),
+        "LAB_MODULE_STORE": str(module_store()),
         # ansible-playbook comes with lab's Python, whether or not its venv is activated.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
