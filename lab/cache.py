@@ -26,8 +26,10 @@ import contextlib
 import io
 import os
 import re
+import secrets
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +223,34 @@ class PackageCache:
                     raise TargetError(f"{self.name} could not join {network}: "
                                       f"{exc.explanation}") from None
         return True
+
+    @contextlib.contextmanager
+    def build_through(self, on_event: Listener = ignore) -> Iterator[dict[str, Any]]:
+        """Arguments for ``client.api.build`` that send a build's apt through the cache, when
+        it runs ({} when it does not: the build fetches from the mirror, as without lab's).
+
+        The build's steps run on a network of their own with no route out (``internal``),
+        where the cache answers as :data:`ALIAS`: whatever the steps fetch comes from the
+        cache, which fetches from the mirror when online and serves what it holds when not.
+        The network goes when the build is done."""
+        container = self.running()
+        if container is None:
+            yield {}
+            return
+        network = self.client.networks.create(
+            f"{self.name}-build-{secrets.token_hex(3)}", driver="bridge", internal=True,
+            labels=self.labels())
+        try:
+            network.connect(container, aliases=[ALIAS])
+            self.follow_network(container, on_event)
+            on_event(Event("cache", f"building through {self.name}", subject=self.name))
+            yield {"network_mode": network.name,
+                   "buildargs": {"http_proxy": f"http://{ALIAS}:{PORT}"}}
+        finally:
+            with contextlib.suppress(APIError):
+                network.disconnect(container, force=True)
+            with contextlib.suppress(APIError):
+                network.remove()
 
     def follow_network(self, container: Container, on_event: Listener = ignore) -> bool:
         """Serve offline when the mirror does not answer, online when it does (apt-cacher-ng

@@ -15,8 +15,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
@@ -59,30 +62,52 @@ def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE,
     return not built_for or built_for == (arch or engine_facts(client).debian_arch)
 
 
+# Where a build's packages come from: lab.cache.PackageCache.build_through, or none.
+Through = Callable[[Listener], AbstractContextManager[dict[str, Any]]]
+
+
 def build_base_image(
     client: docker.DockerClient,
     tag: str = DEFAULT_IMAGE,
     rebuild: bool = False,
     on_event: Listener = ignore,
+    through: Through | None = None,
 ) -> str:
-    """Make sure ``tag`` exists and matches the Dockerfile; returns the tag."""
+    """Make sure ``tag`` exists and matches the Dockerfile; returns the tag. ``rebuild``:
+    build it again whatever, every step (so with the packages the mirror has today).
+
+    ``through``: the package cache's :meth:`~lab.cache.PackageCache.build_through`, asked
+    only when there is something to build. While the cache runs the build fetches through it,
+    so after `lab cache warm` the base image can be made again with no network
+    (``debian:bookworm`` must be here already, as any earlier build leaves it)."""
     if not rebuild and image_is_current(client, tag):
         on_event(Event("image", f"{tag} is up to date", subject=tag))
         return tag
     ensure_debian_base(client, on_event)
-    return build_image(client, context_dir(), tag, on_event)
+    with (through or _direct)(on_event) as arguments:
+        return build_image(client, context_dir(), tag, on_event, fresh=rebuild, **arguments)
+
+
+@contextlib.contextmanager
+def _direct(on_event: Listener) -> Iterator[dict[str, Any]]:
+    """Packages straight from the mirror: no build arguments."""
+    yield {}
 
 
 def build_image(client: docker.DockerClient, context: Path, tag: str,
-                on_event: Listener = ignore) -> str:
+                on_event: Listener = ignore, fresh: bool = False, **through: Any) -> str:
     """Build ``tag`` from the Dockerfile in ``context``, labelled with its hash (so
-    :func:`image_is_current` can tell); the build it replaces is removed."""
+    :func:`image_is_current` can tell); the build it replaces is removed.
+
+    ``fresh``: every step runs again (docker's layer cache unused), so packages are fetched
+    anew. ``through``: from :meth:`lab.cache.PackageCache.build_through`, to fetch them
+    through lab's package cache."""
     previous = _image_id(client, tag)
     on_event(Event("image", f"building {tag}", subject=tag))
     try:
         stream = client.api.build(
-            path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
-            labels={HASH_LABEL: dockerfile_hash(context)},
+            path=str(context), tag=tag, rm=True, forcerm=True, decode=True, nocache=fresh,
+            labels={HASH_LABEL: dockerfile_hash(context)}, **through,
         )
         for chunk in stream:
             if "error" in chunk:

@@ -5,11 +5,14 @@ way to have it cached is to run them. Each lab (the example ``lab init`` writes,
 directory given: an exercise's, a course's) is copied to a throwaway lab with one server per
 role, brought up while the cache runs, provisioned, and destroyed. One of those servers also
 fetches Debian's whole package index afresh, so servers whose image holds older lists than
-the warm-up's find every index file they ask for in the cache too.
+the warm-up's find every index file they ask for in the cache too. First of all, the base
+image's own Dockerfile is built through the cache, every step, under a throwaway tag: then
+`lab image build` can make the base image again with no network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import subprocess
@@ -19,15 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import yaml
+from docker.errors import APIError
 
 from lab.cache import CacheStatus, PackageCache
-from lab.config import CONFIG_FILE, LabConfig, load_config
+from lab.config import CONFIG_FILE, DEFAULT_IMAGE, LabConfig, load_config
 from lab.engine import docker_client
 from lab.errors import CheckFailed, ConfigError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision
+from lab.image import build_image, context_dir, ensure_debian_base
 from lab.probe import free_local_port
 from lab.scaffold import edit_lab_yml, example_dir, init_lab
 from lab.ssh import as_root, ssh_argv
@@ -57,6 +63,9 @@ def warm(directories: Sequence[Path] = (), on_event: Listener = ignore) -> WarmR
             raise CheckFailed(f"{cache.name}: Debian's mirror does not answer; warm the "
                               "cache while online")
         report = WarmReport()
+        started = time.monotonic()
+        _warm_base_image(client, cache, on_event)
+        report.labs.append(("the base image's Dockerfile", time.monotonic() - started))
         for index, source in enumerate([example_dir(), *directories]):
             started = time.monotonic()
             _warm_lab(source, refresh_index=index == 0, on_event=on_event)
@@ -65,6 +74,21 @@ def warm(directories: Sequence[Path] = (), on_event: Listener = ignore) -> WarmR
         return report
     finally:
         client.close()
+
+
+def _warm_base_image(client: docker.DockerClient, cache: PackageCache,
+                     on_event: Listener) -> None:
+    """The base image's packages: its Dockerfile built through the cache, every step, under a
+    throwaway tag that is removed after (the base image itself is left as it is)."""
+    tag = f"{DEFAULT_IMAGE.partition(':')[0]}-warm:{secrets.token_hex(3)}"
+    on_event(Event("phase", "warming through the base image's Dockerfile"))
+    ensure_debian_base(client, on_event)
+    try:
+        with cache.build_through(on_event) as through:
+            build_image(client, context_dir(), tag, on_event, fresh=True, **through)
+    finally:
+        with contextlib.suppress(APIError):
+            client.images.remove(tag)
 
 
 def _warm_lab(source: Path, refresh_index: bool, on_event: Listener) -> None:

@@ -68,9 +68,11 @@ def warm(
 ) -> None:
     """Start the cache and fill it with what labs install, while online.
 
-    No package list to keep: the example lab (and each lab directory given) is copied to a
+    No package list to keep: the base image's Dockerfile is built through the cache (under a
+    throwaway tag), and the example lab (and each lab directory given) is copied to a
     throwaway lab, one server per role, provisioned through the cache and destroyed. Run it
-    once before a workshop; afterwards labs provision with no network.
+    once before a workshop; afterwards labs provision, and the base image builds, with no
+    network.
 
     Example:  lab cache warm exercises/02-servers-as-code/start
     """

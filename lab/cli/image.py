@@ -17,13 +17,17 @@ app = typer.Typer(help="The base image servers start from.", no_args_is_help=Tru
 @handled
 def image_build(
     ctx: typer.Context,
-    rebuild: Annotated[bool, typer.Option(help="Build even if the image is current.")] = False,
+    rebuild: Annotated[bool, typer.Option(
+        help="Build again even if the image is current, every step (packages fetched anew).")]
+    = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every build line.")]
     = False,
 ) -> None:
     """Build the base image (Debian, systemd, sshd, python3); quick when it is current.
 
     Without a registry, debian:bookworm is bootstrapped locally with debootstrap first.
+    While lab's package cache runs (`lab cache warm`), packages come through it, so after a
+    warm-up the image can be made again with no network.
     """
     from lab.targets.registry import get_target
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from docker.errors import APIError
 
-from lab.cache import cache_check, use_package_cache
+from lab.cache import PackageCache, cache_check, use_package_cache
 from lab.config import DEFAULT_IMAGE, LabConfig
 from lab.doctor import Check
 from lab.engine import EngineFacts, docker_client, engine_facts
@@ -154,7 +154,8 @@ class DockerTarget(Target):
 
         client = docker_client()
         try:
-            return build_base_image(client, rebuild=rebuild, on_event=on_event)
+            return build_base_image(client, rebuild=rebuild, on_event=on_event,
+                                    through=PackageCache(client).build_through)
         finally:
             client.close()
 

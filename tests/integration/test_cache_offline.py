@@ -5,13 +5,15 @@ test run, so removed at the end whatever happens). Then the cache is cut from ev
 with a route out, and a lab whose network is ``--internal`` (the engine gives its containers
 no route anywhere but to each other and this machine) goes through up, provision, verify and
 a release: every package comes from the cache. A package the warm-up never fetched fails with
-a message that names it and says to warm the cache while online. `lab destroy` leaves the
+a message that names it and says to warm the cache while online. `lab image build --rebuild`
+makes the base image again, every step, through the cache alone. `lab destroy` leaves the
 cache and its volume; `lab cache clear` removes both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from pathlib import Path
@@ -20,6 +22,7 @@ import docker
 from docker.errors import NotFound
 from labhelpers import RUN_LABEL, Lab, new_lab, teardown_lab
 
+from lab.config import DEFAULT_IMAGE
 from lab.scaffold import edit_lab_yml
 
 MISSING = "sl"  # in Debian, installed by no lab: never in a warmed cache
@@ -37,6 +40,11 @@ def exists(client: docker.DockerClient, kind: str, name: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+def served(lab: Lab) -> int:
+    """Files the cache has served from what it holds (hits), by `lab cache status`."""
+    return int(json.loads(lab.run("cache", "status", "--json").stdout)["traffic"]["hits"])
 
 
 def internal_network(client: docker.DockerClient, lab: Lab, run_label: str) -> None:
@@ -84,6 +92,16 @@ def test_offline_after_warm_up(tmp_path: Path, docker_client: docker.DockerClien
         named = re.search(rf"packages? [a-z0-9+., -]*\b{MISSING}\b[a-z0-9+., -]* could not be "
                           "fetched", failed.stderr)
         assert named and "run `lab cache warm` while online" in failed.stderr, failed.stderr
+
+        # The base image made again, every step, with no network: the warm-up built its
+        # Dockerfile through the cache too, and the build's steps reach only the cache.
+        before = docker_client.images.get(DEFAULT_IMAGE).id
+        hits = served(lab)
+        lab.run("image", "build", "--rebuild", timeout=600)
+        assert docker_client.images.get(DEFAULT_IMAGE).id != before
+        assert served(lab) >= hits + 20  # the Dockerfile installs some 70 packages
+        assert not [n for n in docker_client.networks.list()
+                    if n.name.startswith(f"{cache_name}-build-")]
 
         lab.run("destroy")
         assert exists(docker_client, "containers", cache_name)

@@ -599,9 +599,14 @@ def test_the_docker_target_builds_its_base_image_through_lab_image(
     engine.close = lambda: closed.append(True)  # type: ignore[method-assign]
     asked: list[tuple[Any, ...]] = []
     monkeypatch.setattr(docker_target, "docker_client", lambda: engine)
-    monkeypatch.setattr(lab.image, "build_base_image", lambda client, rebuild, on_event:
-                        asked.append((client, rebuild, on_event)) or "lab/base:bookworm")
+    monkeypatch.setattr(lab.image, "build_base_image", lambda client, rebuild, on_event, through:
+                        asked.append((client, rebuild, on_event, through.__self__.name,
+                                      through.__func__.__name__)) or "lab/base:bookworm")
+    monkeypatch.setenv("LAB_CACHE", "t-unit-cache")
 
     assert docker_target.DockerTarget.prepare_image(None, True, print) == "lab/base:bookworm"
     assert docker_target.DockerTarget.prepare_image(None) == "lab/base:bookworm"
-    assert asked == [(engine, True, print), (engine, False, ignore)] and closed == [True, True]
+    # Packages through the package cache (lab.cache), asked only when something is built.
+    through = ("t-unit-cache", "build_through")
+    assert asked == [(engine, True, print, *through), (engine, False, ignore, *through)]
+    assert closed == [True, True]

@@ -59,7 +59,9 @@ def store() -> Path | None:
     install = hashlib.sha256(f"{ansible.__file__}\0{sys.version}".encode()).hexdigest()[:12]
     kept = Path(root) / f"{ANSIBLE_VERSION}-{install}"
     try:
-        kept.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Both 0700 whatever the umask (parents=True makes the parents above as it says).
+        Path(root).mkdir(mode=0o700, parents=True, exist_ok=True)
+        kept.mkdir(mode=0o700, exist_ok=True)
         return kept if _private(Path(root)) and _private(kept) else None
     except OSError:
         return None
