@@ -52,6 +52,12 @@ ANSIBLE_ENV = {
 CALLBACKS = Path(__file__).parent / "data" / "ansible" / "callback"
 
 
+def _after_users(variable: str, ours: str, separator: str) -> str:
+    """lab's value after the user's own from the environment, which it would otherwise
+    replace (a setting in an ansible.cfg is still replaced: the environment wins)."""
+    return separator.join(filter(None, [os.environ.get(variable, ""), ours]))
+
+
 def module_store() -> Path:
     """Where lab_module_cache keeps module payloads: the user's cache, shared by every lab."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -125,8 +131,10 @@ def run_playbook(
     env = ANSIBLE_ENV | {
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir(runs_dir.parent)),
         # Every host lab provisions was seen running systemd (lab.ssh.wait_until_ready).
-        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
-        "ANSIBLE_CALLBACKS_ENABLED": "lab_service_mgr,lab_module_cache",
+        "ANSIBLE_CALLBACK_PLUGINS": _after_users("ANSIBLE_CALLBACK_PLUGINS", str(CALLBACKS),
+                                                 os.pathsep),
+        "ANSIBLE_CALLBACKS_ENABLED": _after_users("ANSIBLE_CALLBACKS_ENABLED",
+                                                  "lab_service_mgr,lab_module_cache", ","),
         "LAB_SYSTEMD_HOSTS": ",".join(hosts),
         "LAB_MODULE_STORE": str(module_store()),
         # ansible-playbook comes with lab's Python, whether or not its venv is activated.

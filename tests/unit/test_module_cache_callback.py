@@ -87,3 +87,14 @@ def test_a_store_others_may_write_to_is_not_used(project: Path) -> None:
     run(project)
 
     assert kept() == []
+
+
+def test_the_users_own_callbacks_still_run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ansible-core's tree callback writes each host's results to a directory when enabled.
+    monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "tree")
+    monkeypatch.setenv("ANSIBLE_CALLBACK_TREE_DIR", str(project / "tree"))
+
+    run(project)
+
+    assert (project / "tree" / "local-1").is_file()
+    assert kept() == ["ansible.modules.stat-ZIP_DEFLATED-none"]  # lab's own ran as well
