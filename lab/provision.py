@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lab.ansiblecfg import ansible_env
 from lab.balancers.base import group_vars, lab_roles
 from lab.cache import missing_packages_hint
 from lab.config import LabConfig
@@ -50,12 +51,6 @@ ANSIBLE_ENV = {
 # to learn it; lab_module_cache keeps the payloads Ansible builds for its own modules between
 # runs (in module_store()), so a run does not build apt, copy or systemd again.
 CALLBACKS = Path(__file__).parent / "data" / "ansible" / "callback"
-
-
-def _after_users(variable: str, ours: str, separator: str) -> str:
-    """lab's value after the user's own from the environment, which it would otherwise
-    replace (a setting in an ansible.cfg is still replaced: the environment wins)."""
-    return separator.join(filter(None, [os.environ.get(variable, ""), ours]))
 
 
 def module_store() -> Path:
@@ -118,8 +113,12 @@ def run_playbook(
     label: str = "provision",
     on_event: Listener = ignore,
     cancel: threading.Event | None = None,
+    project: Path | None = None,
 ) -> RunResult:
-    """Run ``playbook`` on ``hosts`` and return what each task did on each host."""
+    """Run ``playbook`` on ``hosts`` and return what each task did on each host.
+
+    ``project``: the lab's directory, where Ansible looks for the user's ``ansible.cfg``
+    (lab.ansiblecfg); None: the user's configuration is not looked for."""
     import ansible_runner
 
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
@@ -131,15 +130,15 @@ def run_playbook(
     env = ANSIBLE_ENV | {
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir(runs_dir.parent)),
         # Every host lab provisions was seen running systemd (lab.ssh.wait_until_ready).
-        "ANSIBLE_CALLBACK_PLUGINS": _after_users("ANSIBLE_CALLBACK_PLUGINS", str(CALLBACKS),
-                                                 os.pathsep),
-        "ANSIBLE_CALLBACKS_ENABLED": _after_users("ANSIBLE_CALLBACKS_ENABLED",
-                                                  "lab_service_mgr,lab_module_cache", ","),
+        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+        "ANSIBLE_CALLBACKS_ENABLED": "lab_service_mgr,lab_module_cache",
         "LAB_SYSTEMD_HOSTS": ",".join(hosts),
         "LAB_MODULE_STORE": str(module_store()),
         # ansible-playbook comes with lab's Python, whether or not its venv is activated.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    if project is not None:  # the user's ansible.cfg, and their callbacks beside lab's
+        env = ansible_env(project, env)
     runner = ansible_runner.run(
         private_data_dir=str(run_dir),
         playbook=str(playbook.resolve()),
@@ -316,7 +315,7 @@ def provision_lab(
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         futures = [pool.submit(run_playbook, playbook, inventory, config.state_dir / "runs",
                                members, extravars, check, "drift" if check else "provision",
-                               on_event, cancel) for playbook, members in jobs]
+                               on_event, cancel, config.directory) for playbook, members in jobs]
         try:
             return [future.result() for future in futures]
         except BaseException:

@@ -2,6 +2,8 @@
 ansible-playbook runs by lab.provision.run_playbook on this machine (``connection: local``):
 the first run keeps ansible-core's payloads, the next one starts from them instead of building
 them again; a module of the user's own is never kept; a store others may write to is left alone.
+The user's own callbacks, from the environment or the lab's ansible.cfg (lab.ansiblecfg), still
+run beside lab's.
 That provisioning with it works on servers is proven by tests/integration (every playbook there
 runs through run_playbook)."""
 
@@ -43,7 +45,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run(project: Path) -> RunResult:
     result = run_playbook(project / "site.yml", project / "inventory.yml", project / "runs",
-                          ["local-1"])
+                          ["local-1"], project=project)
     assert result.ok, (result.run_dir / "stdout").read_text() if result.run_dir else result
     return result
 
@@ -98,3 +100,14 @@ def test_the_users_own_callbacks_still_run(project: Path, monkeypatch: pytest.Mo
 
     assert (project / "tree" / "local-1").is_file()
     assert kept() == ["ansible.modules.stat-ZIP_DEFLATED-none"]  # lab's own ran as well
+
+
+def test_the_labs_own_ansible_cfg_is_read_and_its_callbacks_run(project: Path) -> None:
+    (project / "ansible.cfg").write_text(
+        "[defaults]\ncallbacks_enabled = tree  ; as users write it\n"
+        f"[callback_tree]\ndirectory = {project / 'from-cfg'}\n")
+
+    run(project)
+
+    assert (project / "from-cfg" / "local-1").is_file()
+    assert kept() == ["ansible.modules.stat-ZIP_DEFLATED-none"]
