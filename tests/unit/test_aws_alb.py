@@ -4,13 +4,15 @@ real release code) that promotes or rolls back and leaves nothing of the old gen
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from awslab import REGION, lab_config, leftovers
-from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
 from lab.balancers import alb
 from lab.balancers.alb import ALB, short_name
@@ -25,10 +27,38 @@ from lab.targets.aws import AwsTarget
 Listener = Any
 
 
+class Clock:
+    """lab.balancers.alb's clock, made virtual: ``sleep`` moves it on at once and is logged.
+    The waits for health and for deregistration are then decided by what AWS answers at each
+    look, never by how fast this machine is, a test sees how often the ALB is asked without
+    a timed assertion, and a broken wait costs a few looks instead of minutes."""
+
+    def __init__(self) -> None:
+        self.now, self.naps = 1000.0, list[float]()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        if len(self.naps) > 1000:
+            raise RuntimeError("the ALB is asked again and again: a wait without an end")
+        self.now += seconds
+
+
 @pytest.fixture
-def lab(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabConfig:
-    """A lab of two web servers behind `kind: haproxy` on target aws (an ALB), fast checks.
-    SSH readiness is the one boundary left out: moto's instances cannot be reached."""
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(alb, "time", clock)
+    return clock
+
+
+@pytest.fixture
+def lab(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        clock: Clock) -> LabConfig:
+    """A lab of two web servers behind `kind: haproxy` on target aws (an ALB), fast checks,
+    on the ALB's virtual clock. SSH readiness is the one boundary left out: moto's instances
+    cannot be reached."""
     monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
     monkeypatch.setattr(alb, "DRAIN_SECONDS", 0)
     return lab_config(tmp_path, aws_env, balancer=True, count=2)
@@ -115,7 +145,7 @@ def test_weights_shift_retire_and_roll_back(lab: LabConfig) -> None:
     assert leftovers("t") == {}
 
 
-def test_health_comes_from_the_target_group(lab: LabConfig,
+def test_health_comes_from_the_target_group(lab: LabConfig, clock: Clock,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """moto calls every registered instance healthy; the test makes one fail its checks."""
     with Fleet(lab) as fleet:
@@ -133,11 +163,24 @@ def test_health_comes_from_the_target_group(lab: LabConfig,
             return real(self, target, ec2_backend)
 
         monkeypatch.setattr(FakeTargetGroup, "health_for", health_for)
-        monkeypatch.setattr(alb, "HEALTH_TIMEOUT", 0.3)
         members = balancer.members()
         assert (members["web-2"].health, members["web-2"].healthy) == ("unhealthy", False)
         assert members["web-1"].share == 1.0 and members["web-2"].share == 0.0
+        # At least the time an ALB needs, asking every POLL_SECONDS; a longer timeout in full.
         assert balancer.wait_healthy(["web-1", "web-2"], timeout=0.1) == ["web-2"]
+        assert clock.naps == [alb.POLL_SECONDS] * 90 and alb.HEALTH_TIMEOUT == 180
+        clock.naps = []
+        assert balancer.wait_healthy(["web-1", "web-2", "web-9"], timeout=181) == [
+            "web-2", "web-9"]
+        assert clock.naps == [alb.POLL_SECONDS] * 90 + [1]
+        clock.naps, give_up = [], threading.Event()
+        give_up.set()  # a release told to stop: one look, no wait
+        assert balancer.wait_healthy(["web-2"], give_up=give_up) == ["web-2"]
+        assert balancer.wait_healthy(["web-1"], give_up=give_up) == []
+        assert clock.naps == []
+        sick = ""  # passes its checks now
+        assert balancer.wait_healthy(["web-1", "web-2"], give_up=threading.Event()) == []
+        assert clock.naps == []
         fleet.destroy()
     assert leftovers("t") == {}
 
@@ -248,5 +291,139 @@ def test_ctrl_c_while_joining_leaves_no_target_group(lab: LabConfig,
         balancer = open_balancer(fast, fleet.live(), fleet.key)
         assert isinstance(balancer, ALB)
         assert sorted(balancer._groups()) == [1] and weights(balancer) == {1: 100}
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+class Drain:
+    """As on AWS, a deregistered target stays listed as ``draining`` for its target group's
+    deregistration delay (moto drops it at once): here for ``seconds`` of the virtual clock."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, clock: Clock, seconds: float) -> None:
+        self.seconds, self.until = seconds, dict[tuple[str, str], float]()
+        deregister, describe = FakeTargetGroup.deregister, ELBv2Backend.describe_target_health
+
+        def deregistered(group: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
+            deregister(group, targets)
+            for target in targets:
+                self.until[(group.arn, target["Id"])] = clock.now + self.seconds
+
+        def health(backend: ELBv2Backend, arn: str,
+                   targets: list[dict[str, Any]]) -> list[FakeHealthStatus]:
+            found = describe(backend, arn, targets)
+            group = backend.target_groups[arn]
+            return found + [FakeHealthStatus(target, str(group.port), group.health_check_port,
+                                             "draining", "Target.DeregistrationInProgress")
+                            for (where, target), until in self.until.items()
+                            if where == arn and clock.now < until]
+
+        monkeypatch.setattr(FakeTargetGroup, "deregister", deregistered)
+        monkeypatch.setattr(ELBv2Backend, "describe_target_health", health)
+
+
+def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
+        lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retired members stay in their group while requests in flight finish: retire looks
+    once a second, for at least three drain delays, and returns those still draining; their
+    group is deleted only once it is empty (a later retire does it)."""
+    monkeypatch.setattr(alb, "DRAIN_SECONDS", 2)
+    drain = Drain(monkeypatch, clock, seconds=4.5)
+    with Fleet(lab) as fleet:
+        old = [s.name for s in fleet.up()]
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        second = fleet.add_generation("web")
+        balancer.join(second, lab.health_of("web"))
+        names = [s.name for s in second]
+        draining = {n: m.serving for n, m in balancer.members().items()}
+        assert draining == dict.fromkeys(old, True) | dict.fromkeys(names, False)
+
+        assert balancer.retire(names, timeout=0) == []  # drained in 4.5 of 6 s
+        assert clock.naps == [1] * 5
+        assert weights(balancer) == {1: 100} and sorted(balancer.members()) == old
+
+        third = fleet.add_generation("web")
+        balancer.join(third, lab.health_of("web"))
+        names = [s.name for s in third]
+        drain.seconds, clock.naps = 7.5, []
+        assert balancer.retire([*names, "web-9"], timeout=0) == names  # 6 s, still draining
+        assert clock.naps == [1] * 6
+        members = balancer.members()
+        assert {n: members[n].health for n in names} == dict.fromkeys(names, "draining")
+        assert weights(balancer) == {1: 100, 3: 0}  # not empty yet: kept
+
+        clock.now += 2  # drained now: the next retire deletes the group left empty
+        clock.naps = []
+        assert balancer.retire([], timeout=8) == []
+        assert clock.naps == []
+        assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_retire_keeps_a_group_with_members_left_and_waits_its_timeout(
+        lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retiring one of two members leaves their group (and its weight) in place; a timeout
+    longer than three drain delays is waited in full."""
+    monkeypatch.setattr(alb, "DRAIN_SECONDS", 1)
+    Drain(monkeypatch, clock, seconds=8.5)
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert balancer.retire(["web-2"], timeout=8) == ["web-2"]
+        assert clock.naps == [1] * 8
+        assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
+        members = balancer.members()
+        assert (members["web-1"].share, members["web-2"].health) == (1.0, "draining")
+        clock.now += 1
+        assert sorted(balancer.members()) == ["web-1"]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_member_that_passes_its_checks_later_is_waited_for(
+        lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new target is ``initial`` until it passes its checks (moto: healthy at once)."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        ready = clock.now + 7
+        real = FakeTargetGroup.health_for
+
+        def health_for(self: FakeTargetGroup, target: dict[str, Any],
+                       ec2_backend: Any) -> FakeHealthStatus:
+            if clock.now < ready:
+                return FakeHealthStatus(target["Id"], "80", "80", "initial",
+                                        "Elb.RegistrationInProgress")
+            return real(self, target, ec2_backend)
+
+        monkeypatch.setattr(FakeTargetGroup, "health_for", health_for)
+        assert not balancer.members()["web-1"].serving or balancer.members()["web-1"].share == 0
+        assert balancer.wait_healthy(["web-1", "web-2"]) == []
+        assert clock.naps == [alb.POLL_SECONDS] * 4
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_server_without_a_running_instance_or_a_balancer_without_listener_is_named(
+        lab: LabConfig) -> None:
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        gone = [replace(new[0], name="web-8"), new[1], replace(new[0], name="web-9")]
+        with pytest.raises(TargetError, match=r"^balancer: no running instance for web-8, "
+                                              r"web-9$"):
+            balancer.join(gone, lab.health_of("web"))
+        elb = boto3.client("elbv2", region_name=REGION)
+        listener = balancer._listener()
+        assert listener is not None
+        elb.delete_listener(ListenerArn=listener["ListenerArn"])
+        with pytest.raises(TargetError, match=r"^balancer: the load balancer has no listener: "
+                                              r"run `lab up`$"):
+            balancer.shift(["web-1"], [new[0].name], 50)
         fleet.destroy()
     assert leftovers("t") == {}
