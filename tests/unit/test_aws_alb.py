@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from awslab import REGION, lab_config, leftovers
+from awslab import REGION, fail, lab_config, leftovers
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
 from lab.balancers import alb
@@ -170,9 +170,9 @@ def test_health_comes_from_the_target_group(lab: LabConfig, clock: Clock,
         assert balancer.wait_healthy(["web-1", "web-2"], timeout=0.1) == ["web-2"]
         assert clock.naps == [alb.POLL_SECONDS] * 90 and alb.HEALTH_TIMEOUT == 180
         clock.naps = []
-        assert balancer.wait_healthy(["web-1", "web-2", "web-9"], timeout=181) == [
+        assert balancer.wait_healthy(["web-1", "web-2", "web-9"], timeout=180.5) == [
             "web-2", "web-9"]
-        assert clock.naps == [alb.POLL_SECONDS] * 90 + [1]
+        assert clock.naps == [alb.POLL_SECONDS] * 90 + [0.5]  # not past its deadline
         clock.naps, give_up = [], threading.Event()
         give_up.set()  # a release told to stop: one look, no wait
         assert balancer.wait_healthy(["web-2"], give_up=give_up) == ["web-2"]
@@ -345,14 +345,14 @@ def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
         third = fleet.add_generation("web")
         balancer.join(third, lab.health_of("web"))
         names = [s.name for s in third]
-        drain.seconds, clock.naps = 7.5, []
-        assert balancer.retire([*names, "web-9"], timeout=0) == names  # 6 s, still draining
-        assert clock.naps == [1] * 6
+        drain.seconds, clock.naps = 11.5, []
+        assert balancer.retire([*names, "web-9"]) == names  # 10 s by default: still draining
+        assert clock.naps == [1] * 10
         members = balancer.members()
         assert {n: members[n].health for n in names} == dict.fromkeys(names, "draining")
         assert weights(balancer) == {1: 100, 3: 0}  # not empty yet: kept
 
-        clock.now += 2  # drained now: the next retire deletes the group left empty
+        clock.now += 1.5  # drained now: the next retire deletes the group left empty
         clock.naps = []
         assert balancer.retire([], timeout=8) == []
         assert clock.naps == []
@@ -425,5 +425,25 @@ def test_a_server_without_a_running_instance_or_a_balancer_without_listener_is_n
         with pytest.raises(TargetError, match=r"^balancer: the load balancer has no listener: "
                                               r"run `lab up`$"):
             balancer.shift(["web-1"], [new[0].name], 50)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_what_aws_refuses_is_one_line_naming_the_region(lab: LabConfig) -> None:
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        refused = r"^AWS in eu-west-1: {} failed: ValidationError: injected ValidationError$"
+        for operation, call in [
+                ("DescribeListeners", lambda: balancer.members()),
+                ("DescribeTargetGroups", lambda: balancer.join(new, lab.health_of("web"))),
+                ("ModifyListener", lambda: balancer.shift(["web-1"], ["web-3"], 50)),
+                ("DeregisterTargets", lambda: balancer.retire(["web-2"]))]:
+            fail(balancer.aws.elbv2, operation, "ValidationError", times=1)
+            balancer._group_cache = None
+            with pytest.raises(TargetError, match=refused.format(operation)):
+                call()
         fleet.destroy()
     assert leftovers("t") == {}
