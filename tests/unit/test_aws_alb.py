@@ -447,3 +447,29 @@ def test_what_aws_refuses_is_one_line_naming_the_region(lab: LabConfig) -> None:
                 call()
         fleet.destroy()
     assert leftovers("t") == {}
+
+
+def test_retire_drops_the_group_it_empties_and_no_other_that_carries_weight(
+        lab: LabConfig) -> None:
+    """Retiring a generation still at 50 % deletes its group; a group emptied by someone
+    else (AWS drops terminated instances) keeps its place while it carries traffic."""
+    with Fleet(lab) as fleet:
+        old = [s.name for s in fleet.up()]
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        balancer.join(new, lab.health_of("web"))
+        balancer.shift(old, [s.name for s in new], 50)
+        assert balancer.retire([s.name for s in new]) == []
+        assert weights(balancer) == {1: 50} and sorted(balancer._groups()) == [1]
+
+        ids = balancer._ids()
+        elb = boto3.client("elbv2", region_name=REGION)
+        elb.deregister_targets(TargetGroupArn=balancer._groups()[1],
+                               Targets=[{"Id": ids[n]} for n in old])
+        newer = fleet.add_generation("web")
+        balancer.join(newer, lab.health_of("web"))
+        assert balancer.retire([]) == []
+        assert weights(balancer) == {1: 50, 3: 0}
+        fleet.destroy()
+    assert leftovers("t") == {}
