@@ -243,10 +243,16 @@ def test_a_failed_release_puts_the_weights_back(lab: LabConfig) -> None:
 
 
 def test_names_fit_aws_limits() -> None:
+    """32 characters at most; a longer name keeps its start and suffix, with a hash of the
+    whole lab name between them so two long names stay apart."""
     assert short_name("t", "-g1") == "lab-t-g1"
+    assert short_name("b" * 28) == "lab-" + "b" * 28  # 32: fits as it is
+    assert short_name("b" * 29) == "lab-" + "b" * 21 + "-51ec03"
+    assert short_name("b" * 25, "-g1") == "lab-" + "b" * 25 + "-g1"
+    assert short_name("b" * 26, "-g1") == "lab-" + "b" * 18 + "-b77d62-g1"
     long = short_name("a" * 32, "-g12")
-    assert len(long) <= 32 and long.endswith("-g12") and long != short_name("a" * 31 + "b",
-                                                                             "-g12")
+    assert long == "lab-" + "a" * 17 + "-68f84a-g12"
+    assert long != short_name("a" * 31 + "b", "-g12")
 
 
 def test_ctrl_c_in_a_release_rolls_back_and_removes_the_new_generation(
