@@ -14,9 +14,10 @@ import pytest
 from awslab import REGION, fail, lab_config, leftovers
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
+from lab.aws.api import Clients
 from lab.balancers import alb
 from lab.balancers.alb import ALB, short_name
-from lab.balancers.base import balancer_class, open_balancer
+from lab.balancers.base import Member, balancer_class, open_balancer
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError
 from lab.fleet import Fleet
@@ -382,6 +383,7 @@ def test_retire_keeps_a_group_with_members_left_and_waits_its_timeout(
         assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
         members = balancer.members()
         assert (members["web-1"].share, members["web-2"].health) == (1.0, "draining")
+        assert members["web-1"].serving and not members["web-2"].serving
         clock.now += 1
         assert sorted(balancer.members()) == ["web-1"]
         fleet.destroy()
@@ -477,5 +479,57 @@ def test_retire_drops_the_group_it_empties_and_no_other_that_carries_weight(
         balancer.join(newer, lab.health_of("web"))
         assert balancer.retire([]) == []
         assert weights(balancer) == {1: 50, 3: 0}
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_members_as_the_listener_weighs_them_a_group_outside_it_at_zero(
+        lab: LabConfig) -> None:
+    """A group whose join was cut short before the listener took it carries nothing; a
+    group at weight 1 serves; each member is named with its group's weight."""
+    with Fleet(lab) as fleet:
+        old = [s.name for s in fleet.up()]
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        names = [s.name for s in new]
+        fail(balancer.aws.elbv2, "ModifyListener", "ValidationError", times=1)
+        with pytest.raises(TargetError, match="ModifyListener failed"):
+            balancer.join(new, lab.health_of("web"))
+        assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1, 2]
+        expected = {n: Member(n, "healthy", True, 0.5, True, 100) for n in old} | {
+            n: Member(n, "healthy", True, 0.0, False, 0) for n in names}
+        assert balancer.members() == expected
+        balancer.join(new, lab.health_of("web"))
+        balancer.shift(old, names, 1)
+        expected = {n: Member(n, "healthy", True, 0.495, True, 99) for n in old} | {
+            n: Member(n, "healthy", True, 0.005, True, 1) for n in names}
+        assert balancer.members() == expected
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_the_alb_is_found_in_the_region_of_lab_yml_and_errors_name_it(
+        aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
+    config = lab_config(tmp_path, aws_env, balancer=True, region=REGION)
+    with Fleet(config) as fleet:
+        fleet.up()
+        monkeypatch.setenv("AWS_REGION", "us-east-1")  # boto3's own choice is elsewhere
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        balancer = open_balancer(config, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB) and balancer.aws.region == REGION
+        real = alb.clients
+
+        def refusing(region: str | None) -> Clients:
+            made = real(region)
+            fail(made.elbv2, "DescribeLoadBalancers", "ValidationError")
+            return made
+
+        monkeypatch.setattr(alb, "clients", refusing)
+        with pytest.raises(TargetError, match=r"^AWS in eu-west-1: DescribeLoadBalancers "
+                                              r"failed: ValidationError: "):
+            open_balancer(config, fleet.live(), fleet.key)
+        monkeypatch.setattr(alb, "clients", real)
         fleet.destroy()
     assert leftovers("t") == {}
