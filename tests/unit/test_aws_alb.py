@@ -533,3 +533,22 @@ def test_the_alb_is_found_in_the_region_of_lab_yml_and_errors_name_it(
         monkeypatch.setattr(alb, "clients", real)
         fleet.destroy()
     assert leftovers("t") == {}
+
+
+def test_a_target_that_is_no_running_server_of_the_lab_is_shown_by_its_id(
+        lab: LabConfig) -> None:
+    """A stopped instance stays registered (``unused``): no server name is known for it, so
+    `lab status` shows the instance id rather than drop it."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        stopped = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(stopped, ALB)
+        instance = stopped._ids()["web-2"]
+        boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[instance])
+        balancer = open_balancer(lab, fleet.live(), fleet.key)  # knows no name for it
+        assert isinstance(balancer, ALB)
+        members = balancer.members()
+        assert sorted(members) == sorted(["web-1", instance])
+        assert (members[instance].health, members["web-1"].share) == ("unused", 1.0)
+        fleet.destroy()
+    assert leftovers("t") == {}
