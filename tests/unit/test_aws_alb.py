@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from awslab import REGION, fail, lab_config, leftovers
+from awslab import CIDR, REGION, fail, lab_config, leftovers
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
 from lab.aws.api import Clients
@@ -550,5 +550,44 @@ def test_a_target_that_is_no_running_server_of_the_lab_is_shown_by_its_id(
         members = balancer.members()
         assert sorted(members) == sorted(["web-1", instance])
         assert (members[instance].health, members["web-1"].share) == ("unused", 1.0)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_up_again_puts_a_newer_generation_behind_the_listener(lab: LabConfig) -> None:
+    """`lab up` after a release cut short (a new generation made, never joined) registers
+    it: at 0 % while another group serves, at full weight when none does."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        fleet.add_generation("web")
+        fleet.up()
+        assert weights(balancer) == {1: 100, 2: 0}
+        assert sorted(balancer.members()) == ["web-1", "web-2", "web-3", "web-4"]
+        groups = balancer._groups()
+        balancer._set_weights({groups[1]: 0, groups[2]: 0})
+        fleet.add_generation("web")
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert weights(balancer) == {1: 0, 2: 0, 3: 100}
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_only_the_balanced_role_goes_behind_the_alb(aws_env: str, tmp_path: Path,
+                                                    lab: LabConfig) -> None:
+    config = LabConfig.model_validate({
+        "name": "t", "target": "aws",
+        "servers": {"web": {"count": 1, "ports": [80], "health": {"path": "/health"}},
+                    "db": {"count": 1}},
+        "aws": {"ssh_cidr": CIDR, "image": aws_env},
+        "balancer": {"kind": "haproxy", "routes_to": "web", "listen": 8080}}).located(tmp_path)
+    with Fleet(config) as fleet:
+        assert sorted(s.name for s in fleet.up()) == ["db-1", "web-1"]
+        balancer = open_balancer(config, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert sorted(balancer.members()) == ["web-1"]
         fleet.destroy()
     assert leftovers("t") == {}
