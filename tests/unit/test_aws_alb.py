@@ -591,3 +591,46 @@ def test_only_the_balanced_role_goes_behind_the_alb(aws_env: str, tmp_path: Path
         assert sorted(balancer.members()) == ["web-1"]
         fleet.destroy()
     assert leftovers("t") == {}
+
+
+def test_the_labs_groups_are_found_by_tag_among_many_twenty_at_a_time(
+        lab: LabConfig) -> None:
+    """AWS describes the tags of 20 resources a call at most (moto takes any number): a
+    region with more target groups than that, some of them another lab's, is read 20 at
+    a time, and only this lab's generations are taken."""
+    ec2, elb = (boto3.client(s, region_name=REGION) for s in ("ec2", "elbv2"))
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    for index in range(41):  # before the lab's own: its group comes 42nd
+        tags = [{"Key": "lab.name", "Value": "other"},
+                {"Key": "lab.generation", "Value": str(index % 3 + 1)}][:index % 3]
+        elb.create_target_group(Name=f"other-{index}", Protocol="HTTP", Port=80,
+                                VpcId=vpc["VpcId"], **({"Tags": tags} if tags else {}))
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        asked: list[int] = []
+        balancer.aws.elbv2.meta.events.register(
+            "before-parameter-build.elbv2.DescribeTags",
+            lambda params, **_: asked.append(len(params["ResourceArns"])))
+        ours = elb.describe_target_groups(Names=["lab-t-g1"])["TargetGroups"][0]
+        assert balancer._find_groups() == {1: ours["TargetGroupArn"]}
+        assert asked == [20, 20, 2]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_the_target_groups_live_in_the_vpc_of_lab_yml_s_subnet(
+        aws_env: str, tmp_path: Path, lab: LabConfig) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
+                                 AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+               for i, zone in enumerate("ab")]
+    config = lab_config(tmp_path, aws_env, balancer=True, subnet=subnets[0])
+    with Fleet(config) as fleet:
+        fleet.up()
+        groups = boto3.client("elbv2", region_name=REGION).describe_target_groups()
+        assert [g["VpcId"] for g in groups["TargetGroups"]] == [vpc]
+        fleet.destroy()
+    assert leftovers("t") == {}
