@@ -95,7 +95,34 @@ def test_up_makes_the_alb_with_the_first_generation_at_full_weight(lab: LabConfi
         assert weights(balancer) == {1: 100}
         elb = boto3.client("elbv2", region_name=REGION)
         group = elb.describe_target_groups()["TargetGroups"][0]
-        assert (group["HealthCheckPath"], group["HealthCheckPort"]) == ("/health", "80")
+        assert {key: group[key] for key in (
+            "TargetGroupName", "Protocol", "Port", "TargetType", "HealthCheckProtocol",
+            "HealthCheckPath", "HealthCheckPort", "HealthCheckIntervalSeconds",
+            "HealthCheckTimeoutSeconds", "HealthyThresholdCount", "UnhealthyThresholdCount",
+            "Matcher")} == {
+            "TargetGroupName": "lab-t-g1", "Protocol": "HTTP", "Port": 80,
+            "TargetType": "instance", "HealthCheckProtocol": "HTTP",
+            "HealthCheckPath": "/health", "HealthCheckPort": "80",
+            "HealthCheckIntervalSeconds": 5, "HealthCheckTimeoutSeconds": 4,
+            "HealthyThresholdCount": 2, "UnhealthyThresholdCount": 2,
+            "Matcher": {"HttpCode": "200-399"}}
+        attributes = elb.describe_target_group_attributes(
+            TargetGroupArn=group["TargetGroupArn"])["Attributes"]
+        assert {"Key": "deregistration_delay.timeout_seconds", "Value": "0"} in attributes
+        found = elb.describe_load_balancers()["LoadBalancers"][0]
+        ec2 = boto3.client("ec2", region_name=REGION)
+        own = ec2.describe_security_groups(GroupNames=["lab-t-balancer"])["SecurityGroups"]
+        assert {key: found[key] for key in ("LoadBalancerName", "Scheme", "Type",
+                                            "IpAddressType", "SecurityGroups")} == {
+            "LoadBalancerName": "lab-t", "Scheme": "internet-facing", "Type": "application",
+            "IpAddressType": "ipv4", "SecurityGroups": [own[0]["GroupId"]]}
+        assert len({zone["ZoneName"] for zone in found["AvailabilityZones"]}) >= 2
+        listener = elb.describe_listeners(LoadBalancerArn=found["LoadBalancerArn"])[
+            "Listeners"][0]
+        assert (listener["Protocol"], listener["Port"]) == ("HTTP", 8080)
+        tagged = elb.describe_tags(ResourceArns=[found["LoadBalancerArn"],
+                                                 listener["ListenerArn"]])["TagDescriptions"]
+        assert all({"Key": "lab.name", "Value": "t"} in d["Tags"] for d in tagged)
         fleet.destroy()
     assert leftovers("t") == {}
 
