@@ -661,3 +661,25 @@ def test_the_target_groups_live_in_the_vpc_of_lab_yml_s_subnet(
         assert [g["VpcId"] for g in groups["TargetGroups"]] == [vpc]
         fleet.destroy()
     assert leftovers("t") == {}
+
+
+def test_a_listener_set_by_hand_is_read_at_aws_defaults(lab: LabConfig) -> None:
+    """A forward action written without ForwardConfig (the console's plain form), or with
+    groups but no weights, sends everything to its group(s) at AWS's default weight, 1."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        listener = balancer._listener()
+        assert listener is not None
+        group = balancer._groups()[1]
+        elb = boto3.client("elbv2", region_name=REGION)
+        elb.modify_listener(ListenerArn=listener["ListenerArn"],
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": group}])
+        assert balancer._weights() == {group: 100}
+        assert balancer.members()["web-1"].share == 0.5
+        elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[
+            {"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": group}]}}])
+        assert balancer._weights() == {group: 1}
+        fleet.destroy()
+    assert leftovers("t") == {}
