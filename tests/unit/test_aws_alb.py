@@ -681,5 +681,9 @@ def test_a_listener_set_by_hand_is_read_at_aws_defaults(lab: LabConfig) -> None:
         elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[
             {"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": group}]}}])
         assert balancer._weights() == {group: 1}
+        elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[  # AWS's echo
+            {"Type": "forward", "TargetGroupArn": group, "ForwardConfig": {
+                "TargetGroups": [{"TargetGroupArn": group, "Weight": 7}]}}])
+        assert balancer._weights() == {group: 7}
         fleet.destroy()
     assert leftovers("t") == {}
