@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import release_fakes
-from awslab import aws_env  # noqa: F401 - a fixture, found here by pytest
+from awslab import aws_env, share_service_models  # noqa: F401 - aws_env: a fixture
 from release_fakes import LAB_YML, Cycle, MakeCycle, World, populate
 
 import lab.aws.api
@@ -18,6 +18,11 @@ import lab.balancers.registry
 import lab.targets.registry
 from lab.config import load_config
 from lab.fleet import Fleet
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _service_models_parsed_once() -> None:
+    share_service_models()
 
 
 @pytest.fixture(autouse=True)

@@ -4,17 +4,20 @@ real release code) that promotes or rolls back and leaves nothing of the old gen
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from awslab import REGION, lab_config, leftovers
-from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+from awslab import CIDR, REGION, fail, lab_config, leftovers
+from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
+from lab.aws.api import Clients
 from lab.balancers import alb
 from lab.balancers.alb import ALB, short_name
-from lab.balancers.base import balancer_class, open_balancer
+from lab.balancers.base import Member, balancer_class, open_balancer
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError
 from lab.fleet import Fleet
@@ -25,10 +28,38 @@ from lab.targets.aws import AwsTarget
 Listener = Any
 
 
+class Clock:
+    """lab.balancers.alb's clock, made virtual: ``sleep`` moves it on at once and is logged.
+    The waits for health and for deregistration are then decided by what AWS answers at each
+    look, never by how fast this machine is, a test sees how often the ALB is asked without
+    a timed assertion, and a broken wait costs a few looks instead of minutes."""
+
+    def __init__(self) -> None:
+        self.now, self.naps = 1000.0, list[float]()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        if len(self.naps) > 1000:
+            raise RuntimeError("the ALB is asked again and again: a wait without an end")
+        self.now += seconds
+
+
 @pytest.fixture
-def lab(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabConfig:
-    """A lab of two web servers behind `kind: haproxy` on target aws (an ALB), fast checks.
-    SSH readiness is the one boundary left out: moto's instances cannot be reached."""
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(alb, "time", clock)
+    return clock
+
+
+@pytest.fixture
+def lab(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        clock: Clock) -> LabConfig:
+    """A lab of two web servers behind `kind: haproxy` on target aws (an ALB), fast checks,
+    on the ALB's virtual clock. SSH readiness is the one boundary left out: moto's instances
+    cannot be reached."""
     monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
     monkeypatch.setattr(alb, "DRAIN_SECONDS", 0)
     return lab_config(tmp_path, aws_env, balancer=True, count=2)
@@ -64,7 +95,34 @@ def test_up_makes_the_alb_with_the_first_generation_at_full_weight(lab: LabConfi
         assert weights(balancer) == {1: 100}
         elb = boto3.client("elbv2", region_name=REGION)
         group = elb.describe_target_groups()["TargetGroups"][0]
-        assert (group["HealthCheckPath"], group["HealthCheckPort"]) == ("/health", "80")
+        assert {key: group[key] for key in (
+            "TargetGroupName", "Protocol", "Port", "TargetType", "HealthCheckProtocol",
+            "HealthCheckPath", "HealthCheckPort", "HealthCheckIntervalSeconds",
+            "HealthCheckTimeoutSeconds", "HealthyThresholdCount", "UnhealthyThresholdCount",
+            "Matcher")} == {
+            "TargetGroupName": "lab-t-g1", "Protocol": "HTTP", "Port": 80,
+            "TargetType": "instance", "HealthCheckProtocol": "HTTP",
+            "HealthCheckPath": "/health", "HealthCheckPort": "80",
+            "HealthCheckIntervalSeconds": 5, "HealthCheckTimeoutSeconds": 4,
+            "HealthyThresholdCount": 2, "UnhealthyThresholdCount": 2,
+            "Matcher": {"HttpCode": "200-399"}}
+        attributes = elb.describe_target_group_attributes(
+            TargetGroupArn=group["TargetGroupArn"])["Attributes"]
+        assert {"Key": "deregistration_delay.timeout_seconds", "Value": "0"} in attributes
+        found = elb.describe_load_balancers()["LoadBalancers"][0]
+        ec2 = boto3.client("ec2", region_name=REGION)
+        own = ec2.describe_security_groups(GroupNames=["lab-t-balancer"])["SecurityGroups"]
+        assert {key: found[key] for key in ("LoadBalancerName", "Scheme", "Type",
+                                            "IpAddressType", "SecurityGroups")} == {
+            "LoadBalancerName": "lab-t", "Scheme": "internet-facing", "Type": "application",
+            "IpAddressType": "ipv4", "SecurityGroups": [own[0]["GroupId"]]}
+        assert len({zone["ZoneName"] for zone in found["AvailabilityZones"]}) >= 2
+        listener = elb.describe_listeners(LoadBalancerArn=found["LoadBalancerArn"])[
+            "Listeners"][0]
+        assert (listener["Protocol"], listener["Port"]) == ("HTTP", 8080)
+        tagged = elb.describe_tags(ResourceArns=[found["LoadBalancerArn"],
+                                                 listener["ListenerArn"]])["TagDescriptions"]
+        assert all({"Key": "lab.name", "Value": "t"} in d["Tags"] for d in tagged)
         fleet.destroy()
     assert leftovers("t") == {}
 
@@ -115,7 +173,7 @@ def test_weights_shift_retire_and_roll_back(lab: LabConfig) -> None:
     assert leftovers("t") == {}
 
 
-def test_health_comes_from_the_target_group(lab: LabConfig,
+def test_health_comes_from_the_target_group(lab: LabConfig, clock: Clock,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """moto calls every registered instance healthy; the test makes one fail its checks."""
     with Fleet(lab) as fleet:
@@ -133,11 +191,24 @@ def test_health_comes_from_the_target_group(lab: LabConfig,
             return real(self, target, ec2_backend)
 
         monkeypatch.setattr(FakeTargetGroup, "health_for", health_for)
-        monkeypatch.setattr(alb, "HEALTH_TIMEOUT", 0.3)
         members = balancer.members()
         assert (members["web-2"].health, members["web-2"].healthy) == ("unhealthy", False)
         assert members["web-1"].share == 1.0 and members["web-2"].share == 0.0
+        # At least the time an ALB needs, asking every POLL_SECONDS; a longer timeout in full.
         assert balancer.wait_healthy(["web-1", "web-2"], timeout=0.1) == ["web-2"]
+        assert clock.naps == [alb.POLL_SECONDS] * 90 and alb.HEALTH_TIMEOUT == 180
+        clock.naps = []
+        assert balancer.wait_healthy(["web-1", "web-2", "web-9"], timeout=180.5) == [
+            "web-2", "web-9"]
+        assert clock.naps == [alb.POLL_SECONDS] * 90 + [0.5]  # not past its deadline
+        clock.naps, give_up = [], threading.Event()
+        give_up.set()  # a release told to stop: one look, no wait
+        assert balancer.wait_healthy(["web-2"], give_up=give_up) == ["web-2"]
+        assert balancer.wait_healthy(["web-1"], give_up=give_up) == []
+        assert clock.naps == []
+        sick = ""  # passes its checks now
+        assert balancer.wait_healthy(["web-1", "web-2"], give_up=threading.Event()) == []
+        assert clock.naps == []
         fleet.destroy()
     assert leftovers("t") == {}
 
@@ -200,10 +271,16 @@ def test_a_failed_release_puts_the_weights_back(lab: LabConfig) -> None:
 
 
 def test_names_fit_aws_limits() -> None:
+    """32 characters at most; a longer name keeps its start and suffix, with a hash of the
+    whole lab name between them so two long names stay apart."""
     assert short_name("t", "-g1") == "lab-t-g1"
+    assert short_name("b" * 28) == "lab-" + "b" * 28  # 32: fits as it is
+    assert short_name("b" * 29) == "lab-" + "b" * 21 + "-51ec03"
+    assert short_name("b" * 25, "-g1") == "lab-" + "b" * 25 + "-g1"
+    assert short_name("b" * 26, "-g1") == "lab-" + "b" * 18 + "-b77d62-g1"
     long = short_name("a" * 32, "-g12")
-    assert len(long) <= 32 and long.endswith("-g12") and long != short_name("a" * 31 + "b",
-                                                                             "-g12")
+    assert long == "lab-" + "a" * 17 + "-68f84a-g12"
+    assert long != short_name("a" * 31 + "b", "-g12")
 
 
 def test_ctrl_c_in_a_release_rolls_back_and_removes_the_new_generation(
@@ -248,5 +325,365 @@ def test_ctrl_c_while_joining_leaves_no_target_group(lab: LabConfig,
         balancer = open_balancer(fast, fleet.live(), fleet.key)
         assert isinstance(balancer, ALB)
         assert sorted(balancer._groups()) == [1] and weights(balancer) == {1: 100}
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+class Drain:
+    """As on AWS, a deregistered target stays listed as ``draining`` for its target group's
+    deregistration delay (moto drops it at once): here for ``seconds`` of the virtual clock."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, clock: Clock, seconds: float) -> None:
+        self.seconds, self.until = seconds, dict[tuple[str, str], float]()
+        deregister, describe = FakeTargetGroup.deregister, ELBv2Backend.describe_target_health
+
+        def deregistered(group: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
+            deregister(group, targets)
+            for target in targets:
+                self.until[(group.arn, target["Id"])] = clock.now + self.seconds
+
+        def health(backend: ELBv2Backend, arn: str,
+                   targets: list[dict[str, Any]]) -> list[FakeHealthStatus]:
+            found = describe(backend, arn, targets)
+            group = backend.target_groups[arn]
+            return found + [FakeHealthStatus(target, str(group.port), group.health_check_port,
+                                             "draining", "Target.DeregistrationInProgress")
+                            for (where, target), until in self.until.items()
+                            if where == arn and clock.now < until]
+
+        monkeypatch.setattr(FakeTargetGroup, "deregister", deregistered)
+        monkeypatch.setattr(ELBv2Backend, "describe_target_health", health)
+
+
+def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
+        lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retired members stay in their group while requests in flight finish: retire looks
+    once a second, for at least three drain delays, and returns those still draining; their
+    group is deleted only once it is empty (a later retire does it)."""
+    monkeypatch.setattr(alb, "DRAIN_SECONDS", 2)
+    drain = Drain(monkeypatch, clock, seconds=4.5)
+    with Fleet(lab) as fleet:
+        old = [s.name for s in fleet.up()]
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        second = fleet.add_generation("web")
+        balancer.join(second, lab.health_of("web"))
+        names = [s.name for s in second]
+        draining = {n: m.serving for n, m in balancer.members().items()}
+        assert draining == dict.fromkeys(old, True) | dict.fromkeys(names, False)
+
+        assert balancer.retire(names, timeout=0) == []  # drained in 4.5 of 6 s
+        assert clock.naps == [1] * 5
+        assert weights(balancer) == {1: 100} and sorted(balancer.members()) == old
+
+        third = fleet.add_generation("web")
+        balancer.join(third, lab.health_of("web"))
+        names = [s.name for s in third]
+        drain.seconds, clock.naps = 11.5, []
+        assert balancer.retire([*names, "web-9"]) == names  # 10 s by default: still draining
+        assert clock.naps == [1] * 10
+        members = balancer.members()
+        assert {n: members[n].health for n in names} == dict.fromkeys(names, "draining")
+        assert weights(balancer) == {1: 100, 3: 0}  # not empty yet: kept
+
+        clock.now += 1.5  # drained now: the next retire deletes the group left empty
+        clock.naps = []
+        assert balancer.retire([], timeout=8) == []
+        assert clock.naps == []
+        assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_retire_keeps_a_group_with_members_left_and_waits_its_timeout(
+        lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retiring one of two members leaves their group (and its weight) in place; a timeout
+    longer than three drain delays is waited in full."""
+    monkeypatch.setattr(alb, "DRAIN_SECONDS", 1)
+    Drain(monkeypatch, clock, seconds=8.5)
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert balancer.retire(["web-2"], timeout=8) == ["web-2"]
+        assert clock.naps == [1] * 8
+        assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
+        members = balancer.members()
+        assert (members["web-1"].share, members["web-2"].health) == (1.0, "draining")
+        assert members["web-1"].serving and not members["web-2"].serving
+        clock.now += 1
+        assert sorted(balancer.members()) == ["web-1"]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_member_that_passes_its_checks_later_is_waited_for(
+        lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new target is ``initial`` until it passes its checks (moto: healthy at once)."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        ready = clock.now + 7
+        real = FakeTargetGroup.health_for
+
+        def health_for(self: FakeTargetGroup, target: dict[str, Any],
+                       ec2_backend: Any) -> FakeHealthStatus:
+            if clock.now < ready:
+                return FakeHealthStatus(target["Id"], "80", "80", "initial",
+                                        "Elb.RegistrationInProgress")
+            return real(self, target, ec2_backend)
+
+        monkeypatch.setattr(FakeTargetGroup, "health_for", health_for)
+        assert not balancer.members()["web-1"].serving or balancer.members()["web-1"].share == 0
+        assert balancer.wait_healthy(["web-1", "web-2"]) == []
+        assert clock.naps == [alb.POLL_SECONDS] * 4
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_server_without_a_running_instance_or_a_balancer_without_listener_is_named(
+        lab: LabConfig) -> None:
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        gone = [replace(new[0], name="web-8"), new[1], replace(new[0], name="web-9")]
+        with pytest.raises(TargetError, match=r"^balancer: no running instance for web-8, "
+                                              r"web-9$"):
+            balancer.join(gone, lab.health_of("web"))
+        elb = boto3.client("elbv2", region_name=REGION)
+        listener = balancer._listener()
+        assert listener is not None
+        elb.delete_listener(ListenerArn=listener["ListenerArn"])
+        with pytest.raises(TargetError, match=r"^balancer: the load balancer has no listener: "
+                                              r"run `lab up`$"):
+            balancer.shift(["web-1"], [new[0].name], 50)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_what_aws_refuses_is_one_line_naming_the_region(lab: LabConfig) -> None:
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        refused = r"^AWS in eu-west-1: {} failed: ValidationError: injected ValidationError$"
+        for operation, call in [
+                ("DescribeListeners", lambda: balancer.members()),
+                ("DescribeTargetGroups", lambda: balancer.join(new, lab.health_of("web"))),
+                ("ModifyListener", lambda: balancer.shift(["web-1"], ["web-3"], 50)),
+                ("DeregisterTargets", lambda: balancer.retire(["web-2"]))]:
+            fail(balancer.aws.elbv2, operation, "ValidationError", times=1)
+            balancer._group_cache = None
+            with pytest.raises(TargetError, match=refused.format(operation)):
+                call()
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_retire_drops_the_group_it_empties_and_no_other_that_carries_weight(
+        lab: LabConfig) -> None:
+    """Retiring a generation still at 50 % deletes its group; a group emptied by someone
+    else (AWS drops terminated instances) keeps its place while it carries traffic."""
+    with Fleet(lab) as fleet:
+        old = [s.name for s in fleet.up()]
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        balancer.join(new, lab.health_of("web"))
+        balancer.shift(old, [s.name for s in new], 50)
+        assert balancer.retire([s.name for s in new]) == []
+        assert weights(balancer) == {1: 50} and sorted(balancer._groups()) == [1]
+
+        ids = balancer._ids()
+        elb = boto3.client("elbv2", region_name=REGION)
+        elb.deregister_targets(TargetGroupArn=balancer._groups()[1],
+                               Targets=[{"Id": ids[n]} for n in old])
+        newer = fleet.add_generation("web")
+        balancer.join(newer, lab.health_of("web"))
+        assert balancer.retire([]) == []
+        assert weights(balancer) == {1: 50, 3: 0}
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_members_as_the_listener_weighs_them_a_group_outside_it_at_zero(
+        lab: LabConfig) -> None:
+    """A group whose join was cut short before the listener took it carries nothing; a
+    group at weight 1 serves; each member is named with its group's weight."""
+    with Fleet(lab) as fleet:
+        old = [s.name for s in fleet.up()]
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        new = fleet.add_generation("web")
+        names = [s.name for s in new]
+        fail(balancer.aws.elbv2, "ModifyListener", "ValidationError", times=1)
+        with pytest.raises(TargetError, match="ModifyListener failed"):
+            balancer.join(new, lab.health_of("web"))
+        assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1, 2]
+        expected = {n: Member(n, "healthy", True, 0.5, True, 100) for n in old} | {
+            n: Member(n, "healthy", True, 0.0, False, 0) for n in names}
+        assert balancer.members() == expected
+        balancer.join(new, lab.health_of("web"))
+        balancer.shift(old, names, 1)
+        expected = {n: Member(n, "healthy", True, 0.495, True, 99) for n in old} | {
+            n: Member(n, "healthy", True, 0.005, True, 1) for n in names}
+        assert balancer.members() == expected
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_the_alb_is_found_in_the_region_of_lab_yml_and_errors_name_it(
+        aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
+    config = lab_config(tmp_path, aws_env, balancer=True, region=REGION)
+    with Fleet(config) as fleet:
+        fleet.up()
+        monkeypatch.setenv("AWS_REGION", "us-east-1")  # boto3's own choice is elsewhere
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        balancer = open_balancer(config, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB) and balancer.aws.region == REGION
+        real = alb.clients
+
+        def refusing(region: str | None) -> Clients:
+            made = real(region)
+            fail(made.elbv2, "DescribeLoadBalancers", "ValidationError")
+            return made
+
+        monkeypatch.setattr(alb, "clients", refusing)
+        with pytest.raises(TargetError, match=r"^AWS in eu-west-1: DescribeLoadBalancers "
+                                              r"failed: ValidationError: "):
+            open_balancer(config, fleet.live(), fleet.key)
+        monkeypatch.setattr(alb, "clients", real)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_target_that_is_no_running_server_of_the_lab_is_shown_by_its_id(
+        lab: LabConfig) -> None:
+    """A stopped instance stays registered (``unused``): no server name is known for it, so
+    `lab status` shows the instance id rather than drop it."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        stopped = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(stopped, ALB)
+        instance = stopped._ids()["web-2"]
+        boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[instance])
+        balancer = open_balancer(lab, fleet.live(), fleet.key)  # knows no name for it
+        assert isinstance(balancer, ALB)
+        members = balancer.members()
+        assert sorted(members) == sorted(["web-1", instance])
+        assert (members[instance].health, members["web-1"].share) == ("unused", 1.0)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_up_again_puts_a_newer_generation_behind_the_listener(lab: LabConfig) -> None:
+    """`lab up` after a release cut short (a new generation made, never joined) registers
+    it: at 0 % while another group serves, at full weight when none does."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        fleet.add_generation("web")
+        fleet.up()
+        assert weights(balancer) == {1: 100, 2: 0}
+        assert sorted(balancer.members()) == ["web-1", "web-2", "web-3", "web-4"]
+        groups = balancer._groups()
+        balancer._set_weights({groups[1]: 0, groups[2]: 0})
+        fleet.add_generation("web")
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert weights(balancer) == {1: 0, 2: 0, 3: 100}
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_only_the_balanced_role_goes_behind_the_alb(aws_env: str, tmp_path: Path,
+                                                    lab: LabConfig) -> None:
+    config = LabConfig.model_validate({
+        "name": "t", "target": "aws",
+        "servers": {"web": {"count": 1, "ports": [80], "health": {"path": "/health"}},
+                    "db": {"count": 1}},
+        "aws": {"ssh_cidr": CIDR, "image": aws_env},
+        "balancer": {"kind": "haproxy", "routes_to": "web", "listen": 8080}}).located(tmp_path)
+    with Fleet(config) as fleet:
+        assert sorted(s.name for s in fleet.up()) == ["db-1", "web-1"]
+        balancer = open_balancer(config, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        assert sorted(balancer.members()) == ["web-1"]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_the_labs_groups_are_found_by_tag_among_many_twenty_at_a_time(
+        lab: LabConfig) -> None:
+    """AWS describes the tags of 20 resources a call at most (moto takes any number): a
+    region with more target groups than that, some of them another lab's, is read 20 at
+    a time, and only this lab's generations are taken."""
+    ec2, elb = (boto3.client(s, region_name=REGION) for s in ("ec2", "elbv2"))
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+    for index in range(41):  # before the lab's own: its group comes 42nd
+        tags = [{"Key": "lab.name", "Value": "other"},
+                {"Key": "lab.generation", "Value": str(index % 3 + 1)}][:index % 3]
+        elb.create_target_group(Name=f"other-{index}", Protocol="HTTP", Port=80,
+                                VpcId=vpc["VpcId"], **({"Tags": tags} if tags else {}))
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        asked: list[int] = []
+        balancer.aws.elbv2.meta.events.register(
+            "before-parameter-build.elbv2.DescribeTags",
+            lambda params, **_: asked.append(len(params["ResourceArns"])))
+        ours = elb.describe_target_groups(Names=["lab-t-g1"])["TargetGroups"][0]
+        assert balancer._find_groups() == {1: ours["TargetGroupArn"]}
+        assert asked == [20, 20, 2]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_the_target_groups_live_in_the_vpc_of_lab_yml_s_subnet(
+        aws_env: str, tmp_path: Path, lab: LabConfig) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
+                                 AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+               for i, zone in enumerate("ab")]
+    config = lab_config(tmp_path, aws_env, balancer=True, subnet=subnets[0])
+    with Fleet(config) as fleet:
+        fleet.up()
+        groups = boto3.client("elbv2", region_name=REGION).describe_target_groups()
+        assert [g["VpcId"] for g in groups["TargetGroups"]] == [vpc]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_listener_set_by_hand_is_read_at_aws_defaults(lab: LabConfig) -> None:
+    """A forward action written without ForwardConfig (the console's plain form), or with
+    groups but no weights, sends everything to its group(s) at AWS's default weight, 1."""
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = open_balancer(lab, fleet.live(), fleet.key)
+        assert isinstance(balancer, ALB)
+        listener = balancer._listener()
+        assert listener is not None
+        group = balancer._groups()[1]
+        elb = boto3.client("elbv2", region_name=REGION)
+        elb.modify_listener(ListenerArn=listener["ListenerArn"],
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": group}])
+        assert balancer._weights() == {group: 100}
+        assert balancer.members()["web-1"].share == 0.5
+        elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[
+            {"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": group}]}}])
+        assert balancer._weights() == {group: 1}
+        elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[  # AWS's echo
+            {"Type": "forward", "TargetGroupArn": group, "ForwardConfig": {
+                "TargetGroups": [{"TargetGroupArn": group, "Weight": 7}]}}])
+        assert balancer._weights() == {group: 7}
         fleet.destroy()
     assert leftovers("t") == {}

@@ -18,6 +18,7 @@ from lab.events import Event
 from lab.fleet import Fleet
 from lab.provision import facts_dir
 from lab.state import Liveness, ServerRecord, Stage
+from lab.targets.base import Plan
 
 LAB_YML = "name: fl\ntarget: fake\nservers:\n  web: {count: 2}\n  db: {count: 1}\n"
 
@@ -109,6 +110,34 @@ def test_up_keeps_the_newest_generation_and_replaces_within_it(fleet: Fleet,
 
     assert world.calls == ["target.destroy web-4", "target.create web-5"]
     assert world.servers["web-5"].generation == 2
+
+
+def test_a_new_generation_of_a_role_without_servers_is_the_first(fleet: Fleet,
+                                                                  world: World) -> None:
+    """A release's new generation comes after the newest there is; with none, it is the
+    first (`lab up` then counts it as the role's current one)."""
+    first = fleet.add_generation("db")
+    assert [(s.name, s.generation) for s in first] == [("db-1", 1)]
+    assert [(s.name, s.generation) for s in fleet.add_generation("db")] == [("db-2", 2)]
+    world.calls.clear()
+    fleet.up(["db"])
+    assert world.calls == []
+
+
+def test_a_plan_lists_what_up_would_make_of_the_roles_asked_for(
+        fleet: Fleet, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where nothing costs money there is no plan, and the target is not even asked; on a
+    target that charges (aws) it holds what `lab up` of the same roles would make."""
+    assert fleet.plan() is None and world.counts["target.list"] == 0
+    with pytest.raises(UsageError, match="no role 'cache'"):
+        fleet.plan(["cache"])
+    monkeypatch.setattr(release_fakes.FakeTarget, "charges", True)
+    monkeypatch.setattr(release_fakes.FakeTarget, "plan", lambda self, specs: Plan(
+        "fake", notes=[s.name for s in specs]))
+    assert fleet.plan(["web"]) == Plan("fake", notes=["web-1", "web-2"])
+    fleet.up(["web"])
+    assert fleet.plan() == Plan("fake", notes=["db-1"])
+    assert world.servers.keys() == {"web-1", "web-2"}
 
 
 def test_a_failed_create_leaves_nothing_behind(fleet: Fleet, world: World) -> None:
