@@ -65,6 +65,20 @@ def lab(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     return lab_config(tmp_path, aws_env, balancer=True, count=2)
 
 
+def alb_of(lab: LabConfig, fleet: Fleet) -> ALB:
+    """The lab's balancer, which on AWS must be an ALB."""
+    balancer = open_balancer(lab, fleet.live(), fleet.key)
+    assert isinstance(balancer, ALB)
+    return balancer
+
+
+def joined_generation(lab: LabConfig, fleet: Fleet, balancer: ALB) -> list[str]:
+    """A new generation of web, joined behind the listener at 0 %: its servers' names."""
+    servers = fleet.add_generation("web")
+    balancer.join(servers, lab.health_of("web"))
+    return [s.name for s in servers]
+
+
 def weights(balancer: ALB) -> dict[int, int]:
     """The listener's weight per generation, read back from AWS."""
     by_arn = {arn: generation for generation, arn in balancer._groups().items()}
@@ -364,11 +378,8 @@ def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
     drain = Drain(monkeypatch, clock, seconds=4.5)
     with Fleet(lab) as fleet:
         old = [s.name for s in fleet.up()]
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
-        second = fleet.add_generation("web")
-        balancer.join(second, lab.health_of("web"))
-        names = [s.name for s in second]
+        balancer = alb_of(lab, fleet)
+        names = joined_generation(lab, fleet, balancer)
         draining = {n: m.serving for n, m in balancer.members().items()}
         assert draining == dict.fromkeys(old, True) | dict.fromkeys(names, False)
 
@@ -376,9 +387,7 @@ def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
         assert clock.naps == [1] * 5
         assert weights(balancer) == {1: 100} and sorted(balancer.members()) == old
 
-        third = fleet.add_generation("web")
-        balancer.join(third, lab.health_of("web"))
-        names = [s.name for s in third]
+        names = joined_generation(lab, fleet, balancer)
         drain.seconds, clock.naps = 11.5, []
         assert balancer.retire([*names, "web-9"]) == names  # 10 s by default: still draining
         assert clock.naps == [1] * 10
@@ -403,8 +412,7 @@ def test_retire_keeps_a_group_with_members_left_and_waits_its_timeout(
     Drain(monkeypatch, clock, seconds=8.5)
     with Fleet(lab) as fleet:
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         assert balancer.retire(["web-2"], timeout=8) == ["web-2"]
         assert clock.naps == [1] * 8
         assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
@@ -422,8 +430,7 @@ def test_a_member_that_passes_its_checks_later_is_waited_for(
     """A new target is ``initial`` until it passes its checks (moto: healthy at once)."""
     with Fleet(lab) as fleet:
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         ready = clock.now + 7
         real = FakeTargetGroup.health_for
 
@@ -446,8 +453,7 @@ def test_a_server_without_a_running_instance_or_a_balancer_without_listener_is_n
         lab: LabConfig) -> None:
     with Fleet(lab) as fleet:
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         new = fleet.add_generation("web")
         gone = [replace(new[0], name="web-8"), new[1], replace(new[0], name="web-9")]
         with pytest.raises(TargetError, match=r"^balancer: no running instance for web-8, "
@@ -467,8 +473,7 @@ def test_a_server_without_a_running_instance_or_a_balancer_without_listener_is_n
 def test_what_aws_refuses_is_one_line_naming_the_region(lab: LabConfig) -> None:
     with Fleet(lab) as fleet:
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         new = fleet.add_generation("web")
         refused = r"^AWS in eu-west-1: {} failed: ValidationError: injected ValidationError$"
         for operation, call in [
@@ -490,20 +495,17 @@ def test_retire_drops_the_group_it_empties_and_no_other_that_carries_weight(
     else (AWS drops terminated instances) keeps its place while it carries traffic."""
     with Fleet(lab) as fleet:
         old = [s.name for s in fleet.up()]
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
-        new = fleet.add_generation("web")
-        balancer.join(new, lab.health_of("web"))
-        balancer.shift(old, [s.name for s in new], 50)
-        assert balancer.retire([s.name for s in new]) == []
+        balancer = alb_of(lab, fleet)
+        new = joined_generation(lab, fleet, balancer)
+        balancer.shift(old, new, 50)
+        assert balancer.retire(new) == []
         assert weights(balancer) == {1: 50} and sorted(balancer._groups()) == [1]
 
         ids = balancer._ids()
         elb = boto3.client("elbv2", region_name=REGION)
         elb.deregister_targets(TargetGroupArn=balancer._groups()[1],
                                Targets=[{"Id": ids[n]} for n in old])
-        newer = fleet.add_generation("web")
-        balancer.join(newer, lab.health_of("web"))
+        joined_generation(lab, fleet, balancer)
         assert balancer.retire([]) == []
         assert weights(balancer) == {1: 50, 3: 0}
         fleet.destroy()
@@ -516,8 +518,7 @@ def test_members_as_the_listener_weighs_them_a_group_outside_it_at_zero(
     group at weight 1 serves; each member is named with its group's weight."""
     with Fleet(lab) as fleet:
         old = [s.name for s in fleet.up()]
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         new = fleet.add_generation("web")
         names = [s.name for s in new]
         fail(balancer.aws.elbv2, "ModifyListener", "ValidationError", times=1)
@@ -586,8 +587,7 @@ def test_up_again_puts_a_newer_generation_behind_the_listener(lab: LabConfig) ->
     it: at 0 % while another group serves, at full weight when none does."""
     with Fleet(lab) as fleet:
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         fleet.add_generation("web")
         fleet.up()
         assert weights(balancer) == {1: 100, 2: 0}
@@ -596,8 +596,7 @@ def test_up_again_puts_a_newer_generation_behind_the_listener(lab: LabConfig) ->
         balancer._set_weights({groups[1]: 0, groups[2]: 0})
         fleet.add_generation("web")
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         assert weights(balancer) == {1: 0, 2: 0, 3: 100}
         fleet.destroy()
     assert leftovers("t") == {}
@@ -634,8 +633,7 @@ def test_the_labs_groups_are_found_by_tag_among_many_twenty_at_a_time(
                                 VpcId=vpc["VpcId"], **({"Tags": tags} if tags else {}))
     with Fleet(lab) as fleet:
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         asked: list[int] = []
         balancer.aws.elbv2.meta.events.register(
             "before-parameter-build.elbv2.DescribeTags",
@@ -668,8 +666,7 @@ def test_a_listener_set_by_hand_is_read_at_aws_defaults(lab: LabConfig) -> None:
     groups but no weights, sends everything to its group(s) at AWS's default weight, 1."""
     with Fleet(lab) as fleet:
         fleet.up()
-        balancer = open_balancer(lab, fleet.live(), fleet.key)
-        assert isinstance(balancer, ALB)
+        balancer = alb_of(lab, fleet)
         listener = balancer._listener()
         assert listener is not None
         group = balancer._groups()[1]
