@@ -84,8 +84,9 @@ def serves_v2(attempt: Attempt) -> Feedback | None:
     if page == NEW_PAGE:
         return None
     if not page:
-        return Feedback(found="nothing answers through the balancer (its port is lab.yml's `listen:`)",
-                        expected=f"{NEW_PAGE!r}", next=f"`lab status`; or {RESET}")
+        return Feedback(
+            found="nothing answers through the balancer (its port is lab.yml's `listen:`)",
+            expected=f"{NEW_PAGE!r}", next=f"`lab status`; or {RESET}")
     if "Sundays" not in page:
         return Feedback(
             found=f"the release ran, but the shop serves {page!r}: playbooks/web.yml still "
