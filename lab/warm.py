@@ -33,7 +33,7 @@ from lab.errors import CheckFailed, ConfigError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision
-from lab.image import build_image, context_dir, ensure_debian_base
+from lab.image import build_base_image
 from lab.probe import free_local_port
 from lab.scaffold import edit_lab_yml, example_dir, init_lab
 from lab.ssh import as_root, ssh_argv
@@ -82,10 +82,9 @@ def _warm_base_image(client: docker.DockerClient, cache: PackageCache,
     throwaway tag that is removed after (the base image itself is left as it is)."""
     tag = f"{DEFAULT_IMAGE.partition(':')[0]}-warm:{secrets.token_hex(3)}"
     on_event(Event("phase", "warming through the base image's Dockerfile"))
-    ensure_debian_base(client, on_event)
     try:
-        with cache.build_through(on_event) as through:
-            build_image(client, context_dir(), tag, on_event, fresh=True, **through)
+        build_base_image(client, tag, rebuild=True, on_event=on_event,
+                         through=cache.build_through)
     finally:
         with contextlib.suppress(APIError):
             client.images.remove(tag)
