@@ -33,18 +33,17 @@ def config_file(project: Path) -> Path | None:
     return next((path.resolve() for path in candidates if path.is_file()), None)
 
 
-def users_setting(variable: str, config: Path | None) -> str:
-    """One of :data:`LISTS` as the user set it: in the environment, else in ``config``."""
-    if os.environ.get(variable):
-        return os.environ[variable]
-    if config is None:
-        return ""
+def users_lists(config: Path | None) -> dict[str, str]:
+    """Each of :data:`LISTS` as the user set it: in the environment, else in ``config``."""
     parser = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
-    try:
-        parser.read(config, encoding="utf-8")
-    except configparser.Error:
-        return ""  # Ansible itself will say what is wrong with the file
-    return parser.get("defaults", LISTS[variable][0], fallback="").strip()
+    if config is not None:
+        try:
+            parser.read(config, encoding="utf-8")
+        except configparser.Error:  # nothing from it: Ansible will say what is wrong
+            parser = configparser.ConfigParser()
+    return {variable: os.environ.get(variable) or
+            parser.get("defaults", key, fallback="").strip()
+            for variable, (key, _) in LISTS.items()}
 
 
 def ansible_env(project: Path, ours: dict[str, str]) -> dict[str, str]:
@@ -53,8 +52,8 @@ def ansible_env(project: Path, ours: dict[str, str]) -> dict[str, str]:
     env = dict(ours)
     if config is not None:
         env["ANSIBLE_CONFIG"] = str(config)
+    theirs = users_lists(config)
     for variable, (_, separator) in LISTS.items():
         if variable in env:
-            env[variable] = separator.join(filter(None, [users_setting(variable, config),
-                                                         env[variable]]))
+            env[variable] = separator.join(filter(None, [theirs[variable], env[variable]]))
     return env
