@@ -142,6 +142,11 @@ class ServerRecord:
     def gone(self) -> bool:
         return self.liveness in GONE
 
+    @property
+    def nearby(self) -> bool:
+        """Reached over loopback: on this machine (docker, vagrant), not across a network."""
+        return self.ssh_host in ("localhost", "::1") or self.ssh_host.startswith("127.")
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, as stored (``ServerRecord(**record.to_dict())`` makes it again)."""
         return asdict(self)

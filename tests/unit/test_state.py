@@ -298,3 +298,12 @@ def test_an_old_state_db_is_migrated_in_place(tmp_path: Path) -> None:
     assert {s.name: s for s in State(tmp_path).servers()} == servers
     state.save(full_record("web-20"))
     assert state.server("web-20") == full_record("web-20")
+
+
+@pytest.mark.parametrize(("ssh_host", "nearby"), [
+    ("127.0.0.1", True), ("127.0.1.1", True), ("localhost", True), ("::1", True),
+    ("54.12.0.9", False), ("10.0.0.5", False), ("ec2-54-12-0-9.compute.amazonaws.com", False),
+])
+def test_a_server_is_nearby_when_reached_over_loopback(ssh_host: str, nearby: bool) -> None:
+    # Provisioning sends such servers module payloads with bytecode (lab_module_cache).
+    assert ServerRecord("web-1", "web", "docker", ssh_host=ssh_host).nearby is nearby
