@@ -11,7 +11,6 @@ match, and a server's shared SSH connection is closed before it goes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -278,4 +277,4 @@ class Fleet:
         return ", ".join(self.roles)
 
     def _emit(self, kind: str, message: str) -> None:
-        self.on_event(Event(kind, message, data={"at": time.time()}))
+        self.on_event(Event(kind, message))
