@@ -239,12 +239,20 @@ def _elbv2_tagged(aws: Clients, operation: str, key: str, id_key: str,
 
 
 def _unlink_groups(aws: Clients, groups: list[str]) -> None:
-    """Drop rules of these groups that name one another (servers allow HTTP from the
-    balancer's group): AWS will not delete a group another group's rule refers to."""
+    """Drop the rules that name these groups (servers allow HTTP from the balancer's group),
+    wherever they are: AWS will not delete a group another group's rule refers to. A group
+    kept (the servers' group, when only a balancer's group made by a failed `lab up` goes)
+    loses only the part of a rule that names a group going."""
     if not groups:
         return
-    for group in aws.ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]:
-        linked = [rule for rule in group.get("IpPermissions", []) if rule.get("UserIdGroupPairs")]
+    naming = aws.ec2.describe_security_groups(
+        Filters=[{"Name": "ip-permission.group-id", "Values": groups}])["SecurityGroups"]
+    for group in naming:
+        linked = [{key: rule[key] for key in ("IpProtocol", "FromPort", "ToPort") if key in rule}
+                  | {"UserIdGroupPairs": pairs}
+                  for rule in group.get("IpPermissions", [])
+                  if (pairs := [pair for pair in rule.get("UserIdGroupPairs", [])
+                                if pair.get("GroupId") in groups])]
         if linked:
             _quietly(lambda g=group["GroupId"], r=linked: aws.ec2.revoke_security_group_ingress(
                 GroupId=g, IpPermissions=r))

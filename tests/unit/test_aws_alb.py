@@ -5,6 +5,7 @@ real release code) that promotes or rolls back and leaves nothing of the old gen
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,8 @@ def test_up_makes_the_alb_with_the_first_generation_at_full_weight(lab: LabConfi
         listener = elb.describe_listeners(LoadBalancerArn=found["LoadBalancerArn"])[
             "Listeners"][0]
         assert (listener["Protocol"], listener["Port"]) == ("HTTP", 8080)
+        forward = listener["DefaultActions"][0]["ForwardConfig"]
+        assert forward["TargetGroupStickinessConfig"]["Enabled"] is False  # weights rule alone
         tagged = elb.describe_tags(ResourceArns=[found["LoadBalancerArn"],
                                                  listener["ListenerArn"]])["TagDescriptions"]
         assert all({"Key": "lab.name", "Value": "t"} in d["Tags"] for d in tagged)
@@ -647,16 +650,128 @@ def test_the_labs_groups_are_found_by_tag_among_many_twenty_at_a_time(
 
 def test_the_target_groups_live_in_the_vpc_of_lab_yml_s_subnet(
         aws_env: str, tmp_path: Path, lab: LabConfig) -> None:
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
-                                 AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
-               for i, zone in enumerate("ab")]
+    vpc, subnets = own_vpc()
     config = lab_config(tmp_path, aws_env, balancer=True, subnet=subnets[0])
     with Fleet(config) as fleet:
         fleet.up()
-        groups = boto3.client("elbv2", region_name=REGION).describe_target_groups()
-        assert [g["VpcId"] for g in groups["TargetGroups"]] == [vpc]
+        elb = boto3.client("elbv2", region_name=REGION)
+        assert [g["VpcId"] for g in elb.describe_target_groups()["TargetGroups"]] == [vpc]
+        [found] = elb.describe_load_balancers()["LoadBalancers"]
+        assert found["VpcId"] == vpc
+        assert {zone["SubnetId"] for zone in found["AvailabilityZones"]} <= set(subnets)
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def own_vpc() -> tuple[str, list[str]]:
+    """A VPC other than the default one, with a subnet in each of two zones."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    return vpc, [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
+                                   AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+                 for i, zone in enumerate("ab")]
+
+
+def next_alb_clients(monkeypatch: pytest.MonkeyPatch, prepare: Callable[[Clients], Any]) -> None:
+    """The clients lab.balancers.alb makes next are handed to ``prepare`` first."""
+    real = alb.clients
+
+    def clients(region: str | None) -> Clients:
+        made = real(region)
+        prepare(made)
+        monkeypatch.setattr(alb, "clients", real)
+        return made
+
+    monkeypatch.setattr(alb, "clients", clients)
+
+
+def refusing_once(monkeypatch: pytest.MonkeyPatch, operation: str) -> None:
+    """The next ``operation`` the ALB code sends is refused (ValidationError)."""
+    next_alb_clients(monkeypatch, lambda made: fail(made.elbv2, operation, "ValidationError",
+                                                    times=1))
+
+
+def test_up_waits_for_its_own_load_balancer_only(lab: LabConfig,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another load balancer of the region still being made is none of `lab up`'s business."""
+    asked: list[dict[str, Any]] = []
+    next_alb_clients(monkeypatch, lambda made: made.elbv2.meta.events.register(
+        "before-parameter-build.elbv2.DescribeLoadBalancers",
+        lambda params, **_: asked.append(dict(params))))
+    with Fleet(lab) as fleet:
+        fleet.up()
+        arn = alb_of(lab, fleet).arn
+        assert asked[-1] == {"LoadBalancerArns": [arn]}  # the wait for it to be available
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_lab_instance_still_starting_or_without_a_server_name_is_known(
+        lab: LabConfig) -> None:
+    """Instances are looked for while pending too, and one whose lab.server tag is gone is
+    known by its id."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    with Fleet(lab) as fleet:
+        fleet.up()
+        ids = alb_of(lab, fleet)._ids()
+        ec2_backends[DEFAULT_ACCOUNT_ID][REGION].get_instance(ids["web-1"])._state.name = \
+            "pending"
+        boto3.client("ec2", region_name=REGION).delete_tags(Resources=[ids["web-2"]],
+                                                            Tags=[{"Key": "lab.server"}])
+        assert alb_of(lab, fleet)._ids() == {"web-1": ids["web-1"], ids["web-2"]: ids["web-2"]}
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_a_balancer_added_to_a_running_lab_brings_its_own_security_group(
+        aws_env: str, tmp_path: Path, lab: LabConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers' `lab up` made no balancer group (lab.yml had no balancer then): the ALB's
+    `lab up` makes it, in lab.yml's VPC, open on the listen port to aws.ssh_cidr, the servers
+    taking HTTP from it; and removes it again when the ALB cannot be made."""
+    vpc, subnets = own_vpc()
+    with Fleet(lab_config(tmp_path, aws_env, count=2, subnet=subnets[0])) as fleet:
+        fleet.up()
+    ec2 = boto3.client("ec2", region_name=REGION)
+
+    def groups() -> dict[str, Any]:
+        return {g["GroupName"]: g for g in ec2.describe_security_groups(
+            Filters=[{"Name": "tag:lab.name", "Values": ["t"]}])["SecurityGroups"]}
+
+    assert sorted(groups()) == ["lab-t-servers"]
+    config = lab_config(tmp_path, aws_env, balancer=True, count=2, subnet=subnets[0])
+    said: list[tuple[str, str]] = []
+    with Fleet(config, on_event=lambda e: said.append((e.kind, e.message))) as fleet:
+        refusing_once(monkeypatch, "CreateLoadBalancer")
+        with pytest.raises(TargetError, match=r"^AWS in eu-west-1: CreateLoadBalancer failed"):
+            fleet.up()
+        assert sorted(groups()) == ["lab-t-servers"]  # the group it made went with it
+        fleet.up()
+        assert ("create", "creating load balancer lab-t") in said
+        servers, balancer = groups()["lab-t-servers"], groups()["lab-t-balancer"]
+        assert balancer["VpcId"] == vpc
+        assert [(r["FromPort"], r["IpRanges"][0]["CidrIp"]) for r in balancer["IpPermissions"]
+                ] == [(8080, CIDR)]
+        http = [r for r in servers["IpPermissions"] if r["FromPort"] == 80]
+        assert [pair["GroupId"] for pair in http[0]["UserIdGroupPairs"]] == [balancer["GroupId"]]
+        fleet.destroy()
+    assert leftovers("t") == {}
+
+
+def test_up_makes_the_alb_in_the_region_of_lab_yml_and_its_errors_name_it(
+        aws_env: str, tmp_path: Path, lab: LabConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = lab_config(tmp_path, aws_env, balancer=True, region=REGION)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")  # boto3's own choice is elsewhere
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with Fleet(config) as fleet:
+        refusing_once(monkeypatch, "DescribeLoadBalancers")
+        with pytest.raises(TargetError, match=r"^AWS in eu-west-1: DescribeLoadBalancers "
+                                              r"failed: ValidationError: "):
+            fleet.up()
+        fleet.up()
+        found = boto3.client("elbv2", region_name=REGION).describe_load_balancers()
+        assert [b["LoadBalancerName"] for b in found["LoadBalancers"]] == ["lab-t"]
         fleet.destroy()
     assert leftovers("t") == {}
 

@@ -11,6 +11,7 @@ import pytest
 import release_fakes
 from release_fakes import World
 
+import lab.fleet
 import lab.targets.registry
 from lab.config import load_config
 from lab.errors import UsageError
@@ -93,6 +94,32 @@ def test_up_replaces_a_dead_server_with_a_new_name(fleet: Fleet, world: World,
         "destroyed", "web-1")
     assert sorted(s.name for s in servers) == ["web-2", "web-3"]
     assert "db-1" in world.servers
+
+
+def test_up_replaces_every_dead_server_of_a_role(fleet: Fleet, world: World,
+                                                events: list[Event]) -> None:
+    fleet.up()
+    world.kill("web-1")()
+    world.kill("web-2")()
+    world.calls.clear()
+
+    servers = fleet.up(["web"])
+
+    assert said(events, "replace") == ["replacing dead or missing servers: web-1, web-2"]
+    assert sorted(s.name for s in servers) == ["web-3", "web-4"]
+    assert world.calls == ["target.destroy web-1 web-2", "target.create web-3 web-4"]
+
+
+def test_destroying_servers_closes_their_shared_connections_only(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str] = []
+    monkeypatch.setattr(lab.fleet, "close_shared_connections",
+                        lambda servers, *a, **k: closed.extend(s.name for s in servers))
+    fleet.up()
+
+    fleet.destroy_servers(["web-1"])
+
+    assert closed == ["web-1"]
 
 
 def test_up_keeps_the_newest_generation_and_replaces_within_it(fleet: Fleet,
