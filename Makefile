@@ -7,6 +7,7 @@
 #   make test-hosts   lab's example on a Debian 13 VM (cgroup v2, Docker 26) and on libvirt
 #                     VMs through Vagrant (scripts/hosts/), with figures per step
 VENV ?= .venv
+LINTED = lab tests bench exercises solutions scripts
 # The integration tests that create servers, run on both engines; left out on the second
 # the long ones that test lab's own logic (rollback paths, drift, `lab test`), not the engine.
 ENGINE26_TESTS = tests/integration/test_boot.py tests/integration/test_lab_docker.py \
@@ -27,10 +28,11 @@ demo: setup
 engine26:
 	@./scripts/engine26.sh start
 
-# Both passes run even when the first fails, so one run shows every failure. Without root
-# the second engine cannot start: a developer's run says so and skips it; CI fails.
+# Lint and both passes run even when one fails, so one run shows every failure. Without
+# root the second engine cannot start: a developer's run says so and skips it; CI fails.
 test: setup
 	@status=0; \
+	$(VENV)/bin/ruff check $(LINTED) || status=1; \
 	host=$$(./scripts/engine26.sh start) || { [ -z "$$CI" ] || exit 3; host=; }; \
 	$(VENV)/bin/pytest -p no:cacheprovider --durations=25 tests || status=1; \
 	if [ -n "$$host" ]; then \
@@ -53,7 +55,7 @@ unit:
 	@$(VENV)/bin/pytest -q tests/unit
 
 lint:
-	@$(VENV)/bin/ruff check lab tests bench exercises
+	@$(VENV)/bin/ruff check $(LINTED)
 
 bench: setup
 	@$(VENV)/bin/python bench/bench_up.py
