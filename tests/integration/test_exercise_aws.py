@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import boto3
 import docker
 import pytest
+from awsleftovers import leftovers
 from awspairs import AlbStandIn, pair_instances_with_containers
 from labhelpers import RUN_LABEL, first_feedback, unique_lab_name
 from moto import mock_aws
@@ -126,30 +127,6 @@ def configs_on_aws(workspace: Workspace) -> list:
     except Exception:
         return []
     return [config] if config.target == "aws" else []
-
-
-def leftovers(lab: str) -> dict[str, list[str]]:
-    """Every resource type lab makes on AWS, listed by its own API (not lab's finder), that
-    carries ``lab.name=lab``."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    elb = boto3.client("elbv2", region_name=REGION)
-    tag = [{"Name": "tag:lab.name", "Values": [lab]}]
-    found = {
-        "instances": [i["InstanceId"] for r in ec2.describe_instances(Filters=tag)["Reservations"]
-                      for i in r["Instances"] if i["State"]["Name"] != "terminated"],
-        "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tag)["KeyPairs"]],
-        "launch_templates": [t["LaunchTemplateId"] for t in
-                             ec2.describe_launch_templates(Filters=tag)["LaunchTemplates"]],
-        "security_groups": [g["GroupId"] for g in
-                            ec2.describe_security_groups(Filters=tag)["SecurityGroups"]],
-    }
-    arns = [b["LoadBalancerArn"] for b in elb.describe_load_balancers()["LoadBalancers"]] + [
-        g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"]]
-    found["load_balancers_and_target_groups"] = [
-        d["ResourceArn"] for d in (elb.describe_tags(ResourceArns=arns)["TagDescriptions"]
-                                   if arns else [])
-        if {"Key": "lab.name", "Value": lab} in d["Tags"]]
-    return {kind: ids for kind, ids in found.items() if ids}
 
 
 def test_start_fails_with_the_first_feedback(workspace: Workspace) -> None:

@@ -1,9 +1,9 @@
 """moto, in-process, as the AWS that unit tests of the aws target and the ALB talk to.
 
 ``aws_env`` starts ``mock_aws`` with fake credentials in eu-west-1 (never a real endpoint:
-moto intercepts every call before it leaves the process). ``leftovers`` lists, service by
-service and independently of lab's own finder, every resource carrying a lab's name tag:
-each test ends by asserting it is empty.
+moto intercepts every call before it leaves the process). ``leftovers`` (tests/awsleftovers.py)
+lists, service by service and independently of lab's own finder, every resource carrying a
+lab's name tag: each test ends by asserting it is empty.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import boto3
 import pytest
+from awsleftovers import REGION, leftovers  # noqa: F401 - leftovers: the unit tests take it from here
 from moto import mock_aws
 
 from lab.config import LabConfig
 from lab.keys import ensure_keypair
 
-REGION = "eu-west-1"
 CIDR = "203.0.113.7/32"
 
 
@@ -86,39 +86,6 @@ def lab_config(tmp_path: Path, ami: str, name: str = "t", balancer: bool = False
 
 def key_for(config: LabConfig):  # type: ignore[no-untyped-def]
     return ensure_keypair(config.state_dir, comment=f"lab-{config.name}")
-
-
-def leftovers(lab: str) -> dict[str, list[str]]:
-    """Every resource type lab makes, listed by its own API, that carries ``lab.name=lab``."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    elb = boto3.client("elbv2", region_name=REGION)
-    tag = [{"Name": "tag:lab.name", "Values": [lab]}]
-    found = {
-        "instances": [i["InstanceId"] for r in ec2.describe_instances(Filters=tag)["Reservations"]
-                      for i in r["Instances"] if i["State"]["Name"] != "terminated"],
-        "volumes": [v["VolumeId"] for v in ec2.describe_volumes(Filters=tag)["Volumes"]],
-        "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tag)["KeyPairs"]],
-        "launch_templates": [t["LaunchTemplateName"] for t in
-                             ec2.describe_launch_templates(Filters=tag)["LaunchTemplates"]],
-        "security_groups": [g["GroupId"] for g in
-                            ec2.describe_security_groups(Filters=tag)["SecurityGroups"]],
-        "images": [i["ImageId"] for i in ec2.describe_images(Owners=["self"],
-                                                             Filters=tag)["Images"]],
-        "snapshots": [s["SnapshotId"] for s in ec2.describe_snapshots(
-            OwnerIds=["self"], Filters=tag)["Snapshots"]],
-    }
-    balancers = [b["LoadBalancerArn"] for b in elb.describe_load_balancers()["LoadBalancers"]]
-    groups = [g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"]]
-    listeners = [listener["ListenerArn"] for arn in balancers
-                 for listener in elb.describe_listeners(LoadBalancerArn=arn)["Listeners"]]
-    tagged = {d["ResourceArn"] for d in (elb.describe_tags(ResourceArns=balancers + groups +
-                                                           listeners)["TagDescriptions"]
-                                         if balancers + groups + listeners else [])
-              if {"Key": "lab.name", "Value": lab} in d["Tags"]}
-    found["load_balancers"] = [a for a in balancers if a in tagged]
-    found["target_groups"] = [a for a in groups if a in tagged]
-    found["listeners"] = [a for a in listeners if a in tagged]
-    return {kind: ids for kind, ids in found.items() if ids}
 
 
 def fail(client: Any, operation: str, code: str, times: int = 1_000_000, status: int = 400,
