@@ -29,6 +29,7 @@ EQUIVALENT = ROOT / "tests" / "mutation-equivalent.txt"
 GOALS = {"lab.release": 0.85, "lab.errors": 0.85, "lab.cli.base": 0.85}
 DEFAULT_GOAL = 0.75
 KILLED = {"killed", "timeout", "caught by type check"}
+NOT_RUN = "not checked"
 LINE = re.compile(r"^\s*(?P<name>[\w.ǁ]+__mutmut_\d+): (?P<status>.+)$")
 
 
@@ -70,21 +71,25 @@ def main() -> int:
             counts[module]["equivalent"] += 1
             continue
         counts[module]["killed" if status in KILLED else status] += 1
-        if status not in KILLED:
+        if status not in KILLED and status != NOT_RUN:
             survivors.append(f"{name}: {status}")
     (ROOT / "mutants").mkdir(exist_ok=True)
     (ROOT / "mutants" / "survivors.txt").write_text("".join(s + "\n" for s in survivors))
     print(f"{'module':<28} {'mutants':>7} {'killed':>7} {'survived':>8} {'no test':>7} "
-          f"{'equiv.':>6} {'score':>6} {'goal':>5}")
+          f"{'not run':>7} {'equiv.':>6} {'score':>6} {'goal':>5}")
     short = False
     for module, count in sorted(counts.items()):
-        scored = sum(count.values()) - count["equivalent"]
+        # A mutant not run yet (a run cut short, or one asked for by name) is no verdict:
+        # scored over those that ran, and shown, so a partial score reads as one.
+        scored = sum(count.values()) - count["equivalent"] - count[NOT_RUN]
         score = count["killed"] / scored if scored else 1.0
         goal = GOALS.get(module, DEFAULT_GOAL)
-        short |= score < goal
+        short |= score < goal or count[NOT_RUN] > 0
         print(f"{module:<28} {scored:>7} {count['killed']:>7} {count['survived']:>8} "
-              f"{count['no tests']:>7} {count['equivalent']:>6} {score:>6.0%} {goal:>5.0%}"
-              + ("" if score >= goal else "  below goal"))
+              f"{count['no tests']:>7} {count[NOT_RUN]:>7} {count['equivalent']:>6} "
+              f"{score:>6.0%} {goal:>5.0%}"
+              + ("" if score >= goal else "  below goal")
+              + (f"  partial: {count[NOT_RUN]} not run" if count[NOT_RUN] else ""))
     print(f"survivors: mutants/survivors.txt ({len(survivors)}); `mutmut show NAME` shows one")
     return 1 if short else 0
 
