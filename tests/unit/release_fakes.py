@@ -143,8 +143,11 @@ class FakeTarget(Target):
         return removed
 
     def wait_ready(self, servers: list[ServerRecord], on_event: Listener = ignore) -> None:
-        """Fake servers are ready when made; who was waited for is noted."""
-        self.world.waited.extend(s.name for s in servers)
+        """Fake servers are ready when made; who was waited for is noted, and said, as the
+        real wait says it."""
+        for server in servers:
+            self.world.waited.append(server.name)
+            on_event(Event("ready", f"{server.name} ready", server.name))
 
     def remove_images(self) -> list[str]:
         removed, self.world.images = sorted(self.world.images), set()

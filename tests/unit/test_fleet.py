@@ -56,6 +56,7 @@ def test_up_makes_every_role_then_nothing_more(fleet: Fleet, world: World,
     assert {s.stage for s in made} == {Stage.READY}
     assert said(events, "create") == ["creating 3 server(s) on fake"]
     assert sorted(world.waited) == ["db-1", "web-1", "web-2"]
+    assert sorted(said(events, "ready")) == ["db-1 ready", "web-1 ready", "web-2 ready"]
 
     world.calls.clear()
     again = fleet.up()
