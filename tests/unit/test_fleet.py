@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import release_fakes
+import yaml
 from release_fakes import World
 
 import lab.fleet
@@ -121,6 +122,42 @@ def test_destroying_servers_closes_their_shared_connections_only(
     fleet.destroy_servers(["web-1"])
 
     assert closed == ["web-1"]
+
+
+def test_the_inventory_names_running_servers_only_with_the_balancers_variables(
+        world: World, tmp_path: Path) -> None:
+    (tmp_path / "lab.yml").write_text(
+        LAB_YML + "balancer: {kind: haproxy, routes_to: web, listen: 8080}\n")
+    with Fleet(load_config(tmp_path / "lab.yml")) as fleet:
+        fleet.up()
+        world.kill("web-1")()
+        fleet.reconcile()
+        world.servers["web-9"] = ServerRecord("web-9", "web", "fake", liveness=Liveness.CREATING)
+        fleet.reconcile()
+
+        fleet.write_inventory()
+
+    groups = yaml.safe_load((tmp_path / ".lab" / "inventory.yml").read_text())["all"]["children"]
+    assert {role: sorted(group["hosts"]) for role, group in groups.items()} == {
+        "db": ["db-1"], "lb": ["lb-1"], "web": ["web-2"]}
+    assert groups["lb"]["vars"]["lab_backend_role"] == "web"
+
+
+def test_a_server_not_found_names_those_there_are(fleet: Fleet) -> None:
+    with pytest.raises(UsageError, match=r"^no server 'web-1' in lab fl \(servers: none; run "
+                                         r"`lab up`\)$"):
+        fleet.find("web-1")
+    fleet.up(["db"])
+    with pytest.raises(UsageError, match=r"\(servers: db-1\)$"):
+        fleet.find("web-1")
+
+
+def test_a_stage_reached_is_logged_with_no_detail_unless_given(fleet: Fleet) -> None:
+    fleet.up(["db"])
+    fleet.mark(["db-1"], Stage.PROVISIONED, "site.yml")
+
+    logged = [(e["kind"], e["detail"]) for e in fleet.state.events("db-1")]
+    assert logged[-2:] == [("ready", ""), ("provisioned", "site.yml")]
 
 
 def test_up_keeps_the_newest_generation_and_replaces_within_it(fleet: Fleet,
