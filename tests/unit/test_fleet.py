@@ -143,6 +143,22 @@ def test_the_inventory_names_running_servers_only_with_the_balancers_variables(
     assert groups["lb"]["vars"]["lab_backend_role"] == "web"
 
 
+def test_servers_being_created_are_in_state_with_their_generation_and_image(
+        fleet: Fleet, world: World) -> None:
+    """What `lab status` shows while a target creates (an EC2 instance takes a minute)."""
+    fleet.up(["web"])
+    seen: list[tuple[str, int, str]] = []
+    world.when("target.create", lambda: seen.extend(
+        (s.name, s.generation, s.image) for s in fleet.state.servers() if s.generation == 2),
+        nth=2)
+
+    fleet.add_generation("web", image="lab/fl-web:v2")
+
+    assert seen == [("web-3", 2, "lab/fl-web:v2"), ("web-4", 2, "lab/fl-web:v2")]
+    assert [(e["server"], e["detail"]) for e in fleet.state.events()
+            if e["kind"] == "named"][-2:] == [("web-3", "3"), ("web-4", "4")]
+
+
 def test_a_server_not_found_names_those_there_are(fleet: Fleet) -> None:
     with pytest.raises(UsageError, match=r"^no server 'web-1' in lab fl \(servers: none; run "
                                          r"`lab up`\)$"):
