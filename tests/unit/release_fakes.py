@@ -118,11 +118,16 @@ class FakeTarget(Target):
         self.world.record("target.create", *(s.name for s in specs))
         made = []
         for spec in specs:
+            # Published as the real targets publish: a port of the fake's choosing, or the
+            # one the balancer fixed (HAProxy's listen port).
+            ports = {port: 32000 + 10 * len(self.world.servers) + n
+                     for n, port in enumerate(spec.ports)} | spec.fixed_ports
             record = ServerRecord(spec.name, spec.role, self.name, address=f"10.9.0.{len(made)}",
                                   image=spec.image, generation=spec.generation,
-                                  liveness=Liveness.RUNNING)
+                                  liveness=Liveness.RUNNING, ports=ports)
             self.world.servers[spec.name] = record
             made.append(record)
+            on_event(Event("created", f"{spec.name} created", spec.name))
         return made
 
     def list(self) -> list[ServerRecord]:

@@ -58,6 +58,8 @@ def test_up_makes_every_role_then_nothing_more(fleet: Fleet, world: World,
     assert said(events, "create") == ["creating 3 server(s) on fake"]
     assert sorted(world.waited) == ["db-1", "web-1", "web-2"]
     assert sorted(said(events, "ready")) == ["db-1 ready", "web-1 ready", "web-2 ready"]
+    assert sorted(said(events, "created")) == ["db-1 created", "web-1 created", "web-2 created"]
+    assert fleet.key.public_text.endswith(" lab-fl")  # whose key it is, in authorized_keys
 
     world.calls.clear()
     again = fleet.up()
@@ -157,6 +159,28 @@ def test_servers_being_created_are_in_state_with_their_generation_and_image(
     assert seen == [("web-3", 2, "lab/fl-web:v2"), ("web-4", 2, "lab/fl-web:v2")]
     assert [(e["server"], e["detail"]) for e in fleet.state.events()
             if e["kind"] == "named"][-2:] == [("web-3", "3"), ("web-4", "4")]
+
+
+def test_servers_publish_their_roles_ports_and_the_balancers_listen_port(
+        world: World, tmp_path: Path) -> None:
+    (tmp_path / "lab.yml").write_text(
+        "name: fl\ntarget: fake\nservers:\n  web: {count: 1, ports: [80, 443]}\n"
+        "balancer: {kind: haproxy, routes_to: web, listen: 8080}\n")
+    with Fleet(load_config(tmp_path / "lab.yml")) as fleet:
+        servers = {s.name: s for s in fleet.up()}
+
+    assert sorted(servers["web-1"].ports) == [80, 443]
+    assert servers["lb-1"].ports[80] == 8080
+
+
+def test_reconcile_keeps_when_lab_made_a_server(fleet: Fleet, world: World) -> None:
+    fleet.up(["db"])
+    made = fleet.find("db-1").created
+    world.servers["db-1"].created = made + 3600  # a target that tells another time
+
+    [server] = [s for s in fleet.reconcile() if s.name == "db-1"]
+
+    assert server.created == made == fleet.find("db-1").created
 
 
 def test_a_server_not_found_names_those_there_are(fleet: Fleet) -> None:
