@@ -126,15 +126,26 @@ class AlbStandIn:
         self._turn = itertools.count()
         stand_in = self
 
+        def healthy(group: str) -> list[str]:
+            from botocore.exceptions import ClientError
+
+            try:
+                return sorted(n for n, state in stand_in.balancer._health(group).items()
+                              if state == "healthy")
+            except ClientError as exc:
+                # Retired between the two reads: lab takes a group out of the listener before
+                # deleting it, so an ALB would no longer send it anything.
+                if "TargetGroupNotFound" in str(exc):
+                    return []
+                raise
+
         def table() -> list[tuple[int, list[str]]]:
             with stand_in._lock:
                 if time.monotonic() - stand_in._read_at > 0.2:
                     stand_in.balancer._group_cache = None  # the release makes groups
                     weights = stand_in.balancer._weights()
-                    stand_in._table = [(weights.get(group, 0), sorted(
-                        n for n, state in stand_in.balancer._health(group).items()
-                        if state == "healthy"))
-                        for group in stand_in.balancer._groups().values()]
+                    stand_in._table = [(weights.get(group, 0), healthy(group))
+                                       for group in stand_in.balancer._groups().values()]
                     stand_in._read_at = time.monotonic()
                 return stand_in._table
 

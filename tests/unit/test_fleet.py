@@ -200,14 +200,15 @@ def test_a_stage_reached_is_logged_with_no_detail_unless_given(fleet: Fleet) -> 
     assert logged[-2:] == [("ready", ""), ("provisioned", "site.yml")]
 
 
-def test_up_keeps_the_newest_generation_and_replaces_within_it(fleet: Fleet,
-                                                               world: World) -> None:
+def test_up_keeps_the_newest_generation_and_replaces_within_it(
+        fleet: Fleet, world: World, events: list[Event]) -> None:
     """After a release, `lab up` counts the new generation, and replaces its dead in it."""
     for name, generation in [("web-3", 2), ("web-4", 2)]:
         world.servers[name] = ServerRecord(name, "web", "fake", generation=generation,
                                            liveness=Liveness.RUNNING)
     fleet.up(["web"])  # adopts web-3 and web-4, and waits for them
     assert sorted(world.waited) == ["web-3", "web-4"]
+    assert sorted(said(events, "ready")) == ["web-3 ready", "web-4 ready"]
     world.kill("web-4")()
     world.calls.clear()
 
