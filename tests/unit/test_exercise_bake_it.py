@@ -63,6 +63,7 @@ def test_ready_seconds_counts_what_makes_the_servers_ready_not_the_canary_steps(
     image = {"phases": {"create": 3.0, "verify + join": 2.0, "canary 50%": 2.1}}
     assert ready_seconds(scratch) == 20.1 and ready_seconds(image) == 5.0
     assert ready_seconds({"phases": {"create": 3.0, "provision": 1.0}}) is None  # cut short
+    assert ready_seconds({"outcome": "rolled back"}) is None  # a report from before phases
 
 
 def test_a_balancers_port_is_filled_in_and_kept_by_solve(tmp_path: Path,

@@ -89,6 +89,12 @@ def test_the_timeline_tells_the_release_in_order_on_one_clock(cycle: Cycle) -> N
     times = [m["t"] for m in report.timeline["events"]]
     assert times == sorted(times) and times[0] >= 0
     assert report.timeline["format"] == 1 and report.timeline["seconds"]
+    events = report.timeline["events"]
+    assert [m["percent"] for m in events if m["kind"] in ("step", "gate") and "%" in m["label"]
+            ] == [10, 10, 50, 50, 100, 100]
+    assert next(m for m in events if m["kind"] == "destroyed")["detail"] == ", ".join(OLD)
+    # The canary's own counts, per second, from the balancer's readings at each step.
+    assert sum(second["canary_requests"] for second in report.timeline["seconds"]) > 0
 
 
 def test_a_balancer_that_cannot_count_failures_gates_on_users_alone(cycle: Cycle) -> None:
@@ -175,6 +181,7 @@ def test_new_members_own_failures_at_a_step_roll_back(cycle: Cycle) -> None:
     refused = next(m for m in timeline if m["kind"] == "gate" and not m["ok"])
     rollback = next(m for m in timeline if m["kind"] == "rollback")
     assert refused["label"] == "50%" and refused["detail"].startswith("at 50%: the new gen")
+    assert refused["percent"] == 50
     assert refused["t"] <= rollback["t"] and rollback["detail"] == refused["detail"]
 
 
