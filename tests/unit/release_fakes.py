@@ -369,6 +369,14 @@ class Cycle:
         drawn = chart(saved)
         assert drawn is not None and drawn.rollback is not None
         assert drawn.rollback[1] == saved["reason"]
+        # And its timeline: the rollback with its reason, then the new servers thrown away.
+        events = saved["timeline"]["events"]
+        assert [(m["label"], m.get("detail")) for m in events if m["kind"] == "rollback"] == [
+            ("rollback", saved["reason"])]
+        [destroyed] = [m for m in events if m["kind"] == "destroyed"]
+        assert destroyed["label"] == "new generation"
+        assert set(saved["new"]) <= set(destroyed.get("detail", "").split(", ")) - set(
+            self.world.servers)
         rollback = self.messages("rollback")
         assert rollback[0] == f"rolling back: {saved['reason']}", rollback
         assert rollback[-1] == "rolled back: the old generation serves all traffic", rollback

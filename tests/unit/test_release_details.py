@@ -290,6 +290,8 @@ def test_lab_history_shows_a_release_interrupted_mid_step(
     # Never judged, so never "passed": the step says it was cut short, with what it saw.
     assert [(s["percent"], s["gate"]) for s in saved["steps"]] == [(10, "cut short")]
     assert "requests" in saved["steps"][0]["window"]
+    # What it saw is the step's own traffic, counted from when the step began.
+    assert None not in cycle.world.windows
     print_release(saved)
     assert "rolled-back" in capsys.readouterr().out
 
