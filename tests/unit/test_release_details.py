@@ -7,6 +7,8 @@ test_release_cycle.py walks the phases; these pin down what a user reads and rel
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -483,3 +485,12 @@ def test_a_gate_that_hangs_does_not_keep_lab_from_exiting() -> None:
     done = subprocess.run([sys.executable, "-c", hang], capture_output=True, text=True,
                           timeout=60)
     assert (done.returncode, done.stdout) == (0, "exiting\n")
+
+
+def test_a_gate_still_running_in_the_background_never_keeps_lab_from_exiting() -> None:
+    """The tests under traffic run beside a step: after Ctrl-C, lab exits (130) without
+    waiting for them (a test run can take minutes)."""
+    never = ("import threading\nfrom lab.release import _Background\n"
+             "_Background(threading.Event().wait)\n")
+    done = subprocess.run([sys.executable, "-c", never], timeout=60, check=False)
+    assert done.returncode == 0
