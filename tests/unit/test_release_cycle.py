@@ -93,6 +93,7 @@ def test_the_timeline_tells_the_release_in_order_on_one_clock(cycle: Cycle) -> N
     assert [m["percent"] for m in events if m["kind"] in ("step", "gate") and "%" in m["label"]
             ] == [10, 10, 50, 50, 100, 100]
     assert next(m for m in events if m["kind"] == "destroyed")["detail"] == ", ".join(OLD)
+    assert next(m for m in events if m["kind"] == "created")["detail"] == ", ".join(NEW)
     assert not [m for m in events if m["kind"] == "gate" and "detail" in m]  # all passed
     # The canary's own counts, per second, from the balancer's readings at each step.
     assert sum(second["canary_requests"] for second in report.timeline["seconds"]) > 0
