@@ -71,6 +71,7 @@ class World:
     give_up: threading.Event | None = None  # what wait_healthy was told to stop on
     retire_timeouts: dict[str, float] = field(default_factory=dict)
     windows: list[float | None] = field(default_factory=list)  # each probe window's `since`
+    ends: list[float | None] = field(default_factory=list)  # ... and its `until`
     checked: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -259,6 +260,7 @@ class FakeProbe:
     def window(self, since: float, until: float | None = None) -> Window:
         self.world.record("probe.window", log=False)
         self.world.windows.append(since)
+        self.world.ends.append(until)
         errors = self.world.user_errors
         return Window(seconds=3.0, requests=40, errors=errors, p50_ms=2.54, p99_ms=5.06,
                       versions={"v2": 40 - errors})

@@ -64,6 +64,8 @@ def test_report_keeps_its_shape(cycle: Cycle) -> None:
     assert list(data["steps"][0]) == ["percent", "window", "gate", "canary"]
     assert data["steps"][0]["canary"]["failed"] == 0 < data["steps"][0]["canary"]["requests"]
     assert data["vars"] == {"version": "v2"} and data["traffic"]["requests"] == 40
+    # The traffic's totals and the timeline's seconds end at the same instant: the probe's stop.
+    assert cycle.world.ends[-2] == cycle.world.ends[-1] is not None
 
 
 def moments(report: ReleaseReport) -> list[tuple[str, str, object]]:

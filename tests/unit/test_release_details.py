@@ -492,5 +492,7 @@ def test_a_gate_still_running_in_the_background_never_keeps_lab_from_exiting() -
     waiting for them (a test run can take minutes)."""
     never = ("import threading\nfrom lab.release import _Background\n"
              "_Background(threading.Event().wait)\n")
-    done = subprocess.run([sys.executable, "-c", never], timeout=60, check=False)
+    # Run where this test's lab is (under mutmut, its mutated copy).
+    done = subprocess.run([sys.executable, "-c", never], timeout=60, check=False,
+                          cwd=Path(lab.release.__file__).parents[1])
     assert done.returncode == 0
