@@ -490,6 +490,9 @@ def test_a_gate_that_hangs_does_not_keep_lab_from_exiting() -> None:
 def test_a_gate_still_running_in_the_background_never_keeps_lab_from_exiting() -> None:
     """The tests under traffic run beside a step: after Ctrl-C, lab exits (130) without
     waiting for them (a test run can take minutes)."""
+    quick = lab.release._Background(lambda: None)  # here, a gate that ends is waited for
+    quick.wait()
+    assert quick.done
     never = ("import threading\nfrom lab.release import _Background\n"
              "_Background(threading.Event().wait)\n")
     # Run where this test's lab is (under mutmut, its mutated copy).
