@@ -80,6 +80,34 @@ def joined_generation(lab: LabConfig, fleet: Fleet, balancer: ALB) -> list[str]:
     return [s.name for s in servers]
 
 
+def own_vpc() -> tuple[str, list[str]]:
+    """A VPC other than the default one, with a subnet in each of two zones."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    return vpc, [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
+                                   AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+                 for i, zone in enumerate("ab")]
+
+
+def next_alb_clients(monkeypatch: pytest.MonkeyPatch, prepare: Callable[[Clients], Any]) -> None:
+    """The clients lab.balancers.alb makes next are handed to ``prepare`` first."""
+    real = alb.clients
+
+    def clients(region: str | None) -> Clients:
+        made = real(region)
+        prepare(made)
+        monkeypatch.setattr(alb, "clients", real)
+        return made
+
+    monkeypatch.setattr(alb, "clients", clients)
+
+
+def refusing_once(monkeypatch: pytest.MonkeyPatch, operation: str) -> None:
+    """The next ``operation`` the ALB code sends is refused (ValidationError)."""
+    next_alb_clients(monkeypatch, lambda made: fail(made.elbv2, operation, "ValidationError",
+                                                    times=1))
+
+
 def weights(balancer: ALB) -> dict[int, int]:
     """The listener's weight per generation, read back from AWS."""
     by_arn = {arn: generation for generation, arn in balancer._groups().items()}
@@ -550,18 +578,10 @@ def test_the_alb_is_found_in_the_region_of_lab_yml_and_errors_name_it(
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         balancer = open_balancer(config, fleet.live(), fleet.key)
         assert isinstance(balancer, ALB) and balancer.aws.region == REGION
-        real = alb.clients
-
-        def refusing(region: str | None) -> Clients:
-            made = real(region)
-            fail(made.elbv2, "DescribeLoadBalancers", "ValidationError")
-            return made
-
-        monkeypatch.setattr(alb, "clients", refusing)
+        refusing_once(monkeypatch, "DescribeLoadBalancers")
         with pytest.raises(TargetError, match=r"^AWS in eu-west-1: DescribeLoadBalancers "
                                               r"failed: ValidationError: "):
             open_balancer(config, fleet.live(), fleet.key)
-        monkeypatch.setattr(alb, "clients", real)
         fleet.destroy()
     assert leftovers("t") == {}
 
@@ -661,34 +681,6 @@ def test_the_target_groups_live_in_the_vpc_of_lab_yml_s_subnet(
         assert {zone["SubnetId"] for zone in found["AvailabilityZones"]} <= set(subnets)
         fleet.destroy()
     assert leftovers("t") == {}
-
-
-def own_vpc() -> tuple[str, list[str]]:
-    """A VPC other than the default one, with a subnet in each of two zones."""
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
-    return vpc, [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
-                                   AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
-                 for i, zone in enumerate("ab")]
-
-
-def next_alb_clients(monkeypatch: pytest.MonkeyPatch, prepare: Callable[[Clients], Any]) -> None:
-    """The clients lab.balancers.alb makes next are handed to ``prepare`` first."""
-    real = alb.clients
-
-    def clients(region: str | None) -> Clients:
-        made = real(region)
-        prepare(made)
-        monkeypatch.setattr(alb, "clients", real)
-        return made
-
-    monkeypatch.setattr(alb, "clients", clients)
-
-
-def refusing_once(monkeypatch: pytest.MonkeyPatch, operation: str) -> None:
-    """The next ``operation`` the ALB code sends is refused (ValidationError)."""
-    next_alb_clients(monkeypatch, lambda made: fail(made.elbv2, operation, "ValidationError",
-                                                    times=1))
 
 
 def test_up_waits_for_its_own_load_balancer_only(lab: LabConfig,
