@@ -103,6 +103,11 @@ def shown_status(liveness: Liveness, stage: Stage) -> str:
     return stage.value
 
 
+def is_loopback(host: str) -> bool:
+    """An address on this machine: 127.0.0.0/8, ::1 or localhost."""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 @dataclass
 class ServerRecord:
     """One server as lab last saw it, reached where its target says: SSH on ``ssh_host``:
@@ -145,7 +150,7 @@ class ServerRecord:
     @property
     def nearby(self) -> bool:
         """Reached over loopback: on this machine (docker, vagrant), not across a network."""
-        return self.ssh_host in ("localhost", "::1") or self.ssh_host.startswith("127.")
+        return is_loopback(self.ssh_host)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as stored (``ServerRecord(**record.to_dict())`` makes it again)."""

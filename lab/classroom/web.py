@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
-import re
 import secrets
 import socket
 import sqlite3
@@ -45,6 +44,7 @@ from lab.classroom.store import ClassStore, LiveGrid, Report, open_store
 from lab.config import describe
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
+from lab.state import is_loopback
 
 MAX_BODY = 64 * 1024  # a report is a few KB; anything near this is not one
 PAGE_FILES = {"/": ("page.html", "text/html"), "/page.js": ("page.js", "text/javascript"),
@@ -244,10 +244,6 @@ def _not_an_object(exc: ValidationError) -> bool:
 
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or bool(re.match(r"^127\.", host))
 
 
 def serve(classroom: Classroom, host: str, port: int, on_event: Listener = ignore) -> None:

@@ -179,8 +179,8 @@ def serve(
     Example:  lab class serve ~/workshop --host 0.0.0.0 --port 8760
     """
     from lab.classroom.config import load_class
-    from lab.classroom.web import is_loopback
     from lab.classroom.web import serve as run
+    from lab.state import is_loopback
 
     classroom = load_class(directory)
     host = host or classroom.spec.serve.host
