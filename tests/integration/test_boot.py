@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from collections.abc import Callable, Iterator
 
 import docker
@@ -82,16 +81,15 @@ def test_servers_boot_in_the_mode_chosen_for_this_engine(
 def test_a_server_whose_init_gives_up_is_reported_at_once_with_its_console(
         make_lab: MakeLab, docker_client: docker.DockerClient, broken_images: dict) -> None:
     lab = lab_on(make_lab, broken_images["init-gives-up"])
-    started = time.monotonic()
     result = lab.run("up", check=False)
-    took = time.monotonic() - started
     assert result.returncode == 1, result.stderr
+    # Said only while lab is still waiting for the server (once its container has stopped),
+    # never after the boot timeout, which says "not ready after": reported at once.
     assert "web-1: did not boot: its container exited with status 3" in result.stderr
     assert "console (last 1 lines):" in result.stderr
     assert "lab-test: this init gives up" in result.stderr
     assert f"engine: {engine_facts(docker_client).describe()}" in result.stderr
     assert "Traceback" not in result.stderr
-    assert took < 60, f"reported after {took:.0f} s: it waited for a timeout"
     assert lab.containers() == []  # what `lab up` made is gone again
 
 
