@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from awslab import CIDR, REGION, fail, lab_config, leftovers
+from awslab import CIDR, REGION, fail, key_for, lab_config, leftovers
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
 from lab.aws.api import Clients
@@ -25,6 +25,7 @@ from lab.fleet import Fleet
 from lab.probe import Window
 from lab.release import Checks, ReleaseFailed, release
 from lab.targets.aws import AwsTarget
+from lab.targets.base import ServerSpec
 
 Listener = Any
 
@@ -623,6 +624,31 @@ def test_up_again_puts_a_newer_generation_behind_the_listener(lab: LabConfig) ->
         assert weights(balancer) == {1: 0, 2: 0, 3: 100}
         fleet.destroy()
     assert leftovers("t") == {}
+
+
+def test_another_labs_servers_of_the_same_names_never_join_its_alb(
+        lab: LabConfig, aws_env: str, tmp_path: Path) -> None:
+    """Labs share an account and their servers' names: the ALB registers the instances of
+    its own lab, found by the lab's name tag, also when another lab's were made since."""
+    other = lab_config(tmp_path / "other", aws_env, name="tt")
+    theirs = AwsTarget(other, key_for(other))
+    with Fleet(lab) as fleet:
+        fleet.up()
+        balancer = alb_of(lab, fleet)
+        servers = fleet.add_generation("web")
+        theirs.create([ServerSpec(s.name, "web", 1, s.image, ports=[80]) for s in servers])
+        balancer.join(servers, lab.health_of("web"))
+        ec2, elb = (boto3.client(service, region_name=REGION) for service in ("ec2", "elbv2"))
+        ours = {i["InstanceId"] for r in ec2.describe_instances(Filters=[
+            {"Name": "tag:lab.name", "Values": ["t"]}])["Reservations"] for i in r["Instances"]}
+        registered = {d["Target"]["Id"] for g in elb.describe_target_groups()["TargetGroups"]
+                      for d in elb.describe_target_health(
+                          TargetGroupArn=g["TargetGroupArn"])["TargetHealthDescriptions"]}
+        assert len(ours) == 4 and registered == ours
+        assert sorted(balancer.members()) == ["web-1", "web-2", "web-3", "web-4"]
+        fleet.destroy()
+    assert sorted(theirs.destroy()) == ["web-3", "web-4"]
+    assert leftovers("t") == {} and leftovers("tt") == {}
 
 
 def test_only_the_balanced_role_goes_behind_the_alb(aws_env: str, tmp_path: Path,

@@ -57,6 +57,30 @@ def test_create_makes_tagged_instances_reached_on_their_public_address(
     assert leftovers("t") == {}
 
 
+def test_two_labs_in_one_account_each_list_and_destroy_only_their_own(
+        aws_env: str, tmp_path: Path) -> None:
+    """Labs share an account and their servers' names; only the lab's name tag tells them
+    apart. One named like the start of the other lists and destroys nothing of the other's,
+    by server name or whole."""
+    ours, theirs = (AwsTarget(config, key_for(config)) for config in (
+        lab_config(tmp_path / "a", aws_env, name="t"),
+        lab_config(tmp_path / "b", aws_env, name="tt")))
+    ours.create(specs(2))
+    theirs.create(specs(2))
+    theirs_made = leftovers("tt")
+    assert set(theirs_made) == {"instances", "volumes", "key_pairs", "launch_templates",
+                                "security_groups"}
+    assert sorted(r.name for r in ours.list()) == ["web-1", "web-2"]
+    assert ours.destroy(["web-1"]) == ["web-1"]
+    assert ours.alive(["web-1", "web-2"]) == {"web-2"}
+    assert theirs.alive(["web-1", "web-2"]) == {"web-1", "web-2"}
+    assert ours.destroy() == ["web-2"]
+    assert leftovers("t") == {}
+    assert leftovers("tt") == theirs_made
+    assert sorted(theirs.destroy()) == ["web-1", "web-2"]
+    assert leftovers("tt") == {}
+
+
 def test_the_key_is_imported_and_ssh_is_open_to_the_cidr_only(target: AwsTarget) -> None:
     target.create(specs(1))
     ec2 = boto3.client("ec2", region_name=REGION)
