@@ -4,14 +4,18 @@ destroy (with or without state), a failed or interrupted create, and sweep leave
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import shutil
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
-from awslab import CIDR, REGION, key_for, lab_config, leftovers
+from awslab import CIDR, REGION, fail, key_for, lab_config, leftovers
 
 from lab.aws import api, resources
 from lab.errors import ExitStatus, LabError
@@ -133,6 +137,59 @@ def test_an_interrupted_create_removes_what_it_made(target: AwsTarget,
     assert leftovers("t") == {}
 
 
+def test_an_interrupted_create_leaves_the_servers_already_there(
+        target: AwsTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while adding servers to a running lab: the ones this call launched go, and
+    nothing else of the lab; the clean-up is shown as it goes."""
+    target.create(specs(1))
+    launched, calls = AwsTarget._run, []
+
+    def run_then_interrupt(self: AwsTarget, *args: object) -> str:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return launched(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AwsTarget, "_run", run_then_interrupt)
+    events: list = []
+    with pytest.raises(KeyboardInterrupt):
+        target.create(specs(2, start=2), events.append)
+    assert target.alive(["web-1", "web-2", "web-3"]) == {"web-1"}
+    assert [(e.kind, e.message) for e in events if e.kind.startswith("destroy")] == [
+        ("destroy", "removing what this command made on AWS"),
+        ("destroyed", "1 instance(s) terminated")]
+    target.destroy()
+    assert leftovers("t") == {}
+
+
+def test_destroy_names_each_server_an_unnamed_one_by_its_id_and_stopped_ones_too(
+        target: AwsTarget) -> None:
+    target.create(specs(2))
+    ec2 = boto3.client("ec2", region_name=REGION)
+    web2 = ec2.describe_instances(Filters=[{"Name": "tag:lab.server", "Values": ["web-2"]}])[
+        "Reservations"][0]["Instances"][0]
+    ec2.stop_instances(InstanceIds=[web2["InstanceId"]])
+    assert target.alive(["web-1", "web-2"]) == {"web-1"}  # stopped: not alive, still there
+    unnamed = ec2.run_instances(
+        ImageId=web2["ImageId"], MinCount=1, MaxCount=1, TagSpecifications=[{
+            "ResourceType": "instance", "Tags": [{"Key": "lab.name", "Value": "t"}]}])[
+        "Instances"][0]["InstanceId"]
+    events: list = []
+    assert sorted(target.destroy(on_event=events.append)) == sorted(["web-1", "web-2", unnamed])
+    terminated = {(e.message, e.subject) for e in events if e.kind == "destroyed"
+                  and e.message.endswith(" terminated") and e.subject}
+    assert terminated == {(f"{n} terminated", n) for n in ("web-1", "web-2", unnamed)}
+    assert leftovers("t") == {}
+
+
+def test_what_aws_refuses_in_list_alive_or_destroy_names_the_region(target: AwsTarget) -> None:
+    fail(target.aws.ec2, "DescribeInstances", "UnauthorizedOperation")
+    for call in (target.list, lambda: target.alive(["web-1"]), target.destroy,
+                 lambda: target.destroy(["web-1"])):
+        with pytest.raises(LabError, match="in eu-west-1"):
+            call()
+
+
 def test_a_killed_up_is_destroyed_by_tag_without_state(aws_env: str, tmp_path: Path) -> None:
     """`lab up` killed outright (no clean-up ran) and .lab deleted: `lab destroy` still
     finds every resource by tag."""
@@ -211,6 +268,80 @@ def test_sweep_removes_only_what_has_expired(aws_env: str, tmp_path: Path) -> No
     assert leftovers("short") == {} and "instances" in leftovers("long")
     resources.sweep(None, now=later + timedelta(hours=7))  # AWS_REGION's
     assert leftovers("long") == {}
+
+
+class VirtualTime:
+    """lab.aws.resources' clock, virtual: a retried deletion gives up at once, not in 300 s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_sweep_says_what_expired_what_it_removes_and_what_is_still_there(
+        aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = lab_config(tmp_path, aws_env, name="short", lifetime="1h")
+    AwsTarget(config, key_for(config)).create(specs(1))
+    events: list = []
+    resources.sweep(REGION, on_event=events.append)
+    assert [(e.kind, e.message) for e in events] == [
+        ("destroy", "eu-west-1: nothing lab made has expired")]
+    monkeypatch.setattr(resources, "time", VirtualTime())
+    real = resources.clients
+
+    def refusing(region: str | None) -> api.Clients:  # AWS keeps the group "in use"
+        made = real(region)
+        fail(made.ec2, "DeleteSecurityGroup", "DependencyViolation")
+        return made
+
+    monkeypatch.setattr(resources, "clients", refusing)
+    events.clear()
+    found = resources.sweep(REGION, now=datetime.now(UTC) + timedelta(hours=2),
+                            on_event=events.append)
+    group = found.security_groups[0]
+    assert [(e.kind, e.message) for e in events] == [
+        ("destroy", "eu-west-1: removing expired 1 instances, 1 launch templates, "
+                    "1 security groups, 1 key pairs"),
+        ("destroyed", "1 instance(s) terminated"),
+        ("warning", f"still there: security groups {group}")]
+    assert leftovers("short") == {"security_groups": [group]}
+    monkeypatch.setattr(resources, "clients", real)
+    resources.sweep(REGION, now=datetime.now(UTC) + timedelta(hours=2))
+    assert leftovers("short") == {}
+
+
+@contextlib.contextmanager
+def local_time_zone(zone: str) -> Iterator[None]:
+    """This process's local time in ``zone`` for a while (``TZ``, read by ``time.tzset``)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_an_expired_lab_is_swept_at_its_expiry_not_before(aws_env: str, tmp_path: Path) -> None:
+    config = lab_config(tmp_path, aws_env, name="short", lifetime="1h")
+    AwsTarget(config, key_for(config)).create(specs(1))
+    expires = api.tags_of(boto3.client("ec2", region_name=REGION).describe_instances()[
+        "Reservations"][0]["Instances"][0])["lab.expires"]
+    at = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    with local_time_zone("Etc/GMT-9"):  # nine hours ahead of UTC, where the clock is read
+        assert resources.sweep(REGION).empty  # lab.expires is UTC, and an hour away
+    assert resources.sweep(REGION, now=at).empty  # its last second is still its own
+    assert not resources.sweep(REGION, now=at + timedelta(seconds=1)).empty
+    assert leftovers("short") == {}
 
 
 def test_the_image_may_be_a_public_parameter(aws_env: str, tmp_path: Path) -> None:

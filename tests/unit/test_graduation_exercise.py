@@ -15,8 +15,11 @@ import yaml
 from awslab import REGION
 from typer.testing import CliRunner
 
+from lab.aws.resources import sweep_in_lab
 from lab.cli.main import app
+from lab.config import load_config
 from lab.errors import ConfigError
+from lab.events import Event
 from lab.exercises import find_exercise, load_exercise
 from lab.grader import check
 from lab.state import State
@@ -75,6 +78,9 @@ def test_a_sweep_in_a_lab_is_in_its_logbook_in_the_labs_region(
     assert (result.exit_code, result.stdout.strip()) == (0, "nothing lab made has expired")
     [swept] = [e for e in State(tmp_path / ".lab").events() if e["kind"] == "swept"]
     assert json.loads(swept["detail"]) == {"region": "us-east-2", "found": {}, "labs": []}
+    events: list[Event] = []  # what `lab aws sweep` shows as it goes
+    sweep_in_lab(load_config(tmp_path / "lab.yml"), on_event=events.append)
+    assert [e.message for e in events] == ["us-east-2: nothing lab made has expired"]
     assert runner.invoke(app, ["aws", "sweep", "--region", REGION]).exit_code == 0
     assert json.loads(State(tmp_path / ".lab").events()[-1]["detail"])["region"] == REGION
 
