@@ -16,13 +16,16 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from fakedocker import Engine
 
 from lab.config import LabConfig, load_config
 from lab.errors import ConfigError, PrerequisiteError, TargetError
+from lab.events import Event
 from lab.keys import ensure_keypair
 from lab.knownhosts import KnownHosts
 from lab.scaffold import example_dir, init_lab
 from lab.targets.base import ServerSpec
+from lab.targets.dockerengine import DockerEngine
 from lab.targets.registry import get_target
 from lab.targets.vagrant import DEFAULT_BOXES, VagrantTarget, parse_ssh_config, vagrant_failure
 
@@ -395,3 +398,63 @@ def test_without_vagrant_the_error_says_how_to_install_it(
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     with pytest.raises(PrerequisiteError, match="apt-get install --no-install-recommends"):
         target.create(SPECS)
+
+
+def docker_provider(target: VagrantTarget, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """``target`` as its docker provider sees it: machines.json as create wrote it, the
+    lab's containers in an in-memory engine (returned, to put containers in)."""
+    fake = Engine()
+    engine = DockerEngine(target.config.name, fake)  # type: ignore[arg-type]
+    monkeypatch.setattr(VagrantTarget, "engine", property(lambda self: engine))
+    target.provider = "docker"
+    return fake
+
+
+def test_the_docker_provider_joins_machines_with_their_containers_and_others_are_dead(
+        tmp_path: Path, fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = virtualbox_target(tmp_path)
+    target.create(SPECS)
+    fake = docker_provider(target, monkeypatch)
+    web = fake.add("demo", "web-1", labels={"lab.target": "vagrant"})
+    web.attrs = {"Config": {"Image": "lab/base"}, "NetworkSettings": {
+        "Networks": {"lab-demo": {"IPAddress": "172.30.0.9"}},
+        "Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32768"}]}}}
+    fake.add("demo", "lb-1")
+    fake.add("demo", "web-9", status="exited")  # an older run's: Vagrant knows nothing of it
+    fake.add("demo2", "web-1")  # another lab's
+    listed = json.loads(target.listing.read_text())["machines"]
+    machine = next(m for m in listed if m["name"] == "web-1")
+    records = {r.name: r for r in target.list()}
+    assert {n: r.status for n, r in records.items()} == {
+        "web-1": "running", "lb-1": "running", "web-9": "dead"}
+    web1 = records["web-1"]
+    # Where to reach it from the container as the engine shows it now; the rest from
+    # machines.json (SSH as Vagrant set it up, the box, when lab made it).
+    assert (web1.address, web1.ports) == ("172.30.0.9", {80: 32768})
+    assert (web1.target, web1.ssh_user, web1.ssh_key, web1.image, web1.created) == (
+        "vagrant", "vagrant", machine["ssh"]["key"], machine["image"], machine["created"])
+    assert records["web-9"].target == "vagrant"
+
+
+def test_the_docker_provider_removes_containers_vagrant_could_not_and_no_other_labs(
+        tmp_path: Path, fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = virtualbox_target(tmp_path)
+    target.create(SPECS)
+    fake = docker_provider(target, monkeypatch)
+    for server in ("web-1", "lb-1"):
+        fake.add("demo", server)
+    fake.add("demo", "web-9", status="exited")
+    fake.add("demo2", "web-1")
+    monkeypatch.setenv("FAKE_FAIL", "destroy")
+    events: list[Event] = []
+    assert target.destroy(["web-1"], events.append) == ["web-1"]
+    [warning, removed] = events
+    assert warning.kind == "warning" and warning.message.startswith(
+        "web-1: vagrant destroy failed") and warning.message.endswith(
+        "; removing its containers by label instead")
+    assert (removed.kind, removed.message, removed.subject) == (
+        "destroyed", "web-1 removed", "web-1")
+    assert sorted(b.name for b in fake.boxes) == ["demo-lb-1", "demo-web-9", "demo2-web-1"]
+    assert [m["name"] for m in json.loads(target.listing.read_text())["machines"]] == ["lb-1"]
+    assert target.destroy(None) == ["lb-1", "web-9"]
+    assert [b.name for b in fake.boxes] == ["demo2-web-1"]
