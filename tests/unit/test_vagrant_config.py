@@ -24,6 +24,7 @@ from lab.events import Event
 from lab.keys import ensure_keypair
 from lab.knownhosts import KnownHosts
 from lab.scaffold import example_dir, init_lab
+from lab.state import Liveness, ServerRecord
 from lab.targets.base import ServerSpec
 from lab.targets.dockerengine import DockerEngine
 from lab.targets.registry import get_target
@@ -241,7 +242,7 @@ elif verb == "ssh":
     print("10.0.2.15 192.168.56.7 ")
 elif verb == "status":
     states = json.loads(os.environ.get("FAKE_STATES", "{}"))
-    for name in names:
+    for name in [n for n in names if states.get(n) != "absent"]:  # absent: Vagrant knows none
         print(f"1,{name},provider-name,virtualbox")
         print(f"1,{name},state,{states.get(name, 'running')}")
 '''
@@ -351,6 +352,28 @@ def test_list_joins_vagrant_status_with_machines_json(
     assert [s.name for s in target.list()] == ["lb-1"]  # missing, as fleet will say
 
 
+def test_a_vm_is_listed_as_machines_json_and_vagrant_say(
+        tmp_path: Path, fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = virtualbox_target(tmp_path)
+    target.create(SPECS)
+    listing = json.loads(target.listing.read_text())
+    web = next(m for m in listing["machines"] if m["name"] == "web-1")
+    records = {r.name: r for r in target.list()}
+    assert records["web-1"] == ServerRecord(
+        name="web-1", role="web", generation=1, address="192.168.56.7", target="vagrant",
+        ssh_host="127.0.0.1", ssh_port=2200, ssh_user="vagrant", ssh_key=web["ssh"]["key"],
+        ports_host="127.0.0.1", ports={80: web["ports"][0]["host"]}, image=web["image"],
+        liveness=Liveness.RUNNING, created=web["created"])
+    assert (records["lb-1"].ports, records["lb-1"].ssh_port) == ({80: 18080}, 2201)
+    # A machine whose create was cut short (no SSH yet), and one Vagrant does not know.
+    del web["ssh"], web["address"]
+    target.listing.write_text(json.dumps(listing))
+    monkeypatch.setenv("FAKE_STATES", json.dumps({"lb-1": "absent"}))
+    [unfinished] = target.list()
+    assert (unfinished.name, unfinished.address, unfinished.ssh_host, unfinished.ssh_port,
+            unfinished.ssh_user, unfinished.ssh_key) == ("web-1", "", "127.0.0.1", 0, "vagrant", "")
+
+
 def test_one_vagrant_command_at_a_time(tmp_path: Path, fake_vagrant: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Vagrant 2.3 breaks under concurrent commands on the same machines, and a release
@@ -458,3 +481,15 @@ def test_the_docker_provider_removes_containers_vagrant_could_not_and_no_other_l
     assert [m["name"] for m in json.loads(target.listing.read_text())["machines"]] == ["lb-1"]
     assert target.destroy(None) == ["lb-1", "web-9"]
     assert [b.name for b in fake.boxes] == ["demo2-web-1"]
+
+
+def test_a_machines_json_that_is_not_json_says_what_to_do(
+        tmp_path: Path, fake_vagrant: Path) -> None:
+    target = virtualbox_target(tmp_path)
+    target.listing.parent.mkdir(parents=True, exist_ok=True)
+    target.listing.write_text('{"machines": [', encoding="utf-8")
+    with pytest.raises(TargetError) as caught:
+        target.list()
+    assert str(caught.value).startswith(f"{target.listing}: not valid JSON (")
+    assert str(caught.value).endswith(
+        "); lab writes this file, remove it and run `lab destroy`")
