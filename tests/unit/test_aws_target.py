@@ -334,13 +334,20 @@ def local_time_zone(zone: str) -> Iterator[None]:
 def test_an_expired_lab_is_swept_at_its_expiry_not_before(aws_env: str, tmp_path: Path) -> None:
     config = lab_config(tmp_path, aws_env, name="short", lifetime="1h")
     AwsTarget(config, key_for(config)).create(specs(1))
-    expires = api.tags_of(boto3.client("ec2", region_name=REGION).describe_instances()[
-        "Reservations"][0]["Instances"][0])["lab.expires"]
-    at = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    tagged = [{"Name": "tag:lab.name", "Values": ["short"]}]
+    made = ([i for r in ec2.describe_instances(Filters=tagged)["Reservations"]
+             for i in r["Instances"]] + ec2.describe_security_groups(Filters=tagged)[
+        "SecurityGroups"] + ec2.describe_key_pairs(Filters=tagged)["KeyPairs"]
+        + ec2.describe_launch_templates(Filters=tagged)["LaunchTemplates"])
+    # Each resource's expiry is the moment it was made, plus the lifetime.
+    expiries = sorted(datetime.strptime(api.tags_of(r)["lab.expires"], "%Y-%m-%dT%H:%M:%SZ")
+                      .replace(tzinfo=UTC) for r in made)
+    assert len(expiries) == 4
     with local_time_zone("Etc/GMT-9"):  # nine hours ahead of UTC, where the clock is read
         assert resources.sweep(REGION).empty  # lab.expires is UTC, and an hour away
-    assert resources.sweep(REGION, now=at).empty  # its last second is still its own
-    assert not resources.sweep(REGION, now=at + timedelta(seconds=1)).empty
+    assert resources.sweep(REGION, now=expiries[0]).empty  # its last second is still its own
+    assert not resources.sweep(REGION, now=expiries[-1] + timedelta(seconds=1)).empty
     assert leftovers("short") == {}
 
 
