@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,12 +17,14 @@ import boto3
 import pytest
 import yaml
 from awslab import CIDR, REGION, fail, key_for, lab_config, leftovers
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
 
 from lab.aws import api, resources
 from lab.errors import ExitStatus, LabError
 from lab.fleet import Fleet
 from lab.knownhosts import KnownHosts
-from lab.state import Liveness
+from lab.state import Liveness, State
 from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec
 
@@ -169,7 +172,10 @@ def test_destroy_names_each_server_an_unnamed_one_by_its_id_and_stopped_ones_too
     web2 = ec2.describe_instances(Filters=[{"Name": "tag:lab.server", "Values": ["web-2"]}])[
         "Reservations"][0]["Instances"][0]
     ec2.stop_instances(InstanceIds=[web2["InstanceId"]])
-    assert target.alive(["web-1", "web-2"]) == {"web-1"}  # stopped: not alive, still there
+    web1 = target._instance_ids(["web-1"])[0]
+    ec2_backends[DEFAULT_ACCOUNT_ID][REGION].get_instance(web1)._state.name = "pending"
+    # Still starting: alive; stopped: not alive, though still there.
+    assert target.alive(["web-1", "web-2"]) == {"web-1"}
     unnamed = ec2.run_instances(
         ImageId=web2["ImageId"], MinCount=1, MaxCount=1, TagSpecifications=[{
             "ResourceType": "instance", "Tags": [{"Key": "lab.name", "Value": "t"}]}])[
@@ -294,12 +300,16 @@ def test_sweep_says_what_expired_what_it_removes_and_what_is_still_there(
     monkeypatch.setattr(resources, "time", VirtualTime())
     real = resources.clients
 
-    def refusing(region: str | None) -> api.Clients:  # AWS keeps the group "in use"
-        made = real(region)
-        fail(made.ec2, "DeleteSecurityGroup", "DependencyViolation")
+    def refusing(operation: str, code: str) -> Callable[[str | None], api.Clients]:
+        def made(region: str | None) -> api.Clients:
+            clients = real(region)
+            fail(clients.ec2, operation, code)
+            return clients
         return made
 
-    monkeypatch.setattr(resources, "clients", refusing)
+    # AWS keeps the group "in use" (a load balancer's network interface, say)
+    monkeypatch.setattr(resources, "clients", refusing("DeleteSecurityGroup",
+                                                       "DependencyViolation"))
     events.clear()
     found = resources.sweep(REGION, now=datetime.now(UTC) + timedelta(hours=2),
                             on_event=events.append)
@@ -311,8 +321,16 @@ def test_sweep_says_what_expired_what_it_removes_and_what_is_still_there(
         ("warning", f"still there: security groups {group}")]
     assert leftovers("short") == {"security_groups": [group]}
     monkeypatch.setattr(resources, "clients", real)
-    resources.sweep(REGION, now=datetime.now(UTC) + timedelta(hours=2))
+    logbook = State(tmp_path / "logbook")
+    resources.sweep(REGION, now=datetime.now(UTC) + timedelta(hours=2), logbook=logbook)
+    [swept] = [e for e in logbook.events() if e["kind"] == "swept"]
+    assert json.loads(swept["detail"]) == {"region": REGION, "labs": ["short"],
+                                           "found": {"security_groups": 1}}
     assert leftovers("short") == {}
+    monkeypatch.setattr(resources, "clients", refusing("DescribeInstances",
+                                                       "UnauthorizedOperation"))
+    with pytest.raises(LabError, match="in eu-west-1"):
+        resources.sweep(REGION)
 
 
 @contextlib.contextmanager
@@ -349,6 +367,19 @@ def test_an_expired_lab_is_swept_at_its_expiry_not_before(aws_env: str, tmp_path
     assert resources.sweep(REGION, now=expiries[0]).empty  # its last second is still its own
     assert not resources.sweep(REGION, now=expiries[-1] + timedelta(seconds=1)).empty
     assert leftovers("short") == {}
+
+
+def test_an_images_snapshots_are_its_ebs_ones_only(aws_env: str) -> None:
+    """An AMI may map instance-store volumes too (no Ebs, no snapshot)."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    mixed = ec2.register_image(Name="mixed", RootDeviceName="/dev/xvda", BlockDeviceMappings=[
+        {"DeviceName": "/dev/xvdb", "VirtualName": "ephemeral0"},
+        {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}])["ImageId"]
+    aws = api.clients(REGION)
+    [ebs] = [m for m in ec2.describe_images(ImageIds=[mixed])["Images"][0][
+        "BlockDeviceMappings"] if "Ebs" in m]
+    assert resources.image_snapshots(aws, mixed) == [ebs["Ebs"]["SnapshotId"]]
+    assert resources.image_snapshots(aws, "ami-0123456789abcdef0") == []  # gone already
 
 
 def test_the_image_may_be_a_public_parameter(aws_env: str, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -235,8 +236,9 @@ if verb == "up":
     for name in names:
         print(f"==> {name}: Machine booted and ready!")
 elif verb == "ssh-config":
+    host, user = os.environ.get("FAKE_SSH", "127.0.0.1 vagrant").split()
     for i, name in enumerate(names):
-        print(f"Host {name}\n  HostName 127.0.0.1\n  User vagrant\n  Port {2200 + i}\n"
+        print(f"Host {name}\n  HostName {host}\n  User {user}\n  Port {2200 + i}\n"
               f"  IdentityFile {os.getcwd()}/.vagrant/machines/{name}/virtualbox/private_key\n")
 elif verb == "ssh":
     print("10.0.2.15 192.168.56.7 ")
@@ -355,13 +357,14 @@ def test_list_joins_vagrant_status_with_machines_json(
 def test_a_vm_is_listed_as_machines_json_and_vagrant_say(
         tmp_path: Path, fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = virtualbox_target(tmp_path)
-    target.create(SPECS)
+    monkeypatch.setenv("FAKE_SSH", "127.0.0.3 admin")  # where and as whom Vagrant says
+    target.create([replace(SPECS[0], generation=2), SPECS[1]])
     listing = json.loads(target.listing.read_text())
     web = next(m for m in listing["machines"] if m["name"] == "web-1")
     records = {r.name: r for r in target.list()}
     assert records["web-1"] == ServerRecord(
-        name="web-1", role="web", generation=1, address="192.168.56.7", target="vagrant",
-        ssh_host="127.0.0.1", ssh_port=2200, ssh_user="vagrant", ssh_key=web["ssh"]["key"],
+        name="web-1", role="web", generation=2, address="192.168.56.7", target="vagrant",
+        ssh_host="127.0.0.3", ssh_port=2200, ssh_user="admin", ssh_key=web["ssh"]["key"],
         ports_host="127.0.0.1", ports={80: web["ports"][0]["host"]}, image=web["image"],
         liveness=Liveness.RUNNING, created=web["created"])
     assert (records["lb-1"].ports, records["lb-1"].ssh_port) == ({80: 18080}, 2201)
@@ -369,6 +372,10 @@ def test_a_vm_is_listed_as_machines_json_and_vagrant_say(
     del web["ssh"], web["address"]
     target.listing.write_text(json.dumps(listing))
     monkeypatch.setenv("FAKE_STATES", json.dumps({"lb-1": "absent"}))
+    monkeypatch.setenv("FAKE_FAIL", "status")
+    with pytest.raises(TargetError, match=r"^web-1, lb-1: vagrant status failed: The box"):
+        target.list()
+    monkeypatch.delenv("FAKE_FAIL")
     [unfinished] = target.list()
     assert (unfinished.name, unfinished.address, unfinished.ssh_host, unfinished.ssh_port,
             unfinished.ssh_user, unfinished.ssh_key) == ("web-1", "", "127.0.0.1", 0, "vagrant", "")
@@ -443,7 +450,7 @@ def test_the_docker_provider_joins_machines_with_their_containers_and_others_are
         "Networks": {"lab-demo": {"IPAddress": "172.30.0.9"}},
         "Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "32768"}]}}}
     fake.add("demo", "lb-1")
-    fake.add("demo", "web-9", status="exited")  # an older run's: Vagrant knows nothing of it
+    fake.add("demo", "web-9")  # an older run's, running still: Vagrant knows nothing of it
     fake.add("demo2", "web-1")  # another lab's
     listed = json.loads(target.listing.read_text())["machines"]
     machine = next(m for m in listed if m["name"] == "web-1")
