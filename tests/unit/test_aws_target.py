@@ -121,12 +121,9 @@ def test_every_launch_template_version_is_whole(target: AwsTarget, aws_env: str)
     assert leftovers("t") == {}
 
 
-def test_an_interrupted_create_removes_what_it_made(target: AwsTarget,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C after the first instance launched: that instance, the key pair, the groups and
-    the template (all made by this call) are gone when the interrupt goes on."""
-    launched = AwsTarget._run
-    calls = []
+def ctrl_c_at_the_second_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, Ctrl-C comes as the second instance is about to launch."""
+    launched, calls = AwsTarget._run, []
 
     def run_then_interrupt(self: AwsTarget, *args: object) -> str:
         calls.append(args)
@@ -135,6 +132,13 @@ def test_an_interrupted_create_removes_what_it_made(target: AwsTarget,
         return launched(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(AwsTarget, "_run", run_then_interrupt)
+
+
+def test_an_interrupted_create_removes_what_it_made(target: AwsTarget,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the first instance launched: that instance, the key pair, the groups and
+    the template (all made by this call) are gone when the interrupt goes on."""
+    ctrl_c_at_the_second_launch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         target.create(specs(2))
     assert leftovers("t") == {}
@@ -145,15 +149,7 @@ def test_an_interrupted_create_leaves_the_servers_already_there(
     """Ctrl-C while adding servers to a running lab: the ones this call launched go, and
     nothing else of the lab; the clean-up is shown as it goes."""
     target.create(specs(1))
-    launched, calls = AwsTarget._run, []
-
-    def run_then_interrupt(self: AwsTarget, *args: object) -> str:
-        calls.append(args)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return launched(self, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(AwsTarget, "_run", run_then_interrupt)
+    ctrl_c_at_the_second_launch(monkeypatch)
     events: list = []
     with pytest.raises(KeyboardInterrupt):
         target.create(specs(2, start=2), events.append)
