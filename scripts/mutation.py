@@ -153,7 +153,9 @@ def matched(found: dict[str, str], known: dict[tuple[str, Change], tuple[str, st
     equal = {name for name, change in change_of.items()
              if (function_of(name), change) in known and found.get(name) not in KILLED}
     used = {(function_of(name), change_of[name]) for name in equal}
-    stale = sorted(listed for key, (listed, _) in known.items() if key not in used)
+    ran = {function_of(name) for name in found}  # a module not mutated this run says nothing
+    stale = sorted(listed for key, (listed, _) in known.items()
+                   if key not in used and key[0] in ran)
     return equal, stale
 
 

@@ -432,6 +432,11 @@ def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
         assert balancer.retire([], timeout=8) == []
         assert clock.naps == []
         assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
+
+        names = joined_generation(lab, fleet, balancer)
+        drain.seconds, clock.naps = 7, []  # longer than three drain delays (6 s)
+        assert balancer.retire(names, timeout=0) == names
+        assert clock.naps == [1] * 6
         fleet.destroy()
     assert leftovers("t") == {}
 

@@ -439,3 +439,26 @@ def test_the_docker_target_builds_its_base_image_through_lab_image(
     through = ("t-unit-cache", "build_through")
     assert asked == [(engine, True, print, *through), (engine, False, ignore, *through)]
     assert closed == [True, True]
+
+
+def test_the_base_image_is_built_through_the_package_cache_of_the_same_engine(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lab image build` hands the build the cache's way in, on the engine it builds on (the
+    build through a real cache, offline: tests/integration/test_cache_offline.py)."""
+    import lab.image
+    from lab.targets import docker as docker_target
+
+    closed: list[Engine] = []
+    engine.close = lambda: closed.append(engine)  # type: ignore[method-assign]
+    monkeypatch.setattr(docker_target, "docker_client", lambda: engine)
+    asked: dict[str, Any] = {}
+
+    def build(client: Any, rebuild: bool, on_event: Any, through: Any) -> str:
+        asked.update(client=client, rebuild=rebuild, cache=through.__self__)
+        return "lab/base:bookworm"
+
+    monkeypatch.setattr(lab.image, "build_base_image", build)
+    assert docker_target.DockerTarget.prepare_image(None, rebuild=True) == "lab/base:bookworm"
+    assert asked["client"] is engine and asked["rebuild"] is True
+    assert asked["cache"].client is engine
+    assert closed == [engine]

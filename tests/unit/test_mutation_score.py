@@ -54,6 +54,8 @@ def test_an_equivalent_mutant_is_known_by_its_change_whatever_its_number() -> No
     equal, stale = mutation.matched({f"{RELEASE}21": "survived"}, known,
                                     {f"{RELEASE}21": other})
     assert (equal, stale) == (set(), [f"{RELEASE}21"])
+    # A run that did not mutate that module says nothing of its entries.
+    assert mutation.matched({f"{FLEET}1": "survived"}, known, {}) == (set(), [])
 
 
 def test_release_is_held_to_85_percent_and_the_rest_to_75() -> None:
