@@ -181,6 +181,7 @@ def test_destroy_names_each_server_an_unnamed_one_by_its_id_and_stopped_ones_too
     terminated = {(e.message, e.subject) for e in events if e.kind == "destroyed"
                   and e.message.endswith(" terminated") and e.subject}
     assert terminated == {(f"{n} terminated", n) for n in ("web-1", "web-2", unnamed)}
+    assert ("destroyed", "3 instance(s) terminated") in [(e.kind, e.message) for e in events]
     assert leftovers("t") == {}
 
 
@@ -235,6 +236,30 @@ def test_up_then_destroy_after_state_is_deleted(aws_env: str, tmp_path: Path,
     shutil.rmtree(config.state_dir)
     with Fleet(lab_config(tmp_path, aws_env, balancer=True, count=2)) as fleet:
         assert sorted(fleet.destroy()) == ["web-1", "web-2"]
+    assert leftovers("t") == {}
+
+
+def test_the_finder_lists_every_kind_lab_makes_and_no_terminated_instance(
+        aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `lab destroy` and `lab aws sweep` remove, and count to the user, per kind."""
+    monkeypatch.setattr(AwsTarget, "wait_ready", lambda *a, **k: None)
+    config = lab_config(tmp_path, aws_env, balancer=True, count=2)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    volume = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=8)["VolumeId"]
+    ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{
+        "ResourceType": "snapshot", "Tags": [{"Key": "lab.name", "Value": "t"}]}])
+    ec2.delete_volume(VolumeId=volume)
+    with Fleet(config) as fleet:
+        fleet.up()
+        fleet.destroy_servers(["web-1"])
+        found = resources.find(api.clients(REGION), resources.of_lab("t"))
+        assert found.counts() == {"listeners": 1, "load_balancers": 1, "target_groups": 1,
+                                  "instances": 1, "launch_templates": 1, "security_groups": 2,
+                                  "key_pairs": 1, "snapshots": 1}
+        fleet.destroy()
+    assert "snapshots" in leftovers("t")  # `lab destroy` keeps images and their snapshots
+    resources.remove(api.clients(REGION), resources.find(api.clients(REGION),
+                                                         resources.of_lab("t")))
     assert leftovers("t") == {}
 
 
