@@ -177,14 +177,14 @@ def row(module: str, count: Counter[str]) -> tuple[str, bool]:
 
 
 def main() -> int:
+    patterns = scope()
     if "--no-run" not in sys.argv:
         children = str(os.cpu_count() or 2)
-        status = subprocess.run([*MUTMUT, "run", "--max-children", children, *scope()],
+        status = subprocess.run([*MUTMUT, "run", "--max-children", children, *patterns],
                                 cwd=ROOT).returncode
         if status not in (0, 1):  # mutmut exits 1 when mutants survive
             print(f"mutation: mutmut run failed (exit {status})", file=sys.stderr)
             return status
-    patterns = scope()
     scored = {name: status for name, status in results().items() if in_scope(name, patterns)}
     known = equivalent()
     listed_functions = {function for function, _ in known}
