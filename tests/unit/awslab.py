@@ -48,6 +48,26 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         )["ImageId"]
 
 
+class Clock:
+    """A module's clock (the ALB's, lab.aws.resources'), made virtual: ``sleep`` moves it on
+    at once and is logged. The waits for health, for deregistration and for a deletion AWS
+    refuses are then decided by what AWS answers at each look, never by how fast this machine
+    is, a test sees how often AWS is asked without a timed assertion, and a broken wait costs
+    a few looks instead of minutes."""
+
+    def __init__(self) -> None:
+        self.now, self.naps = 1000.0, list[float]()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        if len(self.naps) > 1000:
+            raise RuntimeError("AWS is asked again and again: a wait without an end")
+        self.now += seconds
+
+
 def share_service_models() -> None:
     """Every boto3 session of the test process reads AWS's service models through one loader.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from awslab import CIDR, REGION, fail, key_for, lab_config, leftovers
+from awslab import CIDR, REGION, Clock, fail, key_for, lab_config, leftovers
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
 from lab.aws.api import Clients
@@ -28,25 +28,6 @@ from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec
 
 Listener = Any
-
-
-class Clock:
-    """lab.balancers.alb's clock, made virtual: ``sleep`` moves it on at once and is logged.
-    The waits for health and for deregistration are then decided by what AWS answers at each
-    look, never by how fast this machine is, a test sees how often the ALB is asked without
-    a timed assertion, and a broken wait costs a few looks instead of minutes."""
-
-    def __init__(self) -> None:
-        self.now, self.naps = 1000.0, list[float]()
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.naps.append(seconds)
-        if len(self.naps) > 1000:
-            raise RuntimeError("the ALB is asked again and again: a wait without an end")
-        self.now += seconds
 
 
 @pytest.fixture

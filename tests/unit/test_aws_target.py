@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from awslab import CIDR, REGION, fail, key_for, lab_config, leftovers
+from awslab import CIDR, REGION, Clock, fail, key_for, lab_config, leftovers
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
@@ -297,19 +297,6 @@ def test_sweep_removes_only_what_has_expired(aws_env: str, tmp_path: Path) -> No
     assert leftovers("long") == {}
 
 
-class VirtualTime:
-    """lab.aws.resources' clock, virtual: a retried deletion gives up at once, not in 300 s."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_sweep_says_what_expired_what_it_removes_and_what_is_still_there(
         aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = lab_config(tmp_path, aws_env, name="short", lifetime="1h")
@@ -318,7 +305,7 @@ def test_sweep_says_what_expired_what_it_removes_and_what_is_still_there(
     resources.sweep(REGION, on_event=events.append)
     assert [(e.kind, e.message) for e in events] == [
         ("destroy", "eu-west-1: nothing lab made has expired")]
-    monkeypatch.setattr(resources, "time", VirtualTime())
+    monkeypatch.setattr(resources, "time", Clock())  # a retried deletion gives up at once
     real = resources.clients
 
     def refusing(operation: str, code: str) -> Callable[[str | None], api.Clients]:
