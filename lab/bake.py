@@ -13,6 +13,7 @@ import json
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
+from lab.journal import refuse_if_interrupted
 from lab.knownhosts import raise_if_refused
 from lab.ssh import as_root, ssh_argv
 from lab.state import Stage
@@ -29,6 +30,7 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
     import subprocess
 
     config = fleet.config
+    refuse_if_interrupted(fleet.state, config.state_dir, "bake")
     role = role or (config.balancer.routes_to if config.balancer else next(iter(config.servers)))
     if role not in config.servers:
         raise UsageError(f"no role {role!r} in lab.yml (roles: {', '.join(config.servers)})")

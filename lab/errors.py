@@ -59,3 +59,12 @@ class HostKeyRefused(LabError):
     lab refuses to talk to it, as a man in the middle would be talked to."""
 
     exit_code = ExitStatus.CHECK_FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """A signal asked lab to stop (SIGTERM from `kill` or a supervisor, SIGHUP from a closed
+    terminal): handled as Ctrl-C is, so a release rolls back and the command exits 130."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name

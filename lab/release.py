@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 from lab.balancers.base import Balancer, Member, Tally, open_balancer
 from lab.config import HealthCheck
-from lab.errors import CheckFailed, LabError, UsageError
+from lab.errors import CheckFailed, LabError, Terminated, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
+from lab.journal import INTERRUPTED, RUNNING, ReleaseLock, describe, unfinished
 from lab.probe import Probe, Window
 from lab.state import ServerRecord
 from lab.steps import Steps
@@ -91,6 +92,15 @@ class StepReport:
 
 
 @dataclass
+class JournalEntry:
+    """One line of a release's journal: a step ``begun`` (written before it acts) or ``done``."""
+
+    at: float
+    step: str  # create, provision, verify + join, canary N%, promote, rollback
+    state: str  # begun | done
+
+
+@dataclass
 class ReleaseReport:
     id: str
     role: str
@@ -102,14 +112,24 @@ class ReleaseReport:
     new: list[str] = field(default_factory=list)
     steps: list[StepReport] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
-    outcome: str = "running"  # promoted | rolled-back
+    outcome: str = RUNNING  # then promoted | rolled-back (interrupted: see lab.journal)
     reason: str = ""
     finished: float | None = None
     traffic: dict[str, Any] = field(default_factory=dict)
     timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.timeline
+    journal: list[JournalEntry] = field(default_factory=list)  # saved before each step acts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReleaseReport:
+        """A saved report, typed again (fields a newer lab added take their defaults)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values["steps"] = [StepReport(**s) for s in data.get("steps", [])]
+        values["journal"] = [JournalEntry(**e) for e in data.get("journal", [])]
+        return cls(**values)
 
 
 def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
@@ -127,6 +147,17 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
     config = fleet.config
     if config.balancer is None:
         raise UsageError("lab.yml has no `balancer:`; a release needs one to move traffic")
+    with ReleaseLock(config.state_dir):
+        _end_unfinished(fleet, on_event)
+        return _release(fleet, overrides, from_image, on_event, probe_rate, probe, checks)
+
+
+def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | None,
+             on_event: Listener, probe_rate: float, probe: ProbeFactory | None,
+             checks: Checks | None) -> ReleaseReport:
+    """The release itself, under the lab's release lock."""
+    config = fleet.config
+    assert config.balancer is not None  # release() checked
     role = config.balancer.routes_to
     live = fleet.live()
     balancer = open_balancer(config, live, fleet.key)
@@ -158,7 +189,6 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
     run.timeline.reading(in_pool, [], report.old)
     try:
         new = run.phase("create", lambda: fleet.add_generation(role, from_image))
-        report.new = [s.name for s in new]
         run.timeline.moment("created", "new generation", detail=", ".join(report.new))
         if from_image is None:
             run.phase("provision", lambda: run.gate_provision(new, overrides))
@@ -188,6 +218,71 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
     return report
 
 
+def put_right(fleet: Fleet, on_event: Listener = ignore) -> list[ReleaseReport]:
+    """End the releases of this lab whose process was killed before they ended (none when
+    there are none); refused while a release runs. `lab release` does this first."""
+    with ReleaseLock(fleet.config.state_dir):
+        return _end_unfinished(fleet, on_event)
+
+
+def _end_unfinished(fleet: Fleet, on_event: Listener) -> list[ReleaseReport]:
+    """End the releases whose process was killed before they ended, from their journal.
+
+    A release whose promote had begun passed every gate with all traffic on the new
+    generation: the promote is finished (the old generation drained and destroyed). Any
+    other is rolled back (the old generation at full share, the new one out and destroyed),
+    as it would have been had it been stopped with Ctrl-C. The caller holds the lab's
+    :class:`~lab.journal.ReleaseLock`, so no release of this lab runs meanwhile.
+    """
+    ended = []
+    for saved in unfinished(fleet.state):
+        report = ReleaseReport.from_dict(saved)
+        on_event(Event("warning", f"{describe(saved)}: putting it right first"))
+        _put_right(fleet, report, on_event)
+        report.finished = time.time()
+        _save(fleet, report)
+        ended.append(report)
+    return ended
+
+
+def _put_right(fleet: Fleet, report: ReleaseReport, on_event: Listener) -> None:
+    step = report.journal[-1].step if report.journal else "start"
+    reason = f"interrupted at {step} (its lab process ended before the release did)"
+    live = fleet.live()
+    old = [s for s in live if s.name in report.old]
+    new = [s for s in live if s.role == report.role and s.name not in report.old]
+    balancer = open_balancer(fleet.config, live, fleet.key)
+    if balancer is None:  # its servers are gone (`lab destroy`): nothing is split
+        report.outcome, report.reason = INTERRUPTED, f"{reason}; its lab was taken down since"
+        fleet.destroy_servers(_names(new))
+        return
+    run = _Run(fleet, balancer, _NoTraffic(), Checks(), report, on_event,
+               Recorder(time.monotonic()))
+    run.new = new
+    if any(entry.step == "promote" for entry in report.journal) or (new and not old):
+        run.write_journal("promote", "begun")
+        run.timeline.moment("promote", "promote")
+        lingering = balancer.retire([n for n in _names(old) if n in balancer.members()])
+        run.finish_promote(old, reason, lingering)
+    else:
+        run.rollback(old, reason)
+    report.timeline = run.timeline.to_dict([])
+
+
+class _NoTraffic:
+    """The probe of a release put right after its process died: nobody measured."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def window(self, since: float, until: float | None = None) -> Window:
+        return Window(seconds=0.0)
+
+    def series(self, since: float, until: float | None = None) -> list[Window]:
+        return []
+
+
 class _Run:
     """One release in progress: the phases, the gates and the rollback."""
 
@@ -201,6 +296,7 @@ class _Run:
     def phase(self, name: str, body: Any) -> Any:
         """One phase through lab's step runner; any exception goes on to the rollback."""
         made: list[Any] = []
+        self.write_journal(name, "begun")
         self.timeline.moment("phase", name)
         try:
             step = self.steps.run(name, lambda: made.append(body()), catch=False)
@@ -210,7 +306,15 @@ class _Run:
         self.report.phases[name] = round(step.seconds, 2)
         if name == "create":
             self.new = made[0]
+            self.report.new = _names(self.new)
+        self.write_journal(name, "done")
         return made[0]
+
+    def write_journal(self, step: str, state: str) -> None:
+        """Save the report with this step noted, before the step acts (``begun``) and once
+        it has (``done``): what a later command reads if this process is killed."""
+        self.report.journal.append(JournalEntry(time.time(), step, state))
+        self.fleet.state.save_release(self.report.to_dict())
 
     # gates ---------------------------------------------------------------------------------
 
@@ -334,8 +438,9 @@ class _Run:
         cut short): then the new one, which passed every gate, keeps serving and the promote
         is finished instead, since taking it out would leave nothing serving."""
         if self._old_generation_gone(old):
-            self._finish_promote(old, reason)
+            self.finish_promote(old, reason)
             return False
+        self.write_journal("rollback", "begun")
         self.report.outcome, self.report.reason = "rolled-back", reason
         self.on_event(Event("rollback", f"rolling back: {reason}"))
         self.timeline.moment("rollback", "rollback", detail=reason)
@@ -355,6 +460,7 @@ class _Run:
         gone = sorted(set(_names(self.new)) | set(created))
         self.fleet.destroy_servers(gone)
         self.timeline.moment("destroyed", "new generation", detail=", ".join(gone))
+        self.write_journal("rollback", "done")
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
         return True
 
@@ -369,12 +475,19 @@ class _Run:
             return False
         return not any(name in members for name in _names(old))
 
-    def _finish_promote(self, old: list[ServerRecord], reason: str) -> None:
+    def finish_promote(self, old: list[ServerRecord], reason: str,
+                       lingering: list[str] | None = None) -> None:
+        """The old generation has left the balancer: the new one keeps serving; the old
+        one is destroyed."""
         self.report.outcome = "promoted"
         self.report.reason = f"promote cut short ({reason}); finished it"
         self.on_event(Event("warning", f"{reason} after the old generation left the balancer: "
                                        "the new generation keeps serving; removing the old one"))
+        if lingering:
+            self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
+                                           "in the balancer (connections would not close)"))
         self.fleet.destroy_servers(_names(old))
+        self.timeline.moment("destroyed", "old generation", detail=", ".join(_names(old)))
 
     def _tick(self, percent: int, members: dict[str, Member], window: Window,
               canary: dict[str, int]) -> None:
@@ -406,6 +519,8 @@ class _CanaryCount:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, Terminated):
+        return f"interrupted ({exc.signal_name})"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     if isinstance(exc, LabError):

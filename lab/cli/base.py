@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -22,7 +23,7 @@ from rich.markup import escape
 
 from lab.cli.output import err
 from lab.config import CONFIG_FILE, LabConfig
-from lab.errors import ExitStatus, LabError
+from lab.errors import ExitStatus, LabError, Terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,8 +64,9 @@ def handled(command: F) -> F:
         except LabError as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            err.print("interrupted; cleaned up what this command had started")
+        except KeyboardInterrupt as exc:
+            why = f" ({exc.signal_name})" if isinstance(exc, Terminated) else ""
+            err.print(f"interrupted{why}; cleaned up what this command had started")
             raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
@@ -79,3 +81,17 @@ def handled(command: F) -> F:
             raise typer.Exit(int(ExitStatus.INTERNAL)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (`kill`, a supervisor) and SIGHUP (a closed terminal) end lab as Ctrl-C does:
+    what the command started is cleaned up (a release rolls back), then exit 130. A second
+    one is ignored, so it cannot cut the clean-up short; SIGKILL still ends lab at once (a
+    release's journal lets the next command put that right)."""
+
+    def stop(number: int, _frame: object) -> None:
+        signal.signal(number, signal.SIG_IGN)
+        raise Terminated(signal.Signals(number).name)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)

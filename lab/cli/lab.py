@@ -84,18 +84,27 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show each server as the target sees it now: dead and missing ones included."""
+    """Show each server as the target sees it now: dead and missing ones included, and a
+    release that was killed half-way (with where its traffic goes now)."""
     from lab.balancers.base import rotation
     from lab.fleet import Fleet
+    from lab.journal import describe, interrupted, split_traffic
 
     with Fleet(lab_config(ctx)) as fleet:
         servers = fleet.status()
         pool = rotation(fleet.config, servers, fleet.key)
+        stopped = interrupted(fleet.state, fleet.config.state_dir)
     if as_json:
         out.print_json(json.dumps([s.shown() | ({"balancer": pool[s.name]} if s.name in pool
                                                   else {}) for s in servers]))
     else:
         print_servers(servers, pool)
+    if stopped is not None:
+        shares = {name: float(str(member["share"])) for name, member in pool.items()}
+        now = split_traffic({s.name: s.generation for s in servers}, shares)
+        err.print(f"[yellow]warning:[/yellow] {describe(stopped)}; traffic now: {now}. "
+                  "`lab rollback` puts it right (`lab release` does too, first)",
+                  soft_wrap=True)
 
 
 @app.command()
@@ -162,11 +171,14 @@ def provision(
     """
     from lab.fleet import Fleet
     from lab.harness import provision as run
+    from lab.journal import refuse_if_interrupted
     from lab.provision import parse_overrides
 
     overrides = parse_overrides(set_vars or [])
     config = lab_config(ctx)
     with progress(f"lab provision {config.name}") as listener, Fleet(config, listener) as fleet:
+        # Provisioning sets the balancer's members at full weight: never under a release.
+        refuse_if_interrupted(fleet.state, config.state_dir, "provision")
         report = run(fleet, names, overrides, idempotence, listener)
     for result in report.runs:
         print_run(result)

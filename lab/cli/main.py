@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from lab.cli import aws, cache, classroom, exercise, image, lab, release
-from lab.cli.base import Globals
+from lab.cli.base import Globals, stop_on_signals
 from lab.cli.output import reflow
 from lab.config import CONFIG_FILE
 
@@ -67,4 +67,5 @@ _reflow_help(app)
 
 
 def main() -> None:
+    stop_on_signals()
     app()

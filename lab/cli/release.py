@@ -29,8 +29,10 @@ def release(
     """Replace the balanced role with a new generation, canary by canary, under live traffic.
 
     New servers are built and verified out of rotation, then get lab.yml's release steps of
-    traffic while a probe watches errors and latency. Any failed gate, or Ctrl-C, rolls back:
-    the old servers were never touched and get all traffic again. Exit 1 after a rollback.
+    traffic while a probe watches errors and latency. Any failed gate, Ctrl-C or SIGTERM
+    rolls back: the old servers were never touched and get all traffic again. Exit 1 after a
+    rollback. A release killed outright (SIGKILL, power cut) is put right by the next one
+    first, from the journal it keeps in .lab/state.db.
 
     Example:  lab release --set version=v2
     """
@@ -48,13 +50,23 @@ def release(
 @app.command()
 @handled
 def rollback(ctx: typer.Context) -> None:
-    """Release again what ran before the last promoted release (its baked image if any)."""
+    """Release again what ran before the last promoted release (its baked image if any).
+
+    After a release that was killed half-way (`lab status` names it), this puts that one
+    right instead, and stops there: rolled back, or its promote finished if it had begun.
+    """
     from lab.fleet import Fleet
+    from lab.release import put_right, rollback_target
     from lab.release import release as run
-    from lab.release import rollback_target
 
     config = lab_config(ctx)
     with progress(f"lab rollback {config.name}") as listener, Fleet(config, listener) as fleet:
+        ended = put_right(fleet, listener)
+        if ended:  # an interrupted release put right is this rollback: nothing more to undo
+            for report in ended:
+                out.print(f"release {report.id}: {report.outcome} ({report.reason})",
+                          soft_wrap=True)
+            return
         previous = rollback_target(fleet)
         with said_where(fleet):
             report = run(fleet, previous["vars"], previous["image"], listener)
@@ -75,10 +87,12 @@ def history(
 
     Example:  lab history
     """
+    from lab.journal import releases as shown
     from lab.release import ready_seconds
     from lab.state import State
 
-    releases = State(lab_config(ctx).state_dir).releases()
+    state_dir = lab_config(ctx).state_dir
+    releases = shown(State(state_dir), state_dir)
     if as_json:
         out.print_json(json.dumps(releases))
         return

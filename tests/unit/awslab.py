@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from lab.config import LabConfig
 from lab.keys import ensure_keypair
+from lab.probe import Window
 
 CIDR = "203.0.113.7/32"
 
@@ -146,3 +147,25 @@ def fail(client: Any, operation: str, code: str, times: int = 1_000_000, status:
     else:
         client.meta.events.register_first(f"before-call.{service}.{operation}", before_sending)
     return attempts
+
+
+class QuietProbe:
+    """The probe's stand-in: nothing can send traffic to a moto ALB."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def window(self, since: float, until: float | None = None) -> Window:
+        return Window(seconds=1.0, requests=10, errors=0, p50_ms=1.0, p99_ms=2.0)
+
+    def series(self, since: float, until: float | None = None) -> list[Window]:
+        return [self.window(since, until)]
+
+
+def passing(fleet: Any, names: list[str], overrides: Any, on_event: Any) -> str:
+    """Provisioning and tests of a new generation, passed: moto's instances have no SSH."""
+    return ""

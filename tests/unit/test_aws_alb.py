@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from awslab import CIDR, REGION, Clock, fail, key_for, lab_config, leftovers
+from awslab import CIDR, REGION, Clock, QuietProbe, fail, key_for, lab_config, leftovers, passing
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
 from lab.aws.api import Clients
@@ -22,7 +22,6 @@ from lab.balancers.base import Member, balancer_class, open_balancer
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError
 from lab.fleet import Fleet
-from lab.probe import Window
 from lab.release import Checks, ReleaseFailed, release
 from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec
@@ -238,27 +237,6 @@ def test_health_comes_from_the_target_group(lab: LabConfig, clock: Clock,
         assert clock.naps == []
         fleet.destroy()
     assert leftovers("t") == {}
-
-
-class QuietProbe:
-    """The probe's stand-in: nothing can send traffic to a moto ALB."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def window(self, since: float, until: float | None = None) -> Window:
-        return Window(seconds=1.0, requests=10, errors=0, p50_ms=1.0, p99_ms=2.0)
-
-    def series(self, since: float, until: float | None = None) -> list[Window]:
-        return [self.window(since, until)]
-
-
-def passing(fleet: Fleet, names: list[str], overrides: Any, on_event: Listener) -> str:
-    return ""
 
 
 def test_a_release_promotes_through_the_alb_and_removes_the_old_generation(

@@ -60,7 +60,7 @@ def test_report_keeps_its_shape(cycle: Cycle) -> None:
 
     assert list(data) == ["id", "role", "started", "vars", "image", "previous", "old", "new",
                           "steps", "phases", "outcome", "reason", "finished", "traffic",
-                          "timeline"]
+                          "timeline", "journal"]
     assert list(data["steps"][0]) == ["percent", "window", "gate", "canary"]
     assert data["steps"][0]["canary"]["failed"] == 0 < data["steps"][0]["canary"]["requests"]
     assert data["vars"] == {"version": "v2"} and data["traffic"]["requests"] == 40

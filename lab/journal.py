@@ -1,0 +1,132 @@
+"""A release's journal: what it is about to do, written down before it does it.
+
+A release rolls itself back on a failed gate, on Ctrl-C and on SIGTERM; a release killed
+outright (SIGKILL, a closed laptop, a power cut, the OOM killer) cannot, and would leave
+traffic split between two generations for the next release to hide. So a release keeps its
+report in state as it goes, with an entry written *before* each step it takes (the new
+generation made, joined, each shift of traffic, promote or rollback begun), and holds a lock
+on ``.lab/release.lock`` while it runs. The kernel drops the lock when the process ends, however
+it ends. Any later command can then tell a release that is running (its report says
+``running`` and the lock is held) from one that was interrupted (``running``, lock free), name
+it, and put it right (:func:`lab.release.put_right`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from lab.errors import UsageError
+from lab.state import State
+
+RUNNING = "running"  # what a release's saved outcome says until it ends
+INTERRUPTED = "interrupted"  # what lab shows for a release that says running and is not
+
+
+class ReleaseLock:
+    """Held by the one release (or recovery) running on a lab; a second one is refused.
+
+    ``flock`` on a file under ``.lab``: the kernel releases it when its holder dies, so a
+    lock is never left behind, and it is not inherited by the programs a release runs.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "release.lock"
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> ReleaseLock:
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise UsageError(f"a release is running on this lab (process {holder}): wait for "
+                             "it to end, or stop it with Ctrl-C (it rolls back)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file drops the lock
+            self._file = None
+
+
+def running_now(state_dir: Path) -> bool:
+    """A process holds the lab's release lock: a release is under way this moment."""
+    path = state_dir / "release.lock"
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+def unfinished(state: State) -> list[dict[str, Any]]:
+    """Saved releases that never ended (oldest first): interrupted ones, unless a release
+    runs now; the caller holding :class:`ReleaseLock` knows no other one does."""
+    return [r for r in state.releases() if r["outcome"] == RUNNING]
+
+
+def interrupted(state: State, state_dir: Path) -> dict[str, Any] | None:
+    """The newest release whose process ended before the release did, if any."""
+    left = unfinished(state)
+    if not left or running_now(state_dir):
+        return None
+    return left[-1]
+
+
+def releases(state: State, state_dir: Path) -> list[dict[str, Any]]:
+    """Every release as `lab history` shows it: one whose process died says interrupted."""
+    shown = state.releases()
+    if not running_now(state_dir):
+        for report in shown:
+            if report["outcome"] == RUNNING:
+                report["outcome"] = INTERRUPTED
+    return shown
+
+
+def last_step(report: dict[str, Any]) -> str:
+    """The step an interrupted release had begun last ("canary 50%", "promote", ...)."""
+    journal = report.get("journal") or []
+    return journal[-1]["step"] if journal else "start"
+
+
+def describe(report: dict[str, Any]) -> str:
+    """One line naming an interrupted release: which one, where it stopped, what it made."""
+    new = ", ".join(report.get("new") or []) or "none recorded"
+    return (f"release {report['id']} was interrupted at {last_step(report)} "
+            f"(new servers: {new})")
+
+
+def refuse_if_interrupted(state: State, state_dir: Path, command: str) -> None:
+    """Refuse a command that would build on a release still running or left half-done."""
+    if running_now(state_dir):
+        raise UsageError(f"a release is running on this lab: `lab {command}` must wait "
+                         "until it ends")
+    found = interrupted(state, state_dir)
+    if found is not None:
+        raise UsageError(f"{describe(found)}: `lab rollback` puts it right, then run "
+                         f"`lab {command}` again")
+
+
+def split_traffic(generations: dict[str, int], shares: dict[str, float]) -> str:
+    """Where traffic goes now, by generation (``generations`` and ``shares`` by server):
+    "generation 1 50%, generation 2 50%"; what `lab status` says of an interrupted release."""
+    by_generation: dict[int, float] = {}
+    for name, share in shares.items():
+        if name in generations:
+            generation = generations[name]
+            by_generation[generation] = by_generation.get(generation, 0.0) + share
+    return ", ".join(f"generation {g} {round(100 * share)}%"
+                     for g, share in sorted(by_generation.items()) if share) or "none"
