@@ -20,6 +20,7 @@ from typing import Any
 import docker
 import matplotlib.image
 import yaml
+from ctrlc import interruptible
 from docker.errors import NotFound
 
 from lab.config import LAB_NAME
@@ -55,8 +56,10 @@ class Lab:
         return result
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(lab_command(*args), cwd=self.dir, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        """`lab ARGS` running on, its stderr a pipe; Ctrl-C (SIGINT) interrupts it as in a
+        terminal, also when the suite was started with SIGINT ignored (see ctrlc.py)."""
+        return interruptible(lab_command(*args), cwd=self.dir, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def status(self) -> dict[str, dict]:
         """`lab status --json`, by server name."""

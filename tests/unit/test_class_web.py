@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from ctrlc import interruptible
 
 from lab.classroom.config import Classroom, load_class
 from lab.classroom.reporter import send
@@ -260,9 +261,10 @@ def free_port() -> int:
 
 
 def start_serving(directory: Path, url: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, "-m", "lab", "class", "serve", str(directory)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL)
+    # Ctrl-C stops it as in a terminal, also when the suite runs with SIGINT ignored.
+    process = interruptible([sys.executable, "-m", "lab", "class", "serve", str(directory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
     for _ in range(300):  # until it answers (or exits)
         if process.poll() is not None:
             raise AssertionError(f"lab class serve exited: {process.communicate()}")

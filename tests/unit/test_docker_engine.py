@@ -358,6 +358,53 @@ def test_create_refused_by_the_engine_names_the_server(
     assert str(caught.value) == "web-3: docker could not create it: no space left on device"
 
 
+def test_an_up_the_engine_fails_halfway_leaves_no_container_or_record(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`lab up` of three servers on the docker target: the engine creates and starts web-1
+    but will not start web-2 (its port taken, say; web-3 is made or not, as the threads go).
+    Every container the call made goes, the one never started too, and state and the lab's
+    files forget them all; another lab's container stays."""
+    import lab.targets.docker as docker_target
+    import lab.targets.dockerengine
+    from lab.config import DEFAULT_IMAGE, load_config
+    from lab.errors import TargetError
+    from lab.fleet import Fleet
+    from lab.targets.dockerengine import DockerEngine
+    from lab.targets.runmode import RunMode
+
+    engine = Engine()
+    engine.pictures = [Image("1", [DEFAULT_IMAGE], {})]
+    engine.add("shop2", "web-1")
+    create, made = engine.create, []
+
+    def create_one_that_will_not_start(image: str, name: str, labels: dict[str, str],
+                                       **options: Any) -> Box:
+        box = create(image, name, labels, **options)
+        made.append(name)
+        if name == "shop-web-2":
+            def refuse() -> None:
+                raise APIError("refused", explanation="port is already allocated")
+            box.start = refuse  # type: ignore[method-assign]
+        return box
+
+    engine.create = create_one_that_will_not_start  # type: ignore[method-assign]
+    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    monkeypatch.setattr(DockerEngine, "run_mode", RunMode("plain", "the test's", ["/sbin/init"]))
+    monkeypatch.setattr(docker_target, "use_package_cache", lambda *_: None)
+    (tmp_path / "lab.yml").write_text("name: shop\nservers:\n  web: {count: 3}\n")
+
+    with Fleet(load_config(tmp_path / "lab.yml")) as fleet, pytest.raises(
+            TargetError, match="web-2: docker could not create it: port is already allocated"):
+        fleet.up()
+
+    assert {"shop-web-1", "shop-web-2"} <= set(made)
+    assert [b.name for b in engine.boxes] == ["shop2-web-1"]
+    assert fleet.state.servers() == []
+    state_dir = tmp_path / ".lab"
+    for written in ("inventory.yml", "ssh_config", "known_hosts"):
+        assert "web-" not in (state_dir / written).read_text(), written
+
+
 def test_create_from_a_missing_image_makes_nothing(
         engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from lab.targets.base import ServerSpec

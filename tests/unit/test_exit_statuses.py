@@ -7,14 +7,18 @@ target is, raising inside `lab up` where a plugin's bug or the user's Ctrl-C wou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from release_fakes import World, interrupt
+from release_fakes import FakeTarget, World, interrupt
 from typer.testing import CliRunner
 
 from lab.cli import app
 from lab.errors import ExitStatus
+from lab.events import Event, Listener, ignore
+from lab.state import ServerRecord
+from lab.targets.base import ServerSpec
 
 runner = CliRunner(env={"LAB_FILE": None})
 LAB_YML = "name: exits\ntarget: {target}\nservers:\n  web: {{count: 2}}\n"
@@ -76,9 +80,42 @@ def test_traceback_option_shows_the_bug_itself(world: World) -> None:
     assert isinstance(result.exception, RuntimeError)
 
 
-def test_ctrl_c_is_exit_130_after_clean_up(world: World) -> None:
-    world.when("target.create web-1 web-2", interrupt)
+def interrupt_after_first_created(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the fake makes its second server, the first one made."""
+    create = FakeTarget.create
+
+    def interrupted(self: FakeTarget, specs: list[ServerSpec],
+                    on_event: Listener = ignore) -> list[ServerRecord]:
+        def listen(event: Event) -> None:
+            on_event(event)
+            if event.kind == "created":
+                world.calls.append(f"interrupted with {' '.join(sorted(world.servers))}")
+                interrupt()
+
+        return create(self, specs, listen)
+
+    monkeypatch.setattr(FakeTarget, "create", interrupted)
+
+
+def interrupt_while_waiting_ready(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while `lab up` waits for the servers it made to be ready."""
+    def interrupted(self: FakeTarget, servers: list[ServerRecord],
+                    on_event: Listener = ignore) -> None:
+        world.calls.append(f"interrupted with {' '.join(sorted(world.servers))}")
+        interrupt()
+
+    monkeypatch.setattr(FakeTarget, "wait_ready", interrupted)
+
+
+@pytest.mark.parametrize(("when", "made"), [(interrupt_after_first_created, "web-1"),
+                                            (interrupt_while_waiting_ready, "web-1 web-2")])
+def test_ctrl_c_is_exit_130_after_clean_up(world: World, monkeypatch: pytest.MonkeyPatch,
+                                           when: Callable[[World, pytest.MonkeyPatch], None],
+                                           made: str) -> None:
+    when(world, monkeypatch)
     result = runner.invoke(app, ["up"])
     assert result.exit_code == ExitStatus.INTERRUPTED == 130, result.output
     assert last_line(result.stderr) == "interrupted; cleaned up what this command had started"
+    # Ctrl-C came with servers made, and none of them is left.
+    assert f"interrupted with {made}" in world.calls, world.calls
     assert world.servers == {}, "what `lab up` was making is left behind"

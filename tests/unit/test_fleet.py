@@ -259,6 +259,47 @@ def test_a_failed_create_leaves_nothing_behind(fleet: Fleet, world: World) -> No
     assert fleet.state.servers() == []
 
 
+@pytest.mark.parametrize(("verb", "failure"), [
+    ("create", lab.errors.TargetError("web-2: no room")),
+    ("create", KeyboardInterrupt()),
+    ("wait_ready", lab.errors.TargetError("web-2 did not boot")),
+    ("wait_ready", KeyboardInterrupt()),
+], ids=["create-fails", "create-ctrl-c", "boot-fails", "boot-ctrl-c"])
+def test_an_up_that_fails_halfway_leaves_nothing_of_what_it_was_making(
+        fleet: Fleet, world: World, monkeypatch: pytest.MonkeyPatch, verb: str,
+        failure: BaseException) -> None:
+    """The target made servers, then failed or was interrupted (in create, after one of
+    two; or waiting for them to boot): every server that `lab up` made is removed from the
+    target and from state, and nothing names it; a server there before is left alone."""
+    fleet.up(["db"])
+    held: list[list[str]] = []  # what the target held when it failed
+    create = release_fakes.FakeTarget.create
+
+    def fail(target: release_fakes.FakeTarget) -> None:
+        held.append(sorted(target.world.servers))
+        raise failure
+
+    def made_one(target: release_fakes.FakeTarget, specs: list, *_: object) -> list:
+        create(target, specs[:1])
+        fail(target)
+        return []
+
+    def never_ready(target: release_fakes.FakeTarget, *_: object) -> None:
+        fail(target)
+
+    monkeypatch.setattr(release_fakes.FakeTarget, verb,
+                        made_one if verb == "create" else never_ready)
+
+    with pytest.raises(type(failure)):
+        fleet.up()
+
+    assert held == [["db-1", "web-1"] if verb == "create" else ["db-1", "web-1", "web-2"]]
+    assert sorted(world.servers) == ["db-1"], "a server `lab up` made is still there"
+    assert [s.name for s in fleet.state.servers()] == ["db-1"]
+    for written in ("inventory.yml", "ssh_config"):
+        assert "web-" not in (fleet.config.state_dir / written).read_text()
+
+
 def test_destroy_removes_every_server_and_forgets_them(fleet: Fleet, world: World,
                                                        events: list[Event]) -> None:
     fleet.up()
