@@ -30,7 +30,8 @@ POOL=10.226.0.0/16
 # belongs to the usual engine (both engines share the network namespace).
 BRIDGE=lab26br0
 BRIDGE_ADDRESS=10.226.255.1/24
-MIRROR=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# A Debian mirror of the user's (LAB_DEBIAN_MIRROR=http://...); unset, debootstrap uses its default.
+MIRROR=${LAB_DEBIAN_MIRROR:-}
 BASE_IMAGE=${LAB_BASE_IMAGE:-lab/base:bookworm}
 export DOCKER_HOST_26="unix://$SOCKET"
 
@@ -46,7 +47,7 @@ build_rootfs() {
   rm -rf "$ROOTFS.partial"
   mkdir -p "$HOME_DIR"
   debootstrap --variant=minbase --include=docker.io,docker-cli,iptables,ca-certificates \
-    trixie "$ROOTFS.partial" "$MIRROR" >"$HOME_DIR/debootstrap.log" 2>&1 \
+    trixie "$ROOTFS.partial" ${MIRROR:+"$MIRROR"} >"$HOME_DIR/debootstrap.log" 2>&1 \
     || die "debootstrap failed; see $HOME_DIR/debootstrap.log"
   mv "$ROOTFS.partial" "$ROOTFS"
 }

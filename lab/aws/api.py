@@ -121,7 +121,7 @@ def explain(exc: BaseException, region: str = "") -> LabError:
                                  "the AWS console or set another `aws.region` in lab.yml")
     if code in NOT_ALLOWED:
         return PrerequisiteError(f"not allowed to {operation}{where} ({code}): ask for an IAM "
-                                 "policy that allows it (README: AWS permissions)")
+                                 "policy that allows it (docs/aws.md: AWS permissions)")
     if code in THROTTLED:
         return PrerequisiteError(f"AWS is throttling requests{where} even after retries: "
                                  "wait a minute and run the command again")
