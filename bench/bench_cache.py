@@ -32,8 +32,8 @@ from benchlib import (
     require_prerequisites,
 )
 
-from lab.cache import PackageCache
-from lab.engine import docker_client
+from lab.docker.cache import PackageCache
+from lab.docker.engine import docker_client
 
 CACHE = f"bench-cache-{os.getpid()}"
 KINDS = ("no cache", "cold cache", "warm cache")

@@ -44,7 +44,7 @@ from benchlib import (
     run,
 )
 
-from lab.exercises import course
+from lab.course.exercises import course
 
 GOALS = {"check (start)": 15.0, "check (solved)": 15.0, "reset": 30.0}
 COLUMNS = ["start", "check (start)", "check (solved)", "reset"]
@@ -96,8 +96,8 @@ def main() -> int:
 
     def destroy(workspace: Path) -> None:
         """The workspace's servers, by the lab name its start files were given."""
+        from lab.course.workspace import open_workspace
         from lab.fleet import Fleet
-        from lab.workspace import open_workspace
 
         with Fleet(open_workspace(workspace).start_config()) as fleet:
             fleet.destroy(images=True)  # 07 bakes images

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from benchlib import LAB, BenchError, BenchLab, bench_main, cleanup, remove_labelled
 from loadgen import get
 
-from lab.probe import free_local_port
+from lab.access.ports import free_local_port
 from lab.release import JournalEntry, ReleaseReport, StepReport
 from lab.state import State
 

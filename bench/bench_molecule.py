@@ -6,7 +6,7 @@ The same work on both sides, taken from a fresh ``lab init`` each round:
   ``playbooks/web.yml`` (apt install nginx, a page, a health file, nginx started), run
   against a ``web`` group, as lab runs it;
 * the same image, ``lab/base:bookworm``, started as lab starts it on this engine (its run
-  mode, lab/targets/runmode.py: tmpfs /run, /run/lock, /tmp; CAP_SYS_ADMIN; a private cgroup
+  mode, lab/docker/runmode.py: tmpfs /run, /run/lock, /tmp; CAP_SYS_ADMIN; a private cgroup
   namespace made writable; stop signal SIGRTMIN+3; a terminal; not privileged), never pulled
   (Molecule: ``pre_build_image: true``, ``pull: false``);
 * the same two servers: the example's role ``web`` with ``count: 2``; Molecule gets two
@@ -31,8 +31,8 @@ this script.
 Rounds alternate: ``lab test`` with a cold package cache, ``lab test`` with a warm one (each in
 a fresh lab directory), then ``molecule test`` in a fresh scenario directory; each is timed
 wall-clock as a whole process. lab uses the bench's own package cache
-(``LAB_CACHE=mb-<run id>-cache``, see lab/cache.py): cleared and started empty before the cold
-run, so its servers fetch through it from the mirror; holding what the cold run fetched for the
+(``LAB_CACHE=mb-<run id>-cache``, see lab/docker/cache.py): cleared and started empty before the
+cold run, so its servers fetch through it from the mirror; holding what the cold run fetched for the
 warm run. Molecule runs with no cache, as its users run it. Every run must exit 0 and run all
 the tests (5 tests x 2 servers) in every round, or the bench stops and exits 1. It prints each
 run with the load average, each median, lab's per-phase medians (from `lab test --json`),
@@ -87,9 +87,9 @@ from benchlib import (
     run_mode,
 )
 
-from lab.cache import PackageCache
 from lab.config import load_config
-from lab.engine import docker_client
+from lab.docker.cache import PackageCache
+from lab.docker.engine import docker_client
 from lab.errors import LabError
 from lab.harness import test_lab_name
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from benchlib import edit_lab_yml, run
 from loadgen import Load  # the independent client tests/integration/test_release.py uses
 
-from lab.probe import free_local_port
+from lab.access.ports import free_local_port
 
 LAB = [sys.executable, "-m", "lab"]
 APP_LAB = Path(__file__).parent / "labs" / "app"

@@ -8,7 +8,7 @@ What it measures, for N = 1, 2, 4, 8 servers (``--quick``: N = 2 and 8 only, one
 * ``lab destroy``  wall time of the ``lab destroy`` process that removes those N servers and
                    the lab's network.
 * ``docker run``   baseline: N ``docker run -d`` started at once, with the options lab uses
-                   on this engine (its run mode, lab/targets/runmode.py; ``-p 127.0.0.1::22``,
+                   on this engine (its run mode, lab/docker/runmode.py; ``-p 127.0.0.1::22``,
                    label ``lab.bench=<pid>``), until ``docker exec NAME systemctl
                    is-system-running`` says ``running`` (or ``degraded``, as lab accepts) in
                    every one of them.
@@ -58,7 +58,7 @@ from benchlib import (
     stats_row,
 )
 
-from lab.probe import free_local_port
+from lab.access.ports import free_local_port
 
 SIZES = (1, 2, 4, 8)
 QUICK_SIZES = (2, 8)

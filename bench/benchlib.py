@@ -62,10 +62,10 @@ def docker(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[
 
 
 def run_mode() -> Any:
-    """Lab's run mode on this engine (lab/targets/runmode.py), so that the baselines start
+    """Lab's run mode on this engine (lab/docker/runmode.py), so that the baselines start
     containers exactly as lab does."""
-    from lab.engine import docker_client, engine_facts
-    from lab.targets.runmode import choose
+    from lab.docker.engine import docker_client, engine_facts
+    from lab.docker.runmode import choose
 
     client = docker_client()
     try:

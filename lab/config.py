@@ -227,7 +227,7 @@ class LabConfig(_Strict):
         """``target``'s section of lab.yml as its model holds it (the model's defaults when
         the file has none); None for a target that takes no settings."""
         if target not in self._settings:
-            model = targets.get_target(target).settings_model
+            model = targets.load(target).settings_model
             if model is None:
                 return None
             try:
@@ -351,7 +351,7 @@ def _settings_models(keys: list[str]) -> dict[str, type[TargetSettings]]:
     models = {}
     for key in keys:
         if key in available:
-            model = targets.get_target(key).settings_model
+            model = targets.load(key).settings_model
             if model is not None:
                 models[key] = model
     return models

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.access.ports import free_local_port
 from lab.events import Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
-from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
-from lab.report import write_page
+from lab.release.report import write_page
 from lab.scaffold import edit_lab_yml, init_lab
 from lab.steps import OK, Outcome, Step, Steps
 

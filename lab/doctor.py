@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
 
 from lab.errors import LabError
+from lab.prerequisites import Check
 from lab.targets import registry as targets
-
-
-@dataclass(frozen=True)
-class Check:
-    """One prerequisite: whether it is there, what was found, and how to fix it if not."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    required: bool = True
+from lab.targets.base import get_target
 
 
 def run_checks() -> list[Check]:
@@ -32,7 +22,7 @@ def run_checks() -> list[Check]:
 def _target_checks(name: str) -> list[Check]:
     """A target's own checks; one that cannot even be imported (a broken plugin) says so."""
     try:
-        cls = targets.get_target(name)
+        cls = get_target(name)
     except (ImportError, AttributeError, LabError) as exc:
         return [Check(f"target {name}", False, f"cannot be loaded: {exc}",
                       f"reinstall the package that provides target {name!r}", required=False)]

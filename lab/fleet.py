@@ -16,18 +16,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
+from lab.access.inventory import remove_inventory, write_inventory
+from lab.access.keys import KeyPair, ensure_keypair
+from lab.access.knownhosts import KnownHosts
+from lab.access.ssh import close_shared_connections
 from lab.balancers.base import ensure_balancer, fixed_ports, group_vars, lab_roles
 from lab.config import LabConfig, Role, load_config
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
-from lab.inventory import remove_inventory, write_inventory
-from lab.keys import KeyPair, ensure_keypair
-from lab.knownhosts import KnownHosts
 from lab.provision import forget_facts
-from lab.ssh import close_shared_connections
 from lab.state import Liveness, ServerRecord, Stage, State
-from lab.targets.base import Plan, ServerSpec, Target
-from lab.targets.registry import get_target
+from lab.targets.base import Plan, ServerSpec, Target, get_target
 
 
 def load_lab(path: Path, target: str | None = None) -> LabConfig:

@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lab.access.ports import free_local_port
 from lab.balancers.base import balancer_roles, open_balancer
 from lab.config import LabConfig
 from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
-from lab.probe import free_local_port
 from lab.provision import RunResult, TaskOutcome, provision_lab, runs_problem
 from lab.state import ServerRecord, Stage
 from lab.steps import FAILED, OK, Outcome, Step, Steps

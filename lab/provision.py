@@ -18,19 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lab.ansiblecfg import ansible_env
+from lab.access.ansiblecfg import ansible_env
+from lab.access.inventory import write_inventory
+from lab.access.keys import KeyPair
+from lab.access.knownhosts import refusal_note
+from lab.access.ssh import MULTIPLEX
 from lab.balancers.base import group_vars, lab_roles
-from lab.cache import missing_packages_hint
 from lab.config import LabConfig
+from lab.docker.cache import missing_packages_hint
 from lab.events import Event, Listener, ignore
-from lab.inventory import write_inventory
-from lab.keys import KeyPair
-from lab.knownhosts import refusal_note
-from lab.ssh import MULTIPLEX
 from lab.state import ServerRecord
 
 # Fast by default: pipelining and the connection lab already holds to each server (see
-# lab.ssh.SHARED_CONNECTION), no retry files, facts gathered only when a play asks and cached
+# lab.access.ssh.SHARED_CONNECTION), no retry files, facts gathered only when a play asks and cached
 # between runs.
 ANSIBLE_ENV = {
     "ANSIBLE_PIPELINING": "True",
@@ -119,7 +119,7 @@ def run_playbook(
     """Run ``playbook`` on ``hosts`` and return what each task did on each host.
 
     ``project``: the lab's directory, where Ansible looks for the user's ``ansible.cfg``
-    (lab.ansiblecfg); None: the user's configuration is not looked for. ``nearby``: the hosts
+    (lab.access.ansiblecfg); None: the user's configuration is not looked for. ``nearby``: the hosts
     are reached over loopback, where module payloads three times larger cost nothing, so
     they go with their bytecode (lab_module_cache)."""
     import ansible_runner
@@ -132,7 +132,7 @@ def run_playbook(
     started = time.monotonic()
     env = ANSIBLE_ENV | {
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts_dir(runs_dir.parent)),
-        # Every host lab provisions was seen running systemd (lab.ssh.wait_until_ready).
+        # Every host lab provisions was seen running systemd (lab.access.ssh.wait_until_ready).
         "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
         "ANSIBLE_CALLBACKS_ENABLED": "lab_service_mgr,lab_module_cache",
         "LAB_SYSTEMD_HOSTS": ",".join(hosts),

@@ -285,7 +285,7 @@ class State:
             rows = db.execute("SELECT report FROM releases ORDER BY started")
             return [json.loads(row["report"]) for row in rows]
 
-    # exercise progress: the course, in this workspace (see lab.workspace) -------------------
+    # exercise progress: the course, in this workspace (see lab.course.workspace) -----------
 
     def exercise_started(self, exercise: str) -> ExerciseProgress:
         """The exercise becomes this workspace's current one (its first start is kept)."""

@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.access.inventory import write_inventory
+from lab.access.keys import KeyPair
+from lab.access.knownhosts import refusal_note
 from lab.balancers.base import group_vars, lab_roles
 from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.events import Event, Listener, ignore
-from lab.inventory import write_inventory
-from lab.keys import KeyPair
-from lab.knownhosts import refusal_note
 from lab.state import ServerRecord
 
 

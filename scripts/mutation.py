@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MUTMUT = [sys.executable, "-m", "mutmut"]
 EQUIVALENT = ROOT / "tests" / "mutation-equivalent.txt"
 # The goals of the issue that asked for this: release and the error paths are held higher.
-GOALS = {"lab.release": 0.85, "lab.errors": 0.85, "lab.cli.base": 0.85}
+GOALS = {"lab.release.cycle": 0.85, "lab.errors": 0.85, "lab.cli.base": 0.85}
 DEFAULT_GOAL = 0.75
 KILLED = {"killed", "timeout", "caught by type check"}
 NOT_RUN = "not checked"
@@ -53,7 +53,7 @@ IN_PART = {
 
 
 def module_of(mutant: str) -> str:
-    """``lab.release.xǁ_Runǁstep__mutmut_3`` -> ``lab.release``."""
+    """``lab.release.cycle.xǁ_Runǁstep__mutmut_3`` -> ``lab.release.cycle``."""
     return re.split(r"\.xǁ|\.x_", mutant, maxsplit=1)[0]
 
 
@@ -82,7 +82,7 @@ def shown(score: float) -> str:
 
 
 def function_of(mutant: str) -> str:
-    """``lab.release.xǁ_Runǁstep__mutmut_3`` -> ``lab.release.xǁ_Runǁstep``."""
+    """``lab.release.cycle.xǁ_Runǁstep__mutmut_3`` -> ``lab.release.cycle.xǁ_Runǁstep``."""
     return mutant.rpartition("__mutmut_")[0]
 
 

@@ -1,6 +1,6 @@
 """An independent HTTP load client, shared by the release integration test and the benchmarks.
 
-Deliberately not lab/probe.py: the tests and the benchmarks judge lab's releases, so they
+Deliberately not lab/release/probe.py: the tests and the benchmarks judge lab's releases, so they
 measure with a client that is not lab's own. Plain standard library, so that the bench scripts
 (run with the lab venv's python, tests/ added to sys.path) and pytest (``pythonpath``) import it
 the same way.

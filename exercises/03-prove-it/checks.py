@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 
-from lab.grader import Attempt, Feedback
+from lab.course.grader import Attempt, Feedback
 
 TESTS = "tests/test_web.py"
 SITE = "/etc/nginx/sites-available/default"

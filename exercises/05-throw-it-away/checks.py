@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.grader import Attempt, Feedback
+from lab.course.grader import Attempt, Feedback
 
 OLD_PAGE = "Welcome to the shop v1"
 NEW_PAGE = "Welcome to the shop - now open on Sundays v2"

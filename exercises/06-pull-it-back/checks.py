@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.grader import Attempt, Feedback
+from lab.course.grader import Attempt, Feedback
 
 BUGGY, FIXED = "v2", "v3"
 TESTS = "tests/test_web.py"

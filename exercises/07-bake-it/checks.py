@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lab.course.grader import Attempt, Feedback
 from lab.fleet import Fleet
-from lab.grader import Attempt, Feedback
 from lab.release import ready_seconds
 
 ANSWERS = "answers.md"

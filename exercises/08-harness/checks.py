@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.grader import Attempt, Feedback
+from lab.course.grader import Attempt, Feedback
 
 PLAYBOOK = "playbooks/web.yml"
 

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from lab.aws import api, resources
-from lab.grader import Attempt, Feedback
+from lab.course.grader import Attempt, Feedback
 
 SAME_FILES = ("playbooks/web.yml", "tests/test_web.py")
 # Narrowest a trainee may need: one address (/32), or an office's /24; an IPv6 /64.

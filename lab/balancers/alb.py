@@ -36,8 +36,8 @@ from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
 
 if TYPE_CHECKING:
+    from lab.access.keys import KeyPair
     from lab.config import HealthCheck, LabConfig
-    from lab.keys import KeyPair
     from lab.state import ServerRecord
     from lab.targets.aws import AwsSettings
 

@@ -26,8 +26,8 @@ from lab.errors import ConfigError, LabError, UsageError
 from lab.events import Listener, ignore
 
 if TYPE_CHECKING:
+    from lab.access.keys import KeyPair
     from lab.config import HealthCheck, LabConfig, Role
-    from lab.keys import KeyPair
     from lab.state import ServerRecord
 
 
@@ -183,7 +183,7 @@ def balancer_class(config: LabConfig) -> type[Balancer] | None:
     """
     if config.balancer is None:
         return None
-    from lab.targets.registry import get_target
+    from lab.targets.base import get_target
 
     written = config.balancer.kind
     kind = get_target(config.target).balancer_kinds.get(written, written)

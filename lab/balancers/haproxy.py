@@ -21,12 +21,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from lab.access.keys import KeyPair
+from lab.access.knownhosts import raise_if_refused
+from lab.access.ssh import as_root, ssh_argv
 from lab.balancers.base import Balancer, Member, Tally
 from lab.config import HealthCheck, LabConfig, Role
 from lab.errors import TargetError
-from lab.keys import KeyPair
-from lab.knownhosts import raise_if_refused
-from lab.ssh import as_root, ssh_argv
 from lab.state import ServerRecord
 
 ROLE = "lb"  # the balancer's own role, added to the lab when lab.yml has `balancer:`

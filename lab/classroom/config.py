@@ -133,7 +133,7 @@ def write_class(directory: Path, name: str, students: list[str] | int, exercises
 def exercise_numbers(text: str | None) -> list[int]:
     """``1-8`` (the course's exercises in that range), ``1,3,4`` (each must exist), or None
     (the whole course): the exercises a new class does, in order."""
-    from lab.exercises import course, find_exercise
+    from lab.course.exercises import course, find_exercise
 
     numbers = [exercise.number for exercise in course()]
     if text is None:

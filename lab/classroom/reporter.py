@@ -22,8 +22,8 @@ from lab.errors import PrerequisiteError, UsageError
 from lab.events import Event, Listener, ignore
 
 if TYPE_CHECKING:
-    from lab.grader import CheckReport
-    from lab.workspace import Workspace
+    from lab.course.grader import CheckReport
+    from lab.course.workspace import Workspace
 
 TIMEOUT = 2.0  # seconds: a check must not wait on the class noticeably longer than this
 JOIN_TIMEOUT = 10.0

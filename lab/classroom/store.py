@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lab.classroom.config import Classroom
-from lab.exercises import course
+from lab.course.exercises import course
 
 Kind = Literal["check", "hint", "start"]
 NOT_STARTED, WORKING, PASSED = "not started", "working", "passed"

@@ -1,9 +1,9 @@
 """A class's workspaces on one machine: ``lab class up``, ``reset`` and ``destroy``.
 
-Each student's workspace is an ordinary exercise workspace (lab.workspace) in
+Each student's workspace is an ordinary exercise workspace (lab.course.workspace) in
 ``<class dir>/<student>/``, with the lab name and balancer port the class gives it
 (lab.classroom.seats) and a membership file pointing at the class's page, so that its checks
-report there. Nothing here makes servers itself: start, reset and solve are lab.workspace's.
+report there. Nothing here makes servers itself: start, reset and solve are lab.course.workspace's.
 
 ``up`` works on a few students at a time (a thread each: most of a start is waiting on
 systemd, SSH and Ansible's subprocesses); a student whose start fails is reported and the
@@ -25,14 +25,14 @@ from typing import Any
 from lab.classroom import membership
 from lab.classroom.config import Classroom
 from lab.classroom.seats import in_class, lab_names, pick_ports, port_is_free
-from lab.engine import docker_client
+from lab.course.exercises import find_exercise
+from lab.course.workspace import STATE_DIR, open_workspace, pinned_listen, solve, start
+from lab.course.workspace import reset as reset_workspace
+from lab.docker.dockerengine import DockerEngine
+from lab.docker.engine import docker_client
 from lab.errors import LabError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.exercises import find_exercise
 from lab.targets.base import LABEL_PREFIX
-from lab.targets.dockerengine import DockerEngine
-from lab.workspace import STATE_DIR, open_workspace, pinned_listen, solve, start
-from lab.workspace import reset as reset_workspace
 
 FINISHED = "class-up.json"  # in a workspace's .lab/: the exercise up or reset finished making
 PARALLEL = 3  # students brought up at a time (see bench/bench_class.py)

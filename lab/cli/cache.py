@@ -1,4 +1,4 @@
-"""``lab cache``: the package cache every lab on this engine shares (lab/cache.py)."""
+"""``lab cache``: the package cache every lab on this engine shares (lab/docker/cache.py)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def status(
     """
     from dataclasses import asdict
 
-    from lab.cache import PackageCache
-    from lab.engine import docker_client
+    from lab.docker.cache import PackageCache
+    from lab.docker.engine import docker_client
 
     client = docker_client()
     try:
@@ -76,7 +76,7 @@ def warm(
 
     Example:  lab cache warm exercises/02-servers-as-code/start
     """
-    from lab.warm import warm as run
+    from lab.docker.warm import warm as run
 
     with progress("lab cache warm") as listener:
         report = run(labs or [], listener)
@@ -93,8 +93,8 @@ def clear(ctx: typer.Context) -> None:
 
     Labs keep working: their servers fetch from Debian's mirror until the next warm-up.
     """
-    from lab.cache import PackageCache
-    from lab.engine import docker_client
+    from lab.docker.cache import PackageCache
+    from lab.docker.engine import docker_client
 
     client = docker_client()
     try:

@@ -15,8 +15,8 @@ from lab.cli.output import err, out, print_step, progress
 from lab.errors import CheckFailed, UsageError
 
 if TYPE_CHECKING:
-    from lab.grader import CheckReport
-    from lab.workspace import Workspace
+    from lab.course.grader import CheckReport
+    from lab.course.workspace import Workspace
 
 app = typer.Typer(
     help="The course: start an exercise, check your work, get a hint, reset, move on.\n\n"
@@ -26,7 +26,7 @@ app = typer.Typer(
 
 
 def _workspace(ctx: typer.Context) -> Workspace:
-    from lab.workspace import open_workspace
+    from lab.course.workspace import open_workspace
 
     return open_workspace(current(ctx).file.resolve().parent)
 
@@ -38,7 +38,7 @@ def list_exercises(ctx: typer.Context) -> None:
 
     Example:  lab exercise list
     """
-    from lab.exercises import course
+    from lab.course.exercises import course
     from lab.state import State
 
     state_dir = current(ctx).file.resolve().parent / ".lab"
@@ -71,7 +71,7 @@ def start(
     Example:  lab exercise start 1 ~/ex && cd ~/ex
     """
     from lab.classroom.reporter import report_start
-    from lab.workspace import start as run
+    from lab.course.workspace import start as run
 
     with progress(f"lab exercise start {number}") as listener:
         workspace = run(number, directory, name, listener)
@@ -93,7 +93,7 @@ def check(
     Your files are never changed. Example:  lab exercise check
     """
     from lab.classroom.reporter import report_check
-    from lab.grader import check as run
+    from lab.course.grader import check as run
 
     workspace = _workspace(ctx)
     with progress(f"lab exercise check ({workspace.exercise.id})") as listener:
@@ -139,7 +139,7 @@ def hint(
     Example:  lab exercise hint
     """
     from lab.classroom.reporter import report_hint
-    from lab.grader import hint as next_hint
+    from lab.course.grader import hint as next_hint
 
     workspace = _workspace(ctx)
     step = next_hint(workspace)
@@ -161,7 +161,7 @@ def solve(
 
     Your files are moved to .lab/backups/, never deleted. Example:  lab exercise solve --yes
     """
-    from lab.workspace import solve as run
+    from lab.course.workspace import solve as run
 
     workspace = _workspace(ctx)
     if not yes:
@@ -182,7 +182,7 @@ def reset(ctx: typer.Context) -> None:
 
     Your files are moved to .lab/backups/, never deleted. Example:  lab exercise reset
     """
-    from lab.workspace import reset as run
+    from lab.course.workspace import reset as run
 
     workspace = _workspace(ctx)
     with progress(f"lab exercise reset ({workspace.exercise.id})") as listener:
@@ -198,7 +198,7 @@ def next_command(ctx: typer.Context) -> None:
     Example:  lab exercise next
     """
     from lab.classroom.reporter import report_start
-    from lab.workspace import next_exercise
+    from lab.course.workspace import next_exercise
 
     workspace = _workspace(ctx)
     with progress("lab exercise next") as listener:

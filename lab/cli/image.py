@@ -29,7 +29,7 @@ def image_build(
     While lab's package cache runs (`lab cache warm`), packages come through it, so after a
     warm-up the image can be made again with no network.
     """
-    from lab.targets.registry import get_target
+    from lab.targets.base import get_target
 
     # The lab's target when there is a lab here, else the default's (`make setup` has none).
     config = lab_config(ctx) if current(ctx).file.is_file() else None

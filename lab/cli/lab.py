@@ -88,7 +88,7 @@ def status(
     release that was killed half-way (with where its traffic goes now)."""
     from lab.balancers.base import rotation
     from lab.fleet import Fleet
-    from lab.journal import describe, interrupted, split_traffic
+    from lab.release.journal import describe, interrupted, split_traffic
 
     with Fleet(lab_config(ctx)) as fleet:
         servers = fleet.status()
@@ -122,8 +122,8 @@ def ssh(
 
     Example:  lab ssh web-1 -- systemctl status nginx
     """
+    from lab.access.ssh import session_argv
     from lab.fleet import Fleet
-    from lab.ssh import session_argv
 
     with Fleet(lab_config(ctx)) as fleet:
         server = fleet.find(name)
@@ -171,8 +171,8 @@ def provision(
     """
     from lab.fleet import Fleet
     from lab.harness import provision as run
-    from lab.journal import refuse_if_interrupted
     from lab.provision import parse_overrides
+    from lab.release.journal import refuse_if_interrupted
 
     overrides = parse_overrides(set_vars or [])
     config = lab_config(ctx)

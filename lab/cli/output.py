@@ -53,7 +53,7 @@ def progress(title: str, verbose: bool = False) -> Iterator[Callable[[Event], No
         yield listener
 
 
-FEEDBACK = ("found", "expected", "next")  # a failed goal's figures (lab.grader.Feedback)
+FEEDBACK = ("found", "expected", "next")  # a failed goal's figures (lab.course.grader.Feedback)
 
 
 def print_step(step: Step, label: str | None = None) -> None:

@@ -87,8 +87,8 @@ def history(
 
     Example:  lab history
     """
-    from lab.journal import releases as shown
     from lab.release import ready_seconds
+    from lab.release.journal import releases as shown
     from lab.state import State
 
     state_dir = lab_config(ctx).state_dir
@@ -132,7 +132,7 @@ def report(
 
     Example:  lab report --open;  lab report --compare 20261127-1012 20261127-1020
     """
-    from lab.report import write_report
+    from lab.release.report import write_report
 
     wanted: list[str | None] = list(compare) if compare and all(compare) else [release]
     written = write_report(lab_config(ctx).state_dir, wanted, output)
@@ -171,8 +171,8 @@ def bake(
 
     Then:  lab release --from-image lab/<lab>-<role>:<version>   (on aws: ami-...)
     """
-    from lab.bake import bake as run
     from lab.fleet import Fleet
+    from lab.release.bake import bake as run
 
     config = lab_config(ctx)
     with progress(f"lab bake {config.name}") as listener, Fleet(config, listener) as fleet:

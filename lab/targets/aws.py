@@ -28,15 +28,15 @@ from typing import Any, ClassVar, cast
 import boto3
 from pydantic import Field, field_validator
 
+from lab.access.keys import HostKey, KeyPair, host_key_for
 from lab.aws import api, network, pricing, resources
 from lab.aws.api import Clients, tag_specs, tags_of, translated
 from lab.aws.resources import EXISTING, NAME, pages
 from lab.aws.userdata import user_data
 from lab.config import LabConfig, TargetSettings
-from lab.doctor import Check
 from lab.errors import ConfigError, LabError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.keys import HostKey, KeyPair, host_key_for
+from lab.prerequisites import Check
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, Plan, ServerSpec, Target
 

@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from lab.access.keys import KeyPair
+from lab.access.knownhosts import KnownHosts
+from lab.access.ssh import wait_until_ready
 from lab.config import LabConfig, TargetSettings
-from lab.doctor import Check
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.keys import KeyPair
-from lab.knownhosts import KnownHosts
-from lab.ssh import wait_until_ready
+from lab.prerequisites import Check
 from lab.state import ServerRecord
+from lab.targets import registry
 
 LABEL_PREFIX = "lab."
 BOOT_TIMEOUT = "LAB_BOOT_TIMEOUT"  # seconds a server may take to accept SSH; default 90
@@ -225,3 +226,9 @@ class Target(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing open
         """Release connections; called once the target is no longer needed."""
+
+
+def get_target(name: str) -> type[Target]:
+    """The Target class for ``name`` (see :func:`lab.targets.registry.load`)."""
+    cls: type[Target] = registry.load(name)
+    return cls

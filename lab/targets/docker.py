@@ -2,9 +2,9 @@
 
 Ports are published on 127.0.0.1 only. The lab's public key, and a host key lab makes for
 the server, are copied in before the container starts: the first SSH attempt after boot
-succeeds, and checks that it reached this very server (see :mod:`lab.knownhosts`). What
+succeeds, and checks that it reached this very server (see :mod:`lab.access.knownhosts`). What
 this target shares with Vagrant's docker provider (the network, finding containers, records,
-boot reports, baking) is :class:`~lab.targets.dockerengine.DockerEngine`'s.
+boot reports, baking) is :class:`~lab.docker.dockerengine.DockerEngine`'s.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from docker.errors import APIError
 
-from lab.cache import PackageCache, cache_check, use_package_cache
+from lab.access.keys import HostKey, KeyPair, host_key_for
 from lab.config import DEFAULT_IMAGE, LabConfig
-from lab.doctor import Check
-from lab.engine import EngineFacts, docker_client, engine_facts
+from lab.docker.cache import PackageCache, cache_check, use_package_cache
+from lab.docker.dockerengine import PUBLISH_ADDRESS, DockerEngine, console_report
+from lab.docker.engine import EngineFacts, docker_client, engine_facts
+from lab.docker.runmode import RunMode, choose
 from lab.errors import LabError, TargetError
 from lab.events import Event, Listener, ignore
-from lab.keys import HostKey, KeyPair, host_key_for
+from lab.prerequisites import Check
 from lab.state import ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
-from lab.targets.dockerengine import PUBLISH_ADDRESS, DockerEngine, console_report
-from lab.targets.runmode import RunMode, choose
 
 __all__ = ["DockerTarget", "console_report"]
 
@@ -43,7 +43,7 @@ class DockerTarget(Target):
 
     @property
     def run_mode(self) -> RunMode:
-        """How servers run on this engine so that systemd boots (see runmode.py)."""
+        """How servers run on this engine so that systemd boots (see :mod:`lab.docker.runmode`)."""
         return self.docker.run_mode
 
     # create --------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ class DockerTarget(Target):
     @classmethod
     def prerequisites(cls) -> list[Check]:
         """A Docker engine that answers, a run mode that boots systemd on it, the base image."""
-        from lab.image import image_is_current
+        from lab.docker.image import image_is_current
 
         try:
             client = docker_client(timeout=10)
@@ -150,7 +150,7 @@ class DockerTarget(Target):
     def prepare_image(cls, config: LabConfig | None, rebuild: bool = False,
                       on_event: Listener = ignore) -> str | None:
         """Build lab's base image (quick when it is current); returns its tag."""
-        from lab.image import build_base_image
+        from lab.docker.image import build_base_image
 
         client = docker_client()
         try:

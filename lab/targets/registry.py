@@ -1,19 +1,17 @@
 """Targets by name: ``docker``, ``vagrant`` and ``aws``, more through the ``lab.targets`` group.
 
-Names only, as ``module:attribute`` strings: this module imports no target, so lab.yml's
-validation (config.py) can list the known targets without importing them, and a target is
-imported only when a lab uses it (or names its settings section), like testinfra's backends.
+Names, as ``module:attribute`` strings: this module imports no target (and of lab only its
+errors), so lab.yml's validation (config.py) can list the known targets without importing
+them. :func:`load` imports a target only when a lab uses it (or names its settings section),
+like testinfra's backends; :func:`lab.targets.base.get_target` is the same, typed.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import Any
 
 from lab.errors import UsageError
-
-if TYPE_CHECKING:
-    from lab.targets.base import Target
 
 GROUP = "lab.targets"
 BUILT_IN = {
@@ -39,13 +37,13 @@ def names() -> list[str]:
     return list(dict.fromkeys([*BUILT_IN, *PLANNED, *available]))
 
 
-def get_target(name: str) -> type[Target]:
-    """The Target class for ``name``; imported only when asked for."""
+def load(name: str) -> Any:
+    """The class registered as ``name``, its module imported now; UsageError naming the known
+    ones when there is none."""
     available = known()
     if name not in available:
         raise UsageError(
             f"target {name!r} is not available (known: {', '.join(sorted(available))})"
         )
     module, _, attribute = available[name].partition(":")
-    cls: type[Target] = getattr(import_module(module), attribute)
-    return cls
+    return getattr(import_module(module), attribute)

@@ -36,16 +36,16 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 import vagrant
 from pydantic import AfterValidator, Field, field_validator
 
-from lab.cache import use_package_cache
+from lab.access.knownhosts import scan_host_key
 from lab.config import LabConfig, TargetSettings
-from lab.doctor import Check
-from lab.engine import docker_client
+from lab.docker.cache import use_package_cache
+from lab.docker.dockerengine import PUBLISH_ADDRESS, DockerEngine
+from lab.docker.engine import docker_client
 from lab.errors import LabError, PrerequisiteError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
-from lab.knownhosts import scan_host_key
+from lab.prerequisites import Check
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
-from lab.targets.dockerengine import PUBLISH_ADDRESS, DockerEngine
 
 T = TypeVar("T")
 DATA = files("lab") / "data"
@@ -405,7 +405,7 @@ class VagrantTarget(Target):
         """machines.json, read and written back under a lock: two lab commands may run.
 
         ``run`` is how the docker provider starts containers (``docker_args``, ``command``,
-        from :mod:`lab.targets.runmode`); without it, what the file said is kept.
+        from :mod:`lab.docker.runmode`); without it, what the file said is kept.
         """
         self.listing.parent.mkdir(parents=True, exist_ok=True)
         with open(self.listing.with_suffix(".lock"), "w") as lock:

@@ -27,7 +27,7 @@ docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 \
 # An image older than the working tree's Dockerfile would make setup.sh in the VM rebuild it
 # from scratch (debootstrap, inside the slow VM). lab's own check decides, read-only.
 if [ -x "$REPO/.venv/bin/python" ] && [ "$("$REPO/.venv/bin/python" -c \
-     'import docker, lab.image as i; print(i.image_is_current(docker.from_env()))' 2>/dev/null)" = False ]; then
+     'import docker, lab.docker.image as i; print(i.image_is_current(docker.from_env()))' 2>/dev/null)" = False ]; then
   die "$BASE_IMAGE is older than lab/data/image/Dockerfile: run \`make setup\` first" 3
 fi
 

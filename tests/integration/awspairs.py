@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from lab.access.keys import HostKey
+from lab.access.knownhosts import KnownHosts
 from lab.config import DEFAULT_IMAGE
 from lab.events import Listener, ignore
-from lab.keys import HostKey
-from lab.knownhosts import KnownHosts
 from lab.state import Liveness, ServerRecord
 from lab.targets import docker as docker_target
 from lab.targets.aws import AwsTarget

@@ -61,7 +61,7 @@ def test_run_label(docker_client: docker.DockerClient) -> Iterator[str]:
     """Label all the run makes; at the end, remove whatever still carries the label."""
     run = uuid.uuid4().hex
     label = f"{RUN_LABEL}={run}"
-    # The run's own package cache name (lab/cache.py): no test uses, joins or removes the
+    # The run's own package cache name (lab/docker/cache.py): no test uses, joins or removes the
     # cache the user runs; only a test that starts this one has a cache at all.
     before = {key: os.environ.get(key) for key in ("LAB_LABELS", "LAB_CACHE")}
     os.environ["LAB_LABELS"] = label

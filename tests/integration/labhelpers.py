@@ -24,7 +24,7 @@ from ctrlc import interruptible
 from docker.errors import NotFound
 
 from lab.config import LAB_NAME
-from lab.grader import CheckReport
+from lab.course.grader import CheckReport
 from lab.scaffold import edit_lab_yml
 
 RUN_LABEL = "lab.test-run"

@@ -18,12 +18,12 @@ from awspairs import AlbStandIn, boot_host_key, pair_instances_with_containers
 from labhelpers import unique_lab_name
 from moto import mock_aws
 
+from lab.access.knownhosts import KnownHosts
 from lab.balancers.alb import ALB
 from lab.balancers.base import open_balancer
 from lab.config import load_config
 from lab.fleet import Fleet
 from lab.harness import provision, verify
-from lab.knownhosts import KnownHosts
 from lab.release import release
 from lab.scaffold import edit_lab_yml, init_lab
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import docker
 from labhelpers import Lab, teardown_lab, unique_lab_name
 
-from lab.probe import free_local_port
+from lab.access.ports import free_local_port
 from lab.scaffold import edit_lab_yml
 
 BENCH_LABS = Path(__file__).parents[2] / "bench" / "labs"

@@ -15,8 +15,8 @@ import pytest
 from labhelpers import RUN_LABEL, Lab
 
 from lab.config import DEFAULT_IMAGE
-from lab.engine import engine_facts
-from lab.targets.runmode import OVERRIDE, choose
+from lab.docker.engine import engine_facts
+from lab.docker.runmode import OVERRIDE, choose
 
 MakeLab = Callable[..., Lab]
 

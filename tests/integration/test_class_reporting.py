@@ -26,7 +26,7 @@ from lab.classroom.config import Classroom, load_class
 from lab.classroom.membership import Membership, save, workspace_file
 from lab.classroom.store import open_store
 from lab.classroom.web import running
-from lab.exercises import find_exercise
+from lab.course.exercises import find_exercise
 
 CODE = "k7f3-q9x2"
 EXERCISE = find_exercise(8)

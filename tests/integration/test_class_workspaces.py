@@ -24,7 +24,7 @@ from lab.classroom.config import Classroom, load_class
 from lab.classroom.membership import find, workspace_file
 from lab.classroom.seats import lab_names
 from lab.classroom.workspaces import destroy
-from lab.exercises import find_exercise
+from lab.course.exercises import find_exercise
 
 STUDENTS = ["alice", "bob", "carol"]
 STRAY = "dave"  # whose folder holds a stray file: his start fails, the others' must not

@@ -29,11 +29,11 @@ from moto.ssm.models import Parameter, ssm_backends
 
 from lab.balancers.alb import ALB
 from lab.config import DEFAULT_IMAGE
+from lab.course.grader import check
+from lab.course.workspace import Workspace, apply_wrong, reset, run_actions, solve, start
 from lab.fleet import Fleet
-from lab.grader import check
 from lab.state import State
 from lab.targets.aws import DEBIAN_12
-from lab.workspace import Workspace, apply_wrong, reset, run_actions, solve, start
 
 REGION = "eu-west-1"  # the solution's aws.region
 EXERCISE = 9

@@ -17,10 +17,10 @@ import docker
 import pytest
 from labhelpers import first_feedback, lab_command, unique_lab_name
 
-from lab.exercises import Exercise, course
+from lab.course.exercises import Exercise, course
+from lab.course.grader import Attempt, check
+from lab.course.workspace import Workspace, apply_wrong, reset, solve, start
 from lab.fleet import Fleet
-from lab.grader import Attempt, check
-from lab.workspace import Workspace, apply_wrong, reset, solve, start
 
 # Exercises this module cannot drive, each proven the same four ways by a module of its own:
 # 09 runs on AWS (moto, instances paired with containers, the ALB answered locally).

@@ -13,11 +13,11 @@ import pytest
 from docker.errors import ImageNotFound
 from labhelpers import Lab, lab_for_module
 
+from lab.access.inventory import write_inventory
+from lab.access.knownhosts import KnownHosts
 from lab.config import load_config
+from lab.docker.dockerengine import DockerEngine
 from lab.fleet import Fleet
-from lab.inventory import write_inventory
-from lab.knownhosts import KnownHosts
-from lab.targets.dockerengine import DockerEngine
 
 
 @pytest.fixture(scope="module")

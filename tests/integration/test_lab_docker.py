@@ -14,8 +14,8 @@ import docker
 import pytest
 from labhelpers import RUN_LABEL, Lab, readme_commands, shared_sockets
 
+from lab.access.keys import ensure_keypair
 from lab.config import DEFAULT_IMAGE, load_config
-from lab.keys import ensure_keypair
 from lab.targets.docker import DockerTarget
 
 MakeLab = Callable[..., Lab]

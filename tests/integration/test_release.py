@@ -30,8 +30,8 @@ from labhelpers import (
 )
 from loadgen import Load, get
 
-from lab.probe import free_local_port
-from lab.report import Chart, chart
+from lab.access.ports import free_local_port
+from lab.release.report import Chart, chart
 from lab.scaffold import edit_lab_yml
 
 

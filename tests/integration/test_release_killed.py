@@ -29,8 +29,8 @@ import pytest
 from labhelpers import Lab, lab_command, lab_for_module
 from loadgen import Load, get
 
+from lab.access.ports import free_local_port
 from lab.balancers.haproxy import BACKEND, SOCKET
-from lab.probe import free_local_port
 from lab.scaffold import edit_lab_yml
 
 

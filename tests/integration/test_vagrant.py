@@ -23,8 +23,8 @@ import docker
 import pytest
 from labhelpers import Lab, lab_for_module, new_lab, teardown_lab
 
-from lab.knownhosts import KnownHosts
-from lab.probe import free_local_port
+from lab.access.knownhosts import KnownHosts
+from lab.access.ports import free_local_port
 
 ROLES = {"web-1": "web", "web-2": "web", "lb-1": "lb"}
 

@@ -18,9 +18,9 @@ import pytest
 from awsleftovers import REGION, leftovers  # noqa: F401 - leftovers: the unit tests take it from here
 from moto import mock_aws
 
+from lab.access.keys import ensure_keypair
 from lab.config import LabConfig
-from lab.keys import ensure_keypair
-from lab.probe import Window
+from lab.release.probe import Window
 
 CIDR = "203.0.113.7/32"
 

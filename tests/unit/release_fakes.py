@@ -17,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.access.keys import KeyPair
 from lab.balancers.base import Balancer, Member, Tally
 from lab.config import DEFAULT_IMAGE, HealthCheck, LabConfig
 from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
-from lab.keys import KeyPair
-from lab.probe import Window
 from lab.release import Checks, ReleaseReport, release
-from lab.report import chart
+from lab.release.probe import Window
+from lab.release.report import chart
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import ServerSpec, Target
 

@@ -3,7 +3,7 @@
 SIGKILL gives a release no chance to roll back: the ALB's listener keeps the weights it had,
 traffic split between two generations, for the next release to take the wrong one for the
 old. The release's journal in state.db and its lock on .lab/release.lock let the next
-command name it and put it right (lab.journal, lab.release.put_right). The fakes prove that
+command name it and put it right (lab.release.journal, lab.release.put_right). The fakes prove that
 by freezing a world (test_release_journal.py); here a release runs in a process of its own
 (aws_release_child.py) against moto's server on 127.0.0.1, is killed with SIGKILL once its
 journal and the listener, read as another process reads them, show it inside the step, and
@@ -32,11 +32,10 @@ from awslab import CIDR, REGION, QuietProbe, fresh_sessions, leftovers, passing
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 from moto.server import ThreadedMotoServer
 
-from lab import journal
 from lab.config import LabConfig, load_config
 from lab.events import Event
 from lab.fleet import Fleet
-from lab.release import Checks, put_right, release
+from lab.release import Checks, journal, put_right, release
 from lab.targets.aws import AwsTarget
 
 CHILD = Path(__file__).with_name("aws_release_child.py")

@@ -16,8 +16,8 @@ import pytest
 from awslab import CIDR, REGION, fresh_sessions, leftovers
 from moto.server import ThreadedMotoServer
 
+from lab.access.keys import ensure_keypair
 from lab.config import load_config
-from lab.keys import ensure_keypair
 from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec
 

@@ -20,10 +20,10 @@ from awslab import CIDR, REGION, Clock, fail, key_for, lab_config, leftovers
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
+from lab.access.knownhosts import KnownHosts
 from lab.aws import api, resources
 from lab.errors import ExitStatus, LabError
 from lab.fleet import Fleet
-from lab.knownhosts import KnownHosts
 from lab.state import Liveness, State
 from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec

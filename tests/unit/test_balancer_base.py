@@ -13,11 +13,11 @@ from release_fakes import FakeBalancer, FakeMember, World
 
 import lab.balancers.haproxy
 import lab.balancers.registry
+from lab.access.keys import KeyPair
 from lab.balancers.base import Balancer, Tally, balancer_roles, get_balancer, rotation
 from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import TargetError
-from lab.keys import KeyPair
 from lab.state import ServerRecord
 
 KEY = KeyPair(Path("k"), Path("k.pub"))

@@ -17,10 +17,10 @@ import pytest
 
 import lab.balancers.base
 import lab.balancers.haproxy
+from lab.access.keys import KeyPair
 from lab.balancers.base import Balancer, Member, Tally
 from lab.balancers.haproxy import HAProxy
 from lab.config import HealthCheck, LabConfig
-from lab.keys import KeyPair
 from lab.state import ServerRecord
 
 

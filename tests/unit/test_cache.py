@@ -1,4 +1,4 @@
-"""lab/cache.py's pure parts: apt's failures read back, the transfer log, what a server gets.
+"""lab/docker/cache.py's pure parts: apt's failures read back, the transfer log, what a server gets.
 
 The cache itself (container, volume, networks, offline mode) is proven for real by
 tests/integration/test_cache_offline.py.
@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from lab.cache import (
+from lab.docker.cache import (
     APT_CONF,
     APT_SCRIPT,
     CacheStatus,

@@ -17,8 +17,8 @@ from lab.classroom.config import (
     write_class,
 )
 from lab.cli import app
+from lab.course.exercises import course
 from lab.errors import ConfigError, UsageError
-from lab.exercises import course
 
 runner = CliRunner(env={"LAB_FILE": None})
 

@@ -21,8 +21,8 @@ from lab.classroom.seats import (
     port_is_free,
 )
 from lab.config import LAB_NAME, load_config
+from lab.course.workspace import place_balancer
 from lab.errors import TargetError
-from lab.workspace import place_balancer
 
 
 def spec(name: str = "autumn-workshop", code: str = "k7f3-q9x2",

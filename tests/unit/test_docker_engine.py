@@ -1,4 +1,4 @@
-"""One lab's containers, network and images (lab/targets/dockerengine.py) on an in-memory
+"""One lab's containers, network and images (lab/docker/dockerengine.py) on an in-memory
 engine that filters labels and names as Docker does: what is found, removed and recorded, and
 that nothing of another lab is ever touched. The same engine code runs against a real Docker
 in tests/integration/test_lab_docker.py."""
@@ -14,10 +14,10 @@ import pytest
 from docker.errors import APIError, NotFound
 from fakedocker import Box, Engine, Image, Net
 
+from lab.docker.dockerengine import DockerEngine
 from lab.errors import PrerequisiteError
 from lab.events import Event
 from lab.state import Liveness
-from lab.targets.dockerengine import DockerEngine
 
 
 @pytest.fixture
@@ -159,12 +159,12 @@ def test_a_server_that_stopped_booting_is_explained(engine: Engine) -> None:
 
 def test_the_docker_target_lists_and_destroys_through_its_engine(
         engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import lab.targets.dockerengine
+    import lab.docker.dockerengine
+    from lab.access.keys import KeyPair
     from lab.config import LabConfig
-    from lab.keys import KeyPair
     from lab.targets.docker import DockerTarget
 
-    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    monkeypatch.setattr(lab.docker.dockerengine, "docker_client", lambda: engine)
     config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
     target = DockerTarget(config, KeyPair(tmp_path / "k", tmp_path / "k.pub"))
 
@@ -245,12 +245,12 @@ def test_an_image_that_is_there_is_required_without_error(engine: Engine) -> Non
 
 def test_the_docker_target_keeps_what_it_was_made_with(
         engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import lab.targets.dockerengine
+    import lab.docker.dockerengine
+    from lab.access.keys import KeyPair
     from lab.config import LabConfig
-    from lab.keys import KeyPair
     from lab.targets.docker import DockerTarget
 
-    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    monkeypatch.setattr(lab.docker.dockerengine, "docker_client", lambda: engine)
     config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
     key = KeyPair(tmp_path / "k", tmp_path / "k.pub")
     target = DockerTarget(config, key)
@@ -268,13 +268,13 @@ def test_the_docker_target_keeps_what_it_was_made_with(
 def shop_target(engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """The docker target of lab `shop` on the in-memory engine, in a run mode of the test's
     (the modes themselves are tests/unit/test_runmode.py's)."""
-    import lab.targets.dockerengine
+    import lab.docker.dockerengine
+    from lab.access.keys import ensure_keypair
     from lab.config import LabConfig
-    from lab.keys import ensure_keypair
+    from lab.docker.runmode import RunMode
     from lab.targets.docker import DockerTarget
-    from lab.targets.runmode import RunMode
 
-    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    monkeypatch.setattr(lab.docker.dockerengine, "docker_client", lambda: engine)
     config = LabConfig.model_validate({"name": "shop", "servers": {"web": {}}})
     target = DockerTarget(config, ensure_keypair(tmp_path / ".lab", "lab@shop"))
     target.docker.__dict__["run_mode"] = RunMode("plain", "the test's", ["/sbin/init"])
@@ -364,13 +364,13 @@ def test_an_up_the_engine_fails_halfway_leaves_no_container_or_record(
     but will not start web-2 (its port taken, say; web-3 is made or not, as the threads go).
     Every container the call made goes, the one never started too, and state and the lab's
     files forget them all; another lab's container stays."""
+    import lab.docker.dockerengine
     import lab.targets.docker as docker_target
-    import lab.targets.dockerengine
     from lab.config import DEFAULT_IMAGE, load_config
+    from lab.docker.dockerengine import DockerEngine
+    from lab.docker.runmode import RunMode
     from lab.errors import TargetError
     from lab.fleet import Fleet
-    from lab.targets.dockerengine import DockerEngine
-    from lab.targets.runmode import RunMode
 
     engine = Engine()
     engine.pictures = [Image("1", [DEFAULT_IMAGE], {})]
@@ -388,7 +388,7 @@ def test_an_up_the_engine_fails_halfway_leaves_no_container_or_record(
         return box
 
     engine.create = create_one_that_will_not_start  # type: ignore[method-assign]
-    monkeypatch.setattr(lab.targets.dockerengine, "docker_client", lambda: engine)
+    monkeypatch.setattr(lab.docker.dockerengine, "docker_client", lambda: engine)
     monkeypatch.setattr(DockerEngine, "run_mode", RunMode("plain", "the test's", ["/sbin/init"]))
     monkeypatch.setattr(docker_target, "use_package_cache", lambda *_: None)
     (tmp_path / "lab.yml").write_text("name: shop\nservers:\n  web: {count: 3}\n")
@@ -437,9 +437,9 @@ def test_bake_commits_the_servers_container_with_its_labels(
 
 def test_a_servers_console_and_boot_report(engine: Engine, monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
-    from lab.engine import EngineFacts
+    from lab.docker.dockerengine import console_report
+    from lab.docker.engine import EngineFacts
     from lab.state import ServerRecord
-    from lab.targets.dockerengine import console_report
 
     engine.add("shop", "web-5", status="exited", attrs={
         "Logs": b"Welcome to \x1b[1mDebian\x1b[0m\r\nFailed to mount cgroup \xff\n",
@@ -467,7 +467,7 @@ def test_a_servers_console_and_boot_report(engine: Engine, monkeypatch: pytest.M
 
 def test_the_docker_target_builds_its_base_image_through_lab_image(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lab.image
+    import lab.docker.image
     import lab.targets.docker as docker_target
     from lab.events import ignore
 
@@ -475,14 +475,15 @@ def test_the_docker_target_builds_its_base_image_through_lab_image(
     engine.close = lambda: closed.append(True)  # type: ignore[method-assign]
     asked: list[tuple[Any, ...]] = []
     monkeypatch.setattr(docker_target, "docker_client", lambda: engine)
-    monkeypatch.setattr(lab.image, "build_base_image", lambda client, rebuild, on_event, through:
+    monkeypatch.setattr(lab.docker.image, "build_base_image",
+                        lambda client, rebuild, on_event, through:
                         asked.append((client, rebuild, on_event, through.__self__.name,
                                       through.__func__.__name__)) or "lab/base:bookworm")
     monkeypatch.setenv("LAB_CACHE", "t-unit-cache")
 
     assert docker_target.DockerTarget.prepare_image(None, True, print) == "lab/base:bookworm"
     assert docker_target.DockerTarget.prepare_image(None) == "lab/base:bookworm"
-    # Packages through the package cache (lab.cache), asked only when something is built.
+    # Packages through the package cache (lab.docker.cache), asked only when something is built.
     through = ("t-unit-cache", "build_through")
     assert asked == [(engine, True, print, *through), (engine, False, ignore, *through)]
     assert closed == [True, True]
@@ -492,7 +493,7 @@ def test_the_base_image_is_built_through_the_package_cache_of_the_same_engine(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """`lab image build` hands the build the cache's way in, on the engine it builds on (the
     build through a real cache, offline: tests/integration/test_cache_offline.py)."""
-    import lab.image
+    import lab.docker.image
     from lab.targets import docker as docker_target
 
     closed: list[Engine] = []
@@ -504,7 +505,7 @@ def test_the_base_image_is_built_through_the_package_cache_of_the_same_engine(
         asked.update(client=client, rebuild=rebuild, cache=through.__self__)
         return "lab/base:bookworm"
 
-    monkeypatch.setattr(lab.image, "build_base_image", build)
+    monkeypatch.setattr(lab.docker.image, "build_base_image", build)
     assert docker_target.DockerTarget.prepare_image(None, rebuild=True) == "lab/base:bookworm"
     assert asked["client"] is engine and asked["rebuild"] is True
     assert asked["cache"].client is engine

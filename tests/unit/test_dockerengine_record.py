@@ -9,7 +9,7 @@ from typing import Any
 
 from docker.models.containers import Container
 
-from lab.targets.dockerengine import DockerEngine
+from lab.docker.dockerengine import DockerEngine
 
 
 def container(ports: dict[str, Any], status: str = "running") -> Container:

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from lab.config import load_config
+from lab.course.exercises import Action, find_exercise, load_exercise
+from lab.course.grader import Feedback
+from lab.course.workspace import solve, start
 from lab.errors import ConfigError
-from lab.exercises import Action, find_exercise, load_exercise
-from lab.grader import Feedback
 from lab.release import ready_seconds
 from lab.verify import VerifyResult
-from lab.workspace import solve, start
 
 BAKE_IT = 7
 HARNESS = 8

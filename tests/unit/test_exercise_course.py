@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.course.exercises import course, course_dir, find_exercise, load_exercise
+from lab.course.grader import Feedback, check
+from lab.course.workspace import apply_wrong, hint, next_exercise, open_workspace, solve, start
 from lab.errors import ConfigError, UsageError
-from lab.exercises import course, course_dir, find_exercise, load_exercise
-from lab.grader import Feedback, check
 from lab.state import State
-from lab.workspace import apply_wrong, hint, next_exercise, open_workspace, solve, start
 
 HARNESS = 8  # the exercise whose start makes no servers: its workspace needs no engine
 

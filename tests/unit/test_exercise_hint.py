@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from lab.cli.main import app
 from lab.cli.output import print_step
+from lab.course.grader import SHOWN, hint
+from lab.course.workspace import start
 from lab.events import Event
-from lab.grader import SHOWN, hint
 from lab.steps import FAILED, OK, Step
-from lab.workspace import start
 
 HARNESS = 8  # its start makes no servers: no engine needed
 runner = CliRunner(env={"LAB_FILE": None})

@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 from lab.aws.resources import sweep_in_lab
 from lab.cli.main import app
 from lab.config import load_config
+from lab.course.exercises import find_exercise, load_exercise
+from lab.course.grader import check
+from lab.course.workspace import apply_wrong, start
 from lab.errors import ConfigError
 from lab.events import Event
-from lab.exercises import find_exercise, load_exercise
-from lab.grader import check
 from lab.state import State
-from lab.workspace import apply_wrong, start
 
 AWS = 9
 runner = CliRunner(env={"LAB_FILE": None})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.access.keys import KeyPair
 from lab.balancers.base import (
     Member,
     Tally,
@@ -20,7 +21,6 @@ from lab.balancers.base import (
 from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError, UsageError
-from lab.keys import KeyPair
 from lab.state import Liveness, ServerRecord, Stage
 
 HEADER = "# pxname,svname,scur,stot,wretr,status,weight,check_status,hrsp_5xx\n"

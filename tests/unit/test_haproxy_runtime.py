@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.access.keys import KeyPair
 from lab.balancers.haproxy import (
     CHECK_TIMING,
     SOCKET,
@@ -21,7 +22,6 @@ from lab.balancers.haproxy import (
 )
 from lab.config import HealthCheck, LabConfig
 from lab.errors import HostKeyRefused, TargetError
-from lab.keys import KeyPair
 from lab.state import Liveness, ServerRecord
 
 HEADER = "# pxname,svname,scur,stot,wretr,status,weight,check_status,hrsp_5xx\n"

@@ -3,11 +3,15 @@
 A function-level import hides a cycle from the interpreter until the day the order changes;
 config.py and the balancer used to import each other that way. Imports under
 ``if TYPE_CHECKING:`` never run and are left out.
+
+Importing a module runs its packages' ``__init__`` first, so it counts as importing them too.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import lab
@@ -26,12 +30,13 @@ def _type_checking_only(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def imported(tree: ast.AST, modules: set[str]) -> set[str]:
-    """lab modules a file imports when it runs (at any depth), with their parent packages."""
+def imported(tree: ast.AST, modules: set[str], type_only: bool = False) -> set[str]:
+    """lab modules a file imports when it runs (at any depth), with their parent packages;
+    with ``type_only``, those imported for type checkers alone too."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _type_checking_only(node):
+        if isinstance(node, ast.If) and _type_checking_only(node) and not type_only:
             for child in node.orelse:
                 visit(child)
             return
@@ -49,13 +54,13 @@ def imported(tree: ast.AST, modules: set[str]) -> set[str]:
     return with_parents & modules
 
 
-def import_graph() -> dict[str, set[str]]:
-    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    modules = set(files)
+def import_graph(type_only: bool = False) -> dict[str, set[str]]:
+    trees = {module_name(p): ast.parse(p.read_text()) for p in PACKAGE.rglob("*.py")}
+    modules = set(trees)
     graph = {}
-    for name, path in files.items():
+    for name, tree in trees.items():
         parents = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
-        graph[name] = imported(ast.parse(path.read_text()), modules) - {name} - parents
+        graph[name] = imported(tree, modules, type_only) - {name} - parents
     return graph
 
 
@@ -89,8 +94,52 @@ def test_the_checker_finds_a_cycle() -> None:
 
 def test_no_import_cycle_in_lab() -> None:
     graph = import_graph()
-    assert {"lab.balancers.base", "lab.fleet"} <= graph["lab.release"]  # the graph is read
+    # the graph is read: the release's own imports, and its package's
+    assert {"lab.balancers.base", "lab.fleet", "lab.harness"} <= graph["lab.release.cycle"]
+    assert "lab.release.cycle" in graph["lab.release"]
     assert find_cycle(graph) == []
+
+
+def test_no_import_cycle_even_through_type_only_imports() -> None:
+    """A cycle a type checker walks is a knot a reader walks too: config -> the targets'
+    registry -> the target base -> config was one, through `type[Target]` and `Check`."""
+    graph = import_graph(type_only=True)
+    assert graph["lab.targets.registry"] == {"lab.errors"}  # names, and its one error
+    assert "lab.doctor" not in graph["lab.targets.base"]
+    assert find_cycle(graph) == []
+
+
+def test_lab_imports_only_absolutely() -> None:
+    """The checker reads absolute imports, and lab.docker relies on them: in lab/docker/,
+    ``import docker`` is the Docker SDK only because no import is relative."""
+    relative = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+                for path in sorted(PACKAGE.rglob("*.py"))
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.ImportFrom) and node.level]
+    assert relative == []
+
+
+def test_the_docker_wing_does_not_hide_the_docker_sdk() -> None:
+    import docker
+
+    import lab.docker.dockerengine
+    import lab.docker.engine
+
+    assert docker.__name__ == "docker" and hasattr(docker, "from_env")
+    assert lab.docker.engine.docker is docker
+    assert lab.docker.dockerengine.docker is docker
+    assert sys.modules["docker"] is docker is not sys.modules["lab.docker"]
+
+
+def test_harness_imports_first_then_the_release() -> None:
+    """`lab up` imports lab.harness first; the release (which uses harness) after it."""
+    code = ("import lab.harness\n"
+            "from lab.release import ReleaseReport, release\n"
+            "import lab.release.cycle as cycle\n"
+            "assert release is cycle.release and ReleaseReport is cycle.ReleaseReport\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, cwd=PACKAGE.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_config_does_not_import_a_balancer() -> None:
@@ -104,12 +153,13 @@ def test_config_does_not_import_a_target() -> None:
     graph = import_graph()
     assert "lab.targets.registry" in graph["lab.config"]
     assert graph["lab.config"] & {"lab.targets.base", "lab.targets.docker",
-                                  "lab.targets.vagrant", "lab.targets.dockerengine"} == set()
+                                  "lab.targets.vagrant", "lab.docker.dockerengine"} == set()
 
 
 def test_the_vagrant_target_uses_the_shared_docker_engine() -> None:
-    """What both targets need from Docker is dockerengine.py's, not the docker target's."""
+    """What both targets need from Docker is lab.docker.dockerengine's, not the docker
+    target's."""
     graph = import_graph()
-    assert "lab.targets.dockerengine" in graph["lab.targets.vagrant"]
+    assert "lab.docker.dockerengine" in graph["lab.targets.vagrant"]
     source = (PACKAGE / "targets" / "vagrant.py").read_text()
     assert "engine._" not in source

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.keys import ensure_keypair
+from lab.access.keys import ensure_keypair
 
 
 def mode(path: Path) -> int:

@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab.inventory import build_inventory, write_ssh_config
-from lab.keys import ensure_keypair, host_key_for
-from lab.knownhosts import (
+from lab.access.inventory import build_inventory, write_ssh_config
+from lab.access.keys import ensure_keypair, host_key_for
+from lab.access.knownhosts import (
     Entry,
     KnownHosts,
     host_key_refused,

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from loadgen import Load, get
 
-from lab.probe import free_local_port
+from lab.access.ports import free_local_port
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -4,8 +4,8 @@ the first run keeps ansible-core's payloads, the next one starts from them inste
 them again; a module of the user's own is never kept; a store others may write to is left alone.
 For servers on this machine the payloads are kept with bytecode that Python's zipimport takes,
 and only where it fits.
-The user's own callbacks, from the environment or the lab's ansible.cfg (lab.ansiblecfg), still
-run beside lab's.
+The user's own callbacks, from the environment or the lab's ansible.cfg
+(lab.access.ansiblecfg), still run beside lab's.
 That provisioning with it works on servers is proven by tests/integration (every playbook there
 runs through run_playbook)."""
 

@@ -15,7 +15,7 @@ assert _spec is not None and _spec.loader is not None
 mutation = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mutation)
 
-RELEASE = "lab.release.xǁ_Runǁstep__mutmut_"
+RELEASE = "lab.release.cycle.xǁ_Runǁstep__mutmut_"
 FLEET = "lab.fleet.x_up__mutmut_"
 
 
@@ -23,15 +23,15 @@ def test_equivalent_mutants_are_left_out_and_survivors_listed() -> None:
     found = {f"{RELEASE}1": "killed", f"{RELEASE}2": "timeout", f"{RELEASE}3": "survived",
              f"{RELEASE}4": "survived", f"{RELEASE}5": "not checked", f"{FLEET}1": "no tests"}
     counts, survivors = mutation.tally(found, {f"{RELEASE}4"})
-    assert counts["lab.release"] == Counter(killed=2, survived=1, equivalent=1,
-                                            **{"not checked": 1})
+    assert counts["lab.release.cycle"] == Counter(killed=2, survived=1, equivalent=1,
+                                                  **{"not checked": 1})
     assert counts["lab.fleet"] == Counter({"no tests": 1})
     assert survivors == [f"{FLEET}1: no tests", f"{RELEASE}3: survived"]
 
 
-SHOWN = """# lab.release.xǁ_Runǁstep__mutmut_21: survived
---- lab/release.py
-+++ lab/release.py
+SHOWN = """# lab.release.cycle.xǁ_Runǁstep__mutmut_21: survived
+--- lab/release/cycle.py
++++ lab/release/cycle.py
 @@ -1,3 +1,3 @@
  def step(self, percent):
 -    step = StepReport(percent, {})
@@ -59,9 +59,9 @@ def test_an_equivalent_mutant_is_known_by_its_change_whatever_its_number() -> No
 
 
 def test_release_is_held_to_85_percent_and_the_rest_to_75() -> None:
-    line, ok = mutation.row("lab.release", Counter(killed=84, survived=16))
+    line, ok = mutation.row("lab.release.cycle", Counter(killed=84, survived=16))
     assert not ok and "below goal" in line and "84.0%" in line
-    assert mutation.row("lab.release", Counter(killed=85, survived=15))[1]
+    assert mutation.row("lab.release.cycle", Counter(killed=85, survived=15))[1]
     assert mutation.row("lab.fleet", Counter(killed=75, survived=25))[1]
     assert not mutation.row("lab.fleet", Counter(killed=74, survived=26))[1]
 
@@ -95,7 +95,7 @@ def test_the_scope_is_every_safety_module_and_the_targets_list_and_destroy() -> 
     assert mutation.in_scope("lab.aws.resources.x__unlink_groups__mutmut_4", patterns)
     assert not mutation.in_scope("lab.targets.vagrant.x_vagrant_checks__mutmut_1", patterns)
     assert not mutation.in_scope("lab.targets.aws.xǁAwsTargetǁbake__mutmut_1", patterns)
-    assert not mutation.in_scope("lab.targets.runmode.x_choose__mutmut_1", patterns)
+    assert not mutation.in_scope("lab.docker.runmode.x_choose__mutmut_1", patterns)
 
 
 def test_every_function_scored_in_part_exists() -> None:

@@ -27,7 +27,7 @@ from release_fakes import (
     expect,
 )
 
-import lab.release
+import lab.release.cycle
 from lab.cli.output import tick_line
 from lab.cli.release import print_release
 from lab.config import HealthCheck
@@ -130,7 +130,7 @@ def test_the_default_probe_sends_40_requests_a_second_to_the_balancer(
         made.append((url, rate))
         return FakeProbe(url)
 
-    monkeypatch.setattr(lab.release, "Probe", probe)
+    monkeypatch.setattr(lab.release.cycle, "Probe", probe)
     cycle.release(probe=None)
     cycle.release(probe=None, probe_rate=7.0)
 
@@ -173,7 +173,7 @@ def test_each_tick_shows_weights_traffic_errors_latency_versions_and_shares(
 
 
 class Clock:
-    """lab.release's clock, made virtual: ``sleep`` moves it on at once and is logged, so a
+    """lab.release.cycle's clock, made virtual: ``sleep`` moves it on at once and is logged, so a
     test sees how a step is paced without waiting (and without a timed assertion)."""
 
     def __init__(self, cycle: Cycle) -> None:
@@ -204,7 +204,7 @@ def test_a_step_is_held_for_its_seconds_looking_twice_a_second(
     from release_fakes import LAB_YML
 
     cycle = make_cycle(LAB_YML.replace("step_seconds: 0.02", "step_seconds: 1.25"))
-    monkeypatch.setattr(lab.release, "time", Clock(cycle))
+    monkeypatch.setattr(lab.release.cycle, "time", Clock(cycle))
 
     report = cycle.release()
 
@@ -476,12 +476,12 @@ def test_the_report_is_saved_where_lab_history_and_a_person_read_it(cycle: Cycle
 def test_a_gate_still_running_in_the_background_never_keeps_lab_from_exiting() -> None:
     """The tests under traffic run beside a step: after Ctrl-C, lab exits (130) without
     waiting for them (a test run can take minutes)."""
-    quick = lab.release._Background(lambda: None)  # here, a gate that ends is waited for
+    quick = lab.release.cycle._Background(lambda: None)  # here, a gate that ends is waited for
     quick.wait()
     assert quick.done
-    never = ("import threading\nfrom lab.release import _Background\n"
+    never = ("import threading\nfrom lab.release.cycle import _Background\n"
              "_Background(threading.Event().wait)\n")
     # Run where this test's lab is (under mutmut, its mutated copy).
     done = subprocess.run([sys.executable, "-c", never], timeout=60, check=False,
-                          cwd=Path(lab.release.__file__).parents[1])
+                          cwd=Path(lab.release.cycle.__file__).parents[2])
     assert done.returncode == 0

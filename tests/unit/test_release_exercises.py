@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lab import grader
 from lab.config import describe
-from lab.exercises import Action, course, find_exercise
-from lab.grader import Attempt, Feedback
+from lab.course import grader
+from lab.course.exercises import Action, course, find_exercise
+from lab.course.grader import Attempt, Feedback
 
 THROW_IT_AWAY, PULL_IT_BACK = 5, 6
 

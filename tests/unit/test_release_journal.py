@@ -19,11 +19,10 @@ from collections.abc import Callable
 import pytest
 from release_fakes import FULL, NEW, OLD, OTHERS, Cycle, interrupt
 
-from lab import journal
 from lab.errors import Terminated, UsageError
-from lab.journal import ReleaseLock
-from lab.release import ReleaseFailed, put_right
-from lab.report import NO_TIMELINE, render
+from lab.release import ReleaseFailed, journal, put_right
+from lab.release.journal import ReleaseLock
+from lab.release.report import NO_TIMELINE, render
 
 
 class Frozen:

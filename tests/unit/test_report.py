@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lab.cli import app
-from lab.report import chart, render, write_page
+from lab.release.report import chart, render, write_page
 
 runner = CliRunner(env={"LAB_FILE": None})
 

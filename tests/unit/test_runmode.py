@@ -1,4 +1,4 @@
-"""How servers run on each engine shape attendees bring (lab.targets.runmode.choose).
+"""How servers run on each engine shape attendees bring (lab.docker.runmode.choose).
 
 Each case is an engine as `docker info` describes it; each asserts the options lab passes and
 the reason it gives. The modes themselves boot for real in the integration tests, against
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from lab.engine import EngineFacts
+from lab.docker.engine import EngineFacts
+from lab.docker.runmode import OVERRIDE, WRITABLE_OWN_CGROUP, RunMode, choose
 from lab.errors import ExitStatus, PrerequisiteError, UsageError
 from lab.targets.docker import console_report
-from lab.targets.runmode import OVERRIDE, WRITABLE_OWN_CGROUP, RunMode, choose
 
 
 def engine(version: str = "26.1.5", cgroup: int | None = 2, *security: str,
@@ -209,7 +209,7 @@ def test_boot_report_of_a_silent_console() -> None:
 
 
 def test_the_base_image_is_bootstrapped_for_the_engines_architecture() -> None:
-    from lab.image import debootstrap_command
+    from lab.docker.image import debootstrap_command
 
     facts = engine("28.3.2", 2, arch="aarch64", system="Docker Desktop")
     command = debootstrap_command("/tmp/root", facts.debian_arch)
@@ -252,7 +252,7 @@ def test_boot_report_says_what_to_try_next_by_who_chose_the_mode() -> None:
 
 
 def test_the_run_mode_check_says_which_mode_and_why_or_what_is_wrong() -> None:
-    from lab.doctor import Check
+    from lab.prerequisites import Check
     from lab.targets.docker import run_mode_check
 
     facts = engine("26.1.5", 2, "apparmor")
@@ -280,10 +280,10 @@ class Asked:
 @pytest.mark.parametrize("current", [True, False])
 def test_doctor_asks_the_engine_its_facts_the_image_and_the_cache(
         monkeypatch: pytest.MonkeyPatch, current: bool) -> None:
-    import lab.image
+    import lab.docker.image
     import lab.targets.docker as docker_target
     from lab.config import DEFAULT_IMAGE
-    from lab.doctor import Check
+    from lab.prerequisites import Check
 
     client, facts, asked = Asked(), engine("26.1.5", 2), []
     cache = Check("package cache", False, "not running", required=False)
@@ -291,7 +291,7 @@ def test_doctor_asks_the_engine_its_facts_the_image_and_the_cache(
                         lambda timeout: asked.append(("client", timeout)) or client)
     monkeypatch.setattr(docker_target, "engine_facts",
                         lambda c: asked.append(("facts", c)) or facts)
-    monkeypatch.setattr(lab.image, "image_is_current",
+    monkeypatch.setattr(lab.docker.image, "image_is_current",
                         lambda c, tag, arch: asked.append(("image", c, tag, arch)) or current)
     monkeypatch.setattr(docker_target, "cache_check", lambda c: asked.append(("cache", c))
                         or cache)
@@ -313,7 +313,7 @@ def test_doctor_asks_the_engine_its_facts_the_image_and_the_cache(
 def test_doctor_without_an_engine_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch,
                                                       uid: int, fix: str) -> None:
     import lab.targets.docker as docker_target
-    from lab.doctor import Check
+    from lab.prerequisites import Check
 
     def no_engine(timeout: float) -> None:
         raise PrerequisiteError("no Docker engine answers at /var/run/docker.sock; details")

@@ -1,13 +1,24 @@
-"""The suite's own shape: pytest imports test modules by their file's name (rootdir-relative
-packages are not used here), so two test modules with one name in tests/unit and
-tests/integration stop the whole run at collection. This fails first, with both paths."""
+"""The suite's own shape, and the package's.
+
+pytest imports test modules by their file's name (rootdir-relative packages are not used
+here), so two test modules with one name in tests/unit and tests/integration stop the whole run
+at collection. This fails first, with both paths.
+
+The package keeps a short top level: related modules live together in a sub-package (a wing:
+the course, Docker, releases, how lab reaches servers), and every wing is a real package, which
+is what setuptools ships (``packages.find`` leaves a folder without ``__init__.py`` out).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 
+import lab
+
 TESTS = Path(__file__).resolve().parent.parent
+PACKAGE = Path(lab.__file__).resolve().parent
+TOP_LEVEL_MOST = 18  # issue "The floor plan"
 
 
 def test_no_two_test_modules_share_a_name() -> None:
@@ -17,3 +28,18 @@ def test_no_two_test_modules_share_a_name() -> None:
             found[module.name].append(str(module.relative_to(TESTS)))
     shared = {name: paths for name, paths in found.items() if len(paths) > 1}
     assert shared == {}, f"rename one of each: {shared}"
+
+
+def test_the_package_top_level_has_at_most_18_modules() -> None:
+    top = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert "release.py" not in top and "engine.py" not in top  # the wings are read
+    assert len(top) <= TOP_LEVEL_MOST, f"{len(top)} modules at the top of lab/: {top}"
+
+
+def test_every_folder_of_python_modules_is_a_package() -> None:
+    folders = {path.parent for path in PACKAGE.rglob("*.py")
+               if "data" not in path.relative_to(PACKAGE).parts}
+    assert {"access", "course", "docker", "release"} <= {f.name for f in folders}
+    missing = sorted(str(f.relative_to(PACKAGE)) for f in folders
+                     if not (f / "__init__.py").is_file())
+    assert missing == [], f"no __init__.py (setuptools would not ship them): {missing}"

@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 import lab.targets.registry
 from lab.cli import app
 from lab.config import LabConfig, TargetSettings, load_config
-from lab.doctor import Check, run_checks
+from lab.doctor import run_checks
 from lab.errors import ConfigError, UsageError
 from lab.events import Listener, ignore
+from lab.prerequisites import Check
 from lab.state import ServerRecord
-from lab.targets.base import ServerSpec, Target
-from lab.targets.registry import get_target, names
+from lab.targets.base import ServerSpec, Target, get_target
+from lab.targets.registry import names
 
 
 class CloudSettings(TargetSettings):

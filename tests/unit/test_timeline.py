@@ -4,8 +4,8 @@ the balancer's readings become a share per second and the new servers' failures 
 from __future__ import annotations
 
 from lab.balancers.base import Member, Tally
-from lab.probe import Probe, Sample
-from lab.timeline import Recorder
+from lab.release.probe import Probe, Sample
+from lab.release.timeline import Recorder
 
 
 def probe_with(samples: list[Sample]) -> Probe:

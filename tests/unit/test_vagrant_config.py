@@ -19,16 +19,15 @@ from pathlib import Path
 import pytest
 from fakedocker import Engine
 
+from lab.access.keys import ensure_keypair
+from lab.access.knownhosts import KnownHosts
 from lab.config import LabConfig, load_config
+from lab.docker.dockerengine import DockerEngine
 from lab.errors import ConfigError, PrerequisiteError, TargetError
 from lab.events import Event
-from lab.keys import ensure_keypair
-from lab.knownhosts import KnownHosts
 from lab.scaffold import example_dir, init_lab
 from lab.state import Liveness, ServerRecord
-from lab.targets.base import ServerSpec
-from lab.targets.dockerengine import DockerEngine
-from lab.targets.registry import get_target
+from lab.targets.base import ServerSpec, get_target
 from lab.targets.vagrant import DEFAULT_BOXES, VagrantTarget, parse_ssh_config, vagrant_failure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +53,7 @@ def test_vagrantfile_reads_machines_json_beside_it_or_where_lab_says() -> None:
     assert 'ENV["LAB_VAGRANT_MACHINES"]' in text
     assert '".lab", "vagrant", "machines.json"' in text
     assert "127.0.0.1" in text and "--label" in text and '"--network"' in text
-    # How containers start is lab's decision (lab/targets/runmode.py), not a copy in Ruby.
+    # How containers start is lab's decision (lab/docker/runmode.py), not a copy in Ruby.
     assert 'lab.fetch("docker_args", [])' in text and "d.cmd = run_command" in text
     assert "/sys/fs/cgroup" not in text
 

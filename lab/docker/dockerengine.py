@@ -21,12 +21,12 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.models.networks import Network
 
-from lab.engine import EngineFacts, docker_client, engine_facts
+from lab.docker.engine import EngineFacts, docker_client, engine_facts
+from lab.docker.runmode import OVERRIDE, RunMode, choose
 from lab.errors import PrerequisiteError
 from lab.events import Event, Listener, ignore
 from lab.state import Liveness, ServerRecord
 from lab.targets.base import LABEL_PREFIX, labels_for
-from lab.targets.runmode import OVERRIDE, RunMode, choose
 
 # Where the engine publishes ports: lab asks for the loopback address only, so nothing
 # beyond this machine reaches a server. Records carry it as ssh_host and ports_host.

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 
+from lab.access.knownhosts import raise_if_refused
+from lab.access.ssh import as_root, ssh_argv
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
-from lab.journal import refuse_if_interrupted
-from lab.knownhosts import raise_if_refused
-from lab.ssh import as_root, ssh_argv
+from lab.release.journal import refuse_if_interrupted
 from lab.state import Stage
 
 # Host keys and machine identity belong to one server, never to an image (and each server

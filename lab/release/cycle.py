@@ -29,11 +29,11 @@ from lab.errors import CheckFailed, LabError, Terminated, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
-from lab.journal import INTERRUPTED, RUNNING, ReleaseLock, describe, unfinished
-from lab.probe import Probe, Window
+from lab.release.journal import INTERRUPTED, RUNNING, ReleaseLock, describe, unfinished
+from lab.release.probe import Probe, Window
+from lab.release.timeline import Recorder
 from lab.state import ServerRecord
 from lab.steps import Steps
-from lab.timeline import Recorder
 
 
 class ReleaseFailed(CheckFailed):
@@ -41,7 +41,7 @@ class ReleaseFailed(CheckFailed):
 
 
 class Traffic(Protocol):
-    """What a release needs of its probe: lab's :class:`~lab.probe.Probe`, or a stand-in."""
+    """What a release needs of its probe: lab's :class:`~lab.release.probe.Probe`, or a stand-in."""
 
     def start(self) -> None: ...
 
@@ -112,11 +112,11 @@ class ReleaseReport:
     new: list[str] = field(default_factory=list)
     steps: list[StepReport] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
-    outcome: str = RUNNING  # then promoted | rolled-back (interrupted: see lab.journal)
+    outcome: str = RUNNING  # then promoted | rolled-back (interrupted: see lab.release.journal)
     reason: str = ""
     finished: float | None = None
     traffic: dict[str, Any] = field(default_factory=dict)
-    timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.timeline
+    timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.release.timeline
     journal: list[JournalEntry] = field(default_factory=list)  # saved before each step acts
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,7 +232,7 @@ def _end_unfinished(fleet: Fleet, on_event: Listener) -> list[ReleaseReport]:
     generation: the promote is finished (the old generation drained and destroyed). Any
     other is rolled back (the old generation at full share, the new one out and destroyed),
     as it would have been had it been stopped with Ctrl-C. The caller holds the lab's
-    :class:`~lab.journal.ReleaseLock`, so no release of this lab runs meanwhile.
+    :class:`~lab.release.journal.ReleaseLock`, so no release of this lab runs meanwhile.
     """
     ended = []
     for saved in unfinished(fleet.state):

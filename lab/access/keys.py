@@ -3,7 +3,7 @@
 The login key is made once per lab, kept in ``.lab/keys``, never shared between labs. A host
 key is made for each server as it is created and handed to it (copied in before start on
 Docker; cloud-init user data on a cloud): only its public half stays with lab, in
-``.lab/known_hosts`` (see :mod:`lab.knownhosts`), so every connection can check that it
+``.lab/known_hosts`` (see :mod:`lab.access.knownhosts`), so every connection can check that it
 reaches the server lab made and not whatever answers on its address.
 """
 

@@ -1,6 +1,6 @@
 """``lab report``: a release drawn as one self-contained HTML page.
 
-The picture is the release's timeline (:mod:`lab.timeline`): requests per second stacked by
+The picture is the release's timeline (:mod:`lab.release.timeline`): requests per second stacked by
 the version that answered, the share the balancer gave the new generation as a step line,
 errors and p99 latency on their own axis, the phases as bands, each gate's decision as a
 marker and, for a rollback, the reason where it happened. Below it, the release's figures.

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from lab.bake import bake
+from lab.access.ports import free_local_port
+from lab.access.ssh import run_as_root
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
+from lab.course.exercises import Action, Exercise, course, find_exercise
 from lab.errors import (
     CheckFailed,
     ConfigError,
@@ -36,15 +38,13 @@ from lab.errors import (
     UsageError,
 )
 from lab.events import Event, Listener, ignore
-from lab.exercises import Action, Exercise, course, find_exercise
 from lab.fleet import Fleet
 from lab.harness import drift, provision, verify
-from lab.probe import free_local_port
 from lab.release import ReleaseFailed, release
+from lab.release.bake import bake
 from lab.scaffold import edit_lab_yml, lab_name_for
-from lab.ssh import run_as_root
 from lab.state import ExerciseProgress, State
-from lab.targets.registry import get_target
+from lab.targets.base import get_target
 
 STATE_DIR = ".lab"
 NAME_MARK = "__NAME__"

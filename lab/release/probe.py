@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import http.client
 import math
-import socket
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-
-def free_local_port() -> int:
-    """A TCP port free on 127.0.0.1 now: for a balancer that must not collide with another."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 from lab.config import DEFAULT_IMAGE
-from lab.engine import engine_facts
+from lab.docker.engine import engine_facts
 from lab.errors import PrerequisiteError, TargetError
 from lab.events import Event, Listener, ignore
 
@@ -62,7 +62,7 @@ def image_is_current(client: docker.DockerClient, tag: str = DEFAULT_IMAGE,
     return not built_for or built_for == (arch or engine_facts(client).debian_arch)
 
 
-# Where a build's packages come from: lab.cache.PackageCache.build_through, or none.
+# Where a build's packages come from: lab.docker.cache.PackageCache.build_through, or none.
 Through = Callable[[Listener], AbstractContextManager[dict[str, Any]]]
 
 
@@ -76,7 +76,7 @@ def build_base_image(
     """Make sure ``tag`` exists and matches the Dockerfile; returns the tag. ``rebuild``:
     build it again whatever, every step (so with the packages the mirror has today).
 
-    ``through``: the package cache's :meth:`~lab.cache.PackageCache.build_through`, asked
+    ``through``: the package cache's :meth:`~lab.docker.cache.PackageCache.build_through`, asked
     only when there is something to build. While the cache runs the build fetches through it,
     so after `lab cache warm` the base image can be made again with no network
     (``debian:bookworm`` must be here already, as any earlier build leaves it)."""
@@ -100,7 +100,7 @@ def build_image(client: docker.DockerClient, context: Path, tag: str,
     :func:`image_is_current` can tell); the build it replaces is removed.
 
     ``fresh``: every step runs again (docker's layer cache unused), so packages are fetched
-    anew. ``through``: from :meth:`lab.cache.PackageCache.build_through`, to fetch them
+    anew. ``through``: from :meth:`lab.docker.cache.PackageCache.build_through`, to fetch them
     through lab's package cache."""
     previous = _image_id(client, tag)
     on_event(Event("image", f"building {tag}", subject=tag))

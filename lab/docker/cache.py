@@ -37,9 +37,9 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 
-from lab.doctor import Check
 from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
+from lab.prerequisites import Check
 from lab.targets.base import LABEL_PREFIX, extra_labels
 
 NAME_ENV = "LAB_CACHE"
@@ -178,7 +178,7 @@ class PackageCache:
         return container
 
     def _build_image(self, on_event: Listener) -> None:
-        from lab.image import build_base_image, build_image, context_dir, image_is_current
+        from lab.docker.image import build_base_image, build_image, context_dir, image_is_current
 
         context = context_dir("cache")
         if image_is_current(self.client, IMAGE, context=context):

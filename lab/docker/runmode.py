@@ -35,7 +35,7 @@ from typing import Any
 
 from docker.types import Mount
 
-from lab.engine import EngineFacts
+from lab.docker.engine import EngineFacts
 from lab.errors import PrerequisiteError, UsageError
 
 OVERRIDE = "LAB_DOCKER_RUN_MODE"

@@ -176,7 +176,7 @@ def course_dir() -> Path:
     """Where the exercises are: ``LAB_COURSE``, else ``exercises/`` beside lab's package
     (the checkout lab is installed from)."""
     configured = os.environ.get("LAB_COURSE")
-    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "exercises"
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "exercises"
 
 
 def course(root: Path | None = None) -> list[Exercise]:

@@ -6,7 +6,7 @@ requests, so a gate's decision, the share the balancer gave the new generation a
 requests each version answered line up exactly. :class:`Recorder` collects during a release
 (cheaply: the release already asks the balancer twice a second while a step is held);
 :meth:`Recorder.to_dict` joins it with the probe's per-second windows into what is kept with
-the release report and drawn by :mod:`lab.report`. A few minutes of release is a few tens of
+the release report and drawn by :mod:`lab.release.report`. A few minutes of release is a few tens of
 kilobytes.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lab.balancers.base import Member, Tally
-from lab.probe import Window
+from lab.release.probe import Window
 
 FORMAT = 1  # the shape of ``timeline`` in a release report; absent in older reports
 

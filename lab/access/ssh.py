@@ -1,8 +1,8 @@
 """SSH to a lab server with the lab's key: the one way lab, Ansible and users reach servers.
 
 Host keys are pinned: every command line here checks the server's against
-``.lab/known_hosts`` (see :mod:`lab.knownhosts`), and a refusal becomes a lab error that names
-the server instead of ssh's banner.
+``.lab/known_hosts`` (see :mod:`lab.access.knownhosts`), and a refusal becomes a lab error that
+names the server instead of ssh's banner.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from lab.access.keys import KeyPair
+from lab.access.knownhosts import raise_if_refused, trust_options
 from lab.errors import TargetError
-from lab.keys import KeyPair
-from lab.knownhosts import raise_if_refused, trust_options
 from lab.state import ServerRecord
 
 SSH_OPTIONS = [

@@ -19,11 +19,15 @@ from typing import Any
 import testinfra
 import yaml
 
+from lab.access.inventory import write_inventory
+from lab.access.ssh import run_as_root
 from lab.balancers.base import group_vars, open_balancer
 from lab.config import LabConfig
+from lab.course.exercises import Exercise
+from lab.course.workspace import Workspace
+from lab.course.workspace import hint as next_hint
 from lab.errors import ConfigError, LabError
 from lab.events import Listener, ignore
-from lab.exercises import Exercise
 from lab.fleet import Fleet
 from lab.harness import (
     DriftReport,
@@ -34,13 +38,9 @@ from lab.harness import (
     provision,
     run_test_cycle,
 )
-from lab.inventory import write_inventory
-from lab.ssh import run_as_root
 from lab.state import ServerRecord
 from lab.steps import FAILED, OK, Outcome, Step, Steps
 from lab.verify import VerifyResult, check_test_files, verify_lab
-from lab.workspace import Workspace
-from lab.workspace import hint as next_hint
 
 BACK = "`lab exercise reset` brings back the start (your files are kept in .lab/backups/)"
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from lab.keys import KeyPair
-from lab.knownhosts import trust_settings
-from lab.ssh import SHARED_CONNECTION, common_args
+from lab.access.keys import KeyPair
+from lab.access.knownhosts import trust_settings
+from lab.access.ssh import SHARED_CONNECTION, common_args
 from lab.state import ServerRecord
 
 PYTHON = "/usr/bin/python3"

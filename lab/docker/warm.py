@@ -26,17 +26,17 @@ import docker
 import yaml
 from docker.errors import APIError
 
-from lab.cache import CacheStatus, PackageCache
+from lab.access.ports import free_local_port
+from lab.access.ssh import as_root, ssh_argv
 from lab.config import CONFIG_FILE, DEFAULT_IMAGE, LabConfig, load_config
-from lab.engine import docker_client
+from lab.docker.cache import CacheStatus, PackageCache
+from lab.docker.engine import docker_client
+from lab.docker.image import build_base_image
 from lab.errors import CheckFailed, ConfigError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision
-from lab.image import build_base_image
-from lab.probe import free_local_port
 from lab.scaffold import edit_lab_yml, example_dir, init_lab
-from lab.ssh import as_root, ssh_argv
 
 # Every index file a server could ask for: lists removed, then fetched through the cache.
 REFRESH_INDEX = "rm -rf /var/lib/apt/lists/* && apt-get update -q"

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lab.access.keys import KeyPair
 from lab.errors import HostKeyRefused, TargetError
-from lab.keys import KeyPair
 from lab.state import ServerRecord
 
 REFUSED = "Host key verification failed"  # what ssh says, whether the key changed or is unknown
