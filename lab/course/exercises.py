@@ -172,11 +172,16 @@ class Exercise:
         raise UsageError(f"exercise {self.number:02d} has no wrong answer {name!r}")
 
 
+# The course as data of the package: in a checkout a link to its top-level exercises/ (the
+# path shown is the real one), in an installed wheel the files themselves.
+PACKAGED = Path(__file__).parent / "data" / "exercises"
+
+
 def course_dir() -> Path:
-    """Where the exercises are: ``LAB_COURSE``, else ``exercises/`` beside lab's package
-    (the checkout lab is installed from)."""
+    """Where the exercises are: ``LAB_COURSE`` (a course folder of one's own, laid out as
+    exercises/ is), else the course lab ships with (solutions beside it, in ../solutions)."""
     configured = os.environ.get("LAB_COURSE")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "exercises"
+    return Path(configured) if configured else PACKAGED.resolve()
 
 
 def course(root: Path | None = None) -> list[Exercise]:

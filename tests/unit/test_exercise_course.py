@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lab.course.exercises import course, course_dir, find_exercise, load_exercise
+from lab.course.exercises import PACKAGED, course, course_dir, find_exercise, load_exercise
 from lab.course.grader import Feedback, check
 from lab.course.workspace import apply_wrong, hint, next_exercise, open_workspace, solve, start
 from lab.errors import ConfigError, UsageError
@@ -77,6 +78,19 @@ def test_the_course_folder_can_be_elsewhere(copy_of, monkeypatch: pytest.MonkeyP
     assert [e.number for e in course()] == [HARNESS]
     with pytest.raises(UsageError, match="no exercise 1 "):
         find_exercise(1)
+
+
+def test_the_course_ships_inside_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel has the course: lab/course/data/ links to the checkout's exercises/ and
+    solutions/, and package-data takes what is below it (a wheel built from this checkout
+    holds every file of both); without LAB_COURSE, lab reads the course there."""
+    monkeypatch.delenv("LAB_COURSE", raising=False)
+    root = Path(__file__).resolve().parents[2]
+    assert PACKAGED.resolve() == course_dir() == root / "exercises"
+    assert (PACKAGED.parent / "solutions").resolve() == root / "solutions"
+    assert course()[1].solution_dir == root / "solutions" / course()[1].folder.name
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "course/data/**/*" in data["tool"]["setuptools"]["package-data"]["lab"]
 
 
 def test_start_lays_down_the_files_with_the_lab_name_and_records_progress(
