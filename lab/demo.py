@@ -16,7 +16,7 @@ from lab.access.ports import free_local_port
 from lab.events import Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
-from lab.release import ReleaseFailed, release
+from lab.release import ReleaseFailed, ReleaseReport, history, release
 from lab.release.report import write_page
 from lab.scaffold import edit_lab_yml, init_lab
 from lab.steps import OK, Outcome, Step, Steps
@@ -26,7 +26,7 @@ from lab.steps import OK, Outcome, Step, Steps
 class DemoReport:
     directory: Path
     run: Steps = field(default_factory=Steps)
-    releases: list[dict[str, Any]] = field(default_factory=list)  # as each release saved it
+    releases: list[ReleaseReport] = field(default_factory=list)  # as each release saved it
     pages: list[Path] = field(default_factory=list)  # their pictures (`lab report`'s pages)
 
     @property
@@ -49,7 +49,7 @@ def run_demo(keep: bool = False, step_seconds: float = 3.0, directory: Path | No
         report = _tell(directory, keep, step_seconds, on_event)
         if pages is not None:
             for release in report.releases:
-                name = f"lab-demo-{release['vars'].get('version', '')}-{release['outcome']}.html"
+                name = f"lab-demo-{release.vars.get('version', '')}-{release.outcome}.html"
                 report.pages.append(write_page([release], pages / name).path)
         return report
     finally:
@@ -91,15 +91,13 @@ def _build_v1(fleet: Fleet, on_event: Listener) -> Outcome:
 
 
 def _release(fleet: Fleet, overrides: dict[str, Any], on_event: Listener,
-             kept: list[dict[str, Any]]) -> Outcome:
+             kept: list[ReleaseReport]) -> Outcome:
     try:
         report = release(fleet, overrides, on_event=on_event)
     except ReleaseFailed:
-        report_data = fleet.state.releases()[-1]
-    else:
-        report_data = report.to_dict()
-    kept.append(report_data)
-    traffic = report_data["traffic"]
+        report = history(fleet.state)[-1]
+    kept.append(report)
+    traffic = report.traffic
     figures = {"requests": traffic["requests"], "failed": traffic["errors"],
-               "p99 ms": traffic["p99_ms"], "reason": report_data["reason"]}
-    return Outcome(report_data["outcome"], "", figures)
+               "p99 ms": traffic["p99_ms"], "reason": report.reason}
+    return Outcome(report.outcome, "", figures)

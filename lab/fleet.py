@@ -25,7 +25,7 @@ from lab.config import LabConfig, Role, load_config
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
 from lab.provision import forget_facts
-from lab.state import Liveness, ServerRecord, Stage, State
+from lab.state import EventKind, Liveness, ServerRecord, Stage, State
 from lab.targets.base import Plan, ServerSpec, Target, get_target
 
 
@@ -139,9 +139,9 @@ class Fleet:
             self.state.forget(server.name)
         KnownHosts(self.key.known_hosts).clear()
         for name in removed:
-            self.state.log("destroyed", name)
+            self.state.log(EventKind.DESTROYED, name)
         # The whole lab, on which target: what a course's grader reads (exercise 09's).
-        self.state.log("destroy", None, self.target.name)
+        self.state.log(EventKind.DESTROY, None, self.target.name)
         return removed
 
     def destroy_servers(self, names: list[str]) -> list[str]:
@@ -153,7 +153,7 @@ class Fleet:
         forget_facts(self.config.state_dir, names)
         for name in names:
             self.state.forget(name)
-            self.state.log("destroyed", name)
+            self.state.log(EventKind.DESTROYED, name)
         self.write_inventory()
         return removed
 
@@ -184,7 +184,7 @@ class Fleet:
         """Record that servers reached a stage (provisioned, verified, ...) in state."""
         for name in names:
             self.state.set_stage(name, stage)
-            self.state.log(Stage(stage).value, name, detail)
+            self.state.log(Stage(stage), name, detail)
 
     def find(self, name: str) -> ServerRecord:
         """A server by name, or a UsageError that lists the names there are."""
@@ -208,20 +208,20 @@ class Fleet:
             before = known.get(name)
             if before is None:
                 self.state.save(seen)
-                self.state.log("adopted", name, "found by label, not in state")
+                self.state.log(EventKind.ADOPTED, name, "found by label, not in state")
                 continue
             stage = Stage.CREATED if before.gone else before.stage
             merged = replace(seen, stage=stage, created=before.created)
             if merged != before:
                 self.state.save(merged)
             if before.liveness is not Liveness.DEAD and seen.liveness is Liveness.DEAD:
-                self.state.log("died", name)
+                self.state.log(EventKind.DIED, name)
         KnownHosts(self.key.known_hosts).follow(
             {s.name: (s.ssh_host, s.ssh_port) for s in live.values() if s.ssh_port})
         for name, before in known.items():
             if name not in live and before.liveness is not Liveness.MISSING:
                 self.state.set_liveness(name, Liveness.MISSING)
-                self.state.log("missing", name, "no longer exists on the target")
+                self.state.log(EventKind.MISSING, name, "no longer exists on the target")
         return self.state.servers()
 
     def _missing(self, roles: list[str], live: list[ServerRecord]) -> list[ServerSpec]:
@@ -258,12 +258,12 @@ class Fleet:
         for spec in specs:
             self.state.save(ServerRecord(spec.name, spec.role, self.target.name,
                                          image=spec.image, generation=spec.generation))
-            self.state.log("named", spec.name, spec.name.rsplit("-", 1)[1])
+            self.state.log(EventKind.NAMED, spec.name, spec.name.rsplit("-", 1)[1])
         try:
             created = self.target.create(specs, self.on_event)
             for record in created:
                 self.state.save(record)
-                self.state.log("created", record.name, f"{record.image} on {record.target}")
+                self.state.log(EventKind.CREATED, record.name, f"{record.image} on {record.target}")
             self.target.wait_ready(created, self.on_event)
         except BaseException:
             self.destroy_servers([s.name for s in specs])

@@ -18,7 +18,7 @@ from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.provision import RunResult, TaskOutcome, provision_lab, runs_problem
-from lab.state import ServerRecord, Stage
+from lab.state import EventKind, ServerRecord, Stage
 from lab.steps import FAILED, OK, Outcome, Step, Steps
 from lab.verify import VerifyResult, verify_lab
 
@@ -135,7 +135,7 @@ def drift(fleet: Fleet, names: list[str] | None = None,
     if not all(r.ok for r in report.runs):
         report.problem = "drift check failed: " + runs_problem(report.runs)
     for task in report.drifted:
-        fleet.state.log("drift", task.host, task.task)
+        fleet.state.log(EventKind.DRIFT, task.host, task.task)
     return report
 
 

@@ -2,7 +2,8 @@
 
 State is a cache of the real world, not its master: targets are asked what exists (by label),
 and :meth:`State.reconcile` brings these rows in line. The ``events`` table is append-only,
-the lab's logbook: what each server has been through.
+the lab's logbook: what each server has been through, read back as :class:`LogEntry` records
+whose ``kind`` is an :class:`EventKind` (or the :class:`Stage` a server reached).
 """
 
 from __future__ import annotations
@@ -89,6 +90,59 @@ class Stage(StrEnum):
     FAILED = "failed"  # its playbook failed
     VERIFIED = "verified"
     VERIFY_FAILED = "verify-failed"
+
+
+class EventKind(StrEnum):
+    """What a line of the lab's logbook records (its ``kind``), beside the :class:`Stage` a
+    server reached (provisioned, verified, ...), which is logged under the stage's word.
+
+    The words are stored as they are: renaming one orphans what older labs logged under it.
+    """
+
+    NAMED = "named"  # a server's name taken, before it is made (detail: its number)
+    CREATED = "created"  # made on its target (detail: "<image> on <target>")
+    ADOPTED = "adopted"  # found on the target by label, not in state
+    DIED = "died"  # seen stopped
+    MISSING = "missing"  # no longer on the target
+    DESTROYED = "destroyed"  # one server removed
+    DESTROY = "destroy"  # the whole lab taken down (no server; detail: the target's name)
+    DRIFT = "drift"  # `lab drift` found a task that would change the server (detail: the task)
+    BAKED = "baked"  # `lab bake` (detail: the image's tag, or AMI id)
+    SWEPT = "swept"  # `lab aws sweep` (no server; detail: JSON of the region and what it found)
+    # A release ended (no server; detail: its id): one word per outcome.
+    RELEASE_PROMOTED = "release-promoted"
+    RELEASE_ROLLED_BACK = "release-rolled-back"
+    RELEASE_INTERRUPTED = "release-interrupted"  # put right after its lab was taken down
+    RELEASE_RUNNING = "release-running"  # its own rollback failed before it could say so
+
+    @classmethod
+    def release_ended(cls, outcome: str) -> EventKind:
+        """What the end of a release with this outcome is logged as: release-promoted, ..."""
+        return cls(f"release-{outcome}")
+
+
+def event_kind(word: str) -> EventKind | Stage:
+    """The kind a logbook word names: an :class:`EventKind`, else a :class:`Stage`;
+    ValueError for a word that is neither."""
+    try:
+        return EventKind(word)
+    except ValueError:
+        return Stage(word)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of the lab's logbook (:meth:`State.events`): what happened, to which server."""
+
+    id: int  # grows with each line: a later line has a greater id
+    at: float  # time.time() when it was logged
+    server: str | None  # None for the whole lab: destroy, swept, a release's end
+    kind: str  # an EventKind or a Stage; a word this lab does not know stays a str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        with contextlib.suppress(ValueError):  # a word an older or newer lab logged
+            object.__setattr__(self, "kind", event_kind(self.kind))
 
 
 # Servers that no longer run: exited or killed, or no longer on the target at all.
@@ -338,19 +392,23 @@ class State:
 
     # events --------------------------------------------------------------------------------
 
-    def log(self, kind: str, server: str | None = None, detail: str = "") -> None:
+    def log(self, kind: EventKind | Stage, server: str | None = None, detail: str = "") -> None:
+        """Append a line to the logbook; a ``kind`` that is neither an :class:`EventKind`
+        nor a :class:`Stage` (a typo) is a ValueError, before anything is written."""
+        word = event_kind(kind).value
         with self._connect() as db:
             db.execute(
                 "INSERT INTO events (at, server, kind, detail) VALUES (?, ?, ?, ?)",
-                (time.time(), server, kind, detail),
+                (time.time(), server, word, detail),
             )
 
-    def events(self, server: str | None = None) -> list[dict[str, Any]]:
+    def events(self, server: str | None = None) -> list[LogEntry]:
+        """The logbook, oldest first (one server's lines, given its name)."""
         query, args = "SELECT * FROM events", ()
         if server is not None:
             query, args = query + " WHERE server = ?", (server,)
         with self._connect() as db:
-            return [dict(row) for row in db.execute(query + " ORDER BY id", args)]
+            return [LogEntry(**dict(row)) for row in db.execute(query + " ORDER BY id", args)]
 
 
 # Before liveness and stage were two columns, one `status` held either: what each old word

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lab.course.grader import Attempt, Feedback
+from lab.state import EventKind
 
 SUNDAYS = "now open on Sundays"
 
@@ -30,7 +31,7 @@ def changed_by_hand(attempt: Attempt) -> Feedback | None:
 
 
 def drift_seen(attempt: Attempt) -> Feedback | None:
-    seen = [e for e in attempt.events("drift") if "page" in e["detail"].lower()]
+    seen = [e for e in attempt.events(EventKind.DRIFT) if "page" in e.detail.lower()]
     if not seen:
         return Feedback(
             found="`lab drift` has not been run since your change",

@@ -3,9 +3,9 @@ one destroyed), read from the lab's release history, not as a change to a runnin
 
 from __future__ import annotations
 
-from typing import Any
-
 from lab.course.grader import Attempt, Feedback
+from lab.release import ReleaseReport
+from lab.state import Stage
 
 OLD_PAGE = "Welcome to the shop v1"
 NEW_PAGE = "Welcome to the shop - now open on Sundays v2"
@@ -34,9 +34,9 @@ def released(attempt: Attempt) -> Feedback | None:
 
 def promoted(attempt: Attempt) -> Feedback | None:
     last = _last(attempt)
-    if last["outcome"] != "promoted":
+    if last.outcome != "promoted":
         return Feedback(
-            found=f"your last release ({last['id']}) was {last['outcome']}: {last['reason']}",
+            found=f"your last release ({last.id}) was {last.outcome}: {last.reason}",
             expected="a release that passes every gate and is promoted",
             next="`lab report --open` shows where and why it stopped; fix that, then "
                  f"{RELEASE} again")
@@ -45,7 +45,7 @@ def promoted(attempt: Attempt) -> Feedback | None:
 
 def canary_steps(attempt: Attempt) -> Feedback | None:
     last = _last(attempt)
-    steps = [step["percent"] for step in last["steps"]]
+    steps = [step.percent for step in last.steps]
     if not any(percent < 100 for percent in steps):
         return Feedback(
             found=f"your last release went straight to 100 % (steps {steps}): every customer "
@@ -57,7 +57,7 @@ def canary_steps(attempt: Attempt) -> Feedback | None:
 
 
 def no_failed_requests(attempt: Attempt) -> Feedback | None:
-    traffic = _last(attempt).get("traffic") or {}
+    traffic = _last(attempt).traffic
     if traffic.get("errors", 0):
         return Feedback(
             found=f"the probe saw {traffic['errors']} failed request(s) of "
@@ -69,11 +69,11 @@ def no_failed_requests(attempt: Attempt) -> Feedback | None:
 
 def old_generation_gone(attempt: Attempt) -> Feedback | None:
     last = _last(attempt)
-    left = [name for name in attempt.server_names("web") if name not in last["new"]]
+    left = [name for name in attempt.server_names("web") if name not in last.new]
     if left:
         return Feedback(
             found=f"{', '.join(left)} still run(s), but the last release made "
-                  f"{', '.join(last['new'])}",
+                  f"{', '.join(last.new)}",
             expected="only the servers of the last release: the old generation thrown away",
             next=f"{RESET}, then release again")
     return None
@@ -100,11 +100,11 @@ def serves_v2(attempt: Attempt) -> Feedback | None:
         next=f"release it as v2: {RELEASE}")
 
 
-def _last(attempt: Attempt) -> dict[str, Any]:
+def _last(attempt: Attempt) -> ReleaseReport:
     return attempt.releases()[-1]  # `released` passed: there is one
 
 
 def _provisioned_again(attempt: Attempt) -> bool:
     """A web server provisioned more than once: `lab provision` after the start's."""
-    names = [e["server"] for e in attempt.events("provisioned")]
+    names = [e.server for e in attempt.events(Stage.PROVISIONED)]
     return any(names.count(name) > 1 for name in attempt.server_names("web"))

@@ -4,9 +4,8 @@ rollback in the history, caused by that test), then v3, the fix, must be promote
 
 from __future__ import annotations
 
-from typing import Any
-
 from lab.course.grader import Attempt, Feedback
+from lab.release import ReleaseReport
 
 BUGGY, FIXED = "v2", "v3"
 TESTS = "tests/test_web.py"
@@ -24,16 +23,16 @@ def buggy_release_rolled_back(attempt: Attempt) -> Feedback | None:
             next=f"{ADD_A_TEST}, then `lab release --set version={BUGGY}` (it must exit 1, "
                  "rolled back)")
     last = ours[-1]
-    if last["outcome"] == "promoted":
+    if last.outcome == "promoted":
         return Feedback(
-            found=f"{BUGGY} was promoted ({last['id']}): its empty opening hours page reached "
+            found=f"{BUGGY} was promoted ({last.id}): its empty opening hours page reached "
                   "every customer; your tests and the health check let it through",
             expected=f"a test that fails on {BUGGY}, so its release rolls back by itself",
             next=f"{ADD_A_TEST}, then release {BUGGY} again: it must roll back")
-    if not _stopped_by_the_attendee(attempt, last["reason"]):
+    if not _stopped_by_the_attendee(attempt, last.reason):
         return Feedback(
             found=f"{BUGGY} was rolled back, but not by a test or health check of yours: "
-                  f"{last['reason']}",
+                  f"{last.reason}",
             expected=f"your new test (in {TESTS}) stopping it at the tests gate",
             next=f"{ADD_A_TEST}, then `lab release --set version={BUGGY}` again")
     return None
@@ -50,9 +49,9 @@ def fixed_release_promoted(attempt: Attempt) -> Feedback | None:
             expected=f"{FIXED} released and promoted, with your test in the gates",
             next=f"`lab release --set version={FIXED}`")
     last = ours[-1]
-    if last["outcome"] != "promoted":
+    if last.outcome != "promoted":
         return Feedback(
-            found=f"{FIXED}, the fixed version, was rolled back too: {last['reason']}",
+            found=f"{FIXED}, the fixed version, was rolled back too: {last.reason}",
             expected="a test that fails on the bug and passes on a good version: one that "
                      "fails on every version stops every release",
             next="make your test check what matters (that the page gives days and times), not "
@@ -70,12 +69,12 @@ def tests_pass_now(attempt: Attempt) -> Feedback | None:
     return None
 
 
-def _of(attempt: Attempt, version: str) -> list[dict[str, Any]]:
+def _of(attempt: Attempt, version: str) -> list[ReleaseReport]:
     return [r for r in attempt.releases() if _version(r) == version]
 
 
-def _version(release: dict[str, Any]) -> str:
-    return str(release["vars"].get("version", ""))
+def _version(release: ReleaseReport) -> str:
+    return str(release.vars.get("version", ""))
 
 
 def _stopped_by_the_attendee(attempt: Attempt, reason: str) -> bool:

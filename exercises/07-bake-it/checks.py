@@ -12,21 +12,23 @@ from typing import Any
 
 from lab.course.grader import Attempt, Feedback
 from lab.fleet import Fleet
-from lab.release import ready_seconds
+from lab.release import ReleaseReport, history, ready_seconds
+from lab.state import EventKind, Stage
 
 ANSWERS = "answers.md"
-STAGES = ("provisioned", "failed", "verified", "verify-failed")  # what `lab` logs per server
+# What `lab provision` and `lab verify` log per server.
+STAGES = (Stage.PROVISIONED, Stage.FAILED, Stage.VERIFIED, Stage.VERIFY_FAILED)
 FIGURE = r"\s*([0-9]+(?:\.[0-9]+)?)"
 TOLERANCE = 0.11  # `lab history` shows tenths
 
 
 def released_from_scratch(attempt: Attempt) -> Feedback | None:
-    scratch = [r for r in attempt.releases() if not r["image"]]
-    if any(r["outcome"] == "promoted" for r in scratch):
+    scratch = [r for r in attempt.releases() if not r.image]
+    if any(r.outcome == "promoted" for r in scratch):
         return None
     if scratch:
         return Feedback(
-            found=f"your release {scratch[-1]['id']} was rolled back: {scratch[-1]['reason']}",
+            found=f"your release {scratch[-1].id} was rolled back: {scratch[-1].reason}",
             expected="one promoted release whose new server was provisioned from scratch",
             next="`lab history` shows why; fix that, then `lab release --set version=v2`")
     if attempt.releases():
@@ -43,22 +45,22 @@ def released_from_scratch(attempt: Attempt) -> Feedback | None:
 
 
 def baked_verified(attempt: Attempt) -> Feedback | None:
-    baked = attempt.events("baked")
+    baked = attempt.events(EventKind.BAKED)
     if not baked:
         return Feedback(
             found="no image baked yet",
             expected="an image baked from a server that passed its tests",
             next="`lab verify`, then `lab bake`: it prints the image's name")
     newest = baked[-1]
-    server, image = newest["server"], newest["detail"]
-    stage = _stage_before(attempt, server, newest["at"])
-    if stage != "verified":
+    server, image = newest.server, newest.detail
+    stage = _stage_before(attempt, server, newest.at)
+    if stage != Stage.VERIFIED:
         return Feedback(
             found=f"{image} was baked from {server}, whose last result before the bake was "
                   f"'{stage or 'none'}', not 'verified'",
             expected="an image baked only from a server that passed `lab verify`",
             next="`lab verify`, then `lab bake` again")
-    if server in attempt.server_names():
+    if server is not None and server in attempt.server_names():
         result = attempt.run_tests([server])
         if not result.ok:
             return Feedback(
@@ -73,30 +75,30 @@ def baked_verified(attempt: Attempt) -> Feedback | None:
 
 
 def released_from_image(attempt: Attempt) -> Feedback | None:
-    baked = {e["detail"] for e in attempt.events("baked")}
-    images = [r for r in attempt.releases() if r["image"] in baked]
-    if any(r["outcome"] == "promoted" for r in images):
+    baked = {e.detail for e in attempt.events(EventKind.BAKED)}
+    images = [r for r in attempt.releases() if r.image in baked]
+    if any(r.outcome == "promoted" for r in images):
         return None
-    newest = attempt.events("baked")[-1]
+    newest = attempt.events(EventKind.BAKED)[-1]
     if images:
         return Feedback(
-            found=f"your release from {images[-1]['image']} was rolled back: "
-                  f"{images[-1]['reason']}",
+            found=f"your release from {images[-1].image} was rolled back: "
+                  f"{images[-1].reason}",
             expected="a promoted release started from a baked image",
             next="`lab history` shows why; bake a server that passes its tests, then "
                  "`lab release --from-image IMAGE`")
-    after = [r for r in attempt.releases() if r["started"] > newest["at"]]
+    after = [r for r in attempt.releases() if r.started > newest.at]
     if after:
         return Feedback(
             found=f"you released after baking, but without --from-image: release "
-                  f"{after[-1]['id']} provisioned its server from scratch again",
+                  f"{after[-1].id} provisioned its server from scratch again",
             expected="a release started from the image you baked: its servers need no "
                      "provisioning",
-            next=f"`lab release --from-image {newest['detail']}`")
+            next=f"`lab release --from-image {newest.detail}`")
     return Feedback(
-        found=f"no release from {newest['detail']} yet",
+        found=f"no release from {newest.detail} yet",
         expected="a promoted release started from the image you baked",
-        next=f"`lab release --from-image {newest['detail']}`")
+        next=f"`lab release --from-image {newest.detail}`")
 
 
 def answers_match_history(attempt: Attempt) -> Feedback | None:
@@ -104,21 +106,21 @@ def answers_match_history(attempt: Attempt) -> Feedback | None:
     if text is None:
         return Feedback(found=f"{ANSWERS} is missing",
                         next="`lab exercise reset` brings back the start's (yours are kept)")
-    promoted = [r for r in attempt.releases() if r["outcome"] == "promoted"]
-    written: dict[str, float] = {}
-    for kind, label in (("scratch", "ready from scratch"), ("image", "ready from the image")):
-        releases = [r for r in promoted if bool(r["image"]) == (kind == "image")]
+    promoted = [r for r in attempt.releases() if r.outcome == "promoted"]
+    written: list[float] = []  # from scratch, then from the image
+    for from_image, label in ((False, "ready from scratch"), (True, "ready from the image")):
+        releases = [r for r in promoted if bool(r.image) == from_image]
         found = _figure(text, label)
         problem = _compare(found, label, releases)
         if problem is not None:
             return problem
         assert found is not None
-        written[kind] = found
-    return _faster(text, written)
+        written.append(found)
+    return _faster(text, *written)
 
 
 def _compare(found: float | None, label: str,
-             releases: list[dict[str, Any]]) -> Feedback | None:
+             releases: list[ReleaseReport]) -> Feedback | None:
     """The attendee's figure against the 'ready s' figures `lab history` shows."""
     ready = [r for r in (ready_seconds(r) for r in releases) if r is not None]
     shown = " or ".join(f"{r:.1f} s" for r in ready[-3:])
@@ -128,7 +130,7 @@ def _compare(found: float | None, label: str,
                         next="`lab history`, then write the figure in place of the `?`")
     if any(abs(found - r) <= TOLERANCE for r in ready):
         return None
-    totals = [round((r["finished"] or r["started"]) - r["started"], 1) for r in releases]
+    totals = [_seconds(r) for r in releases]
     if any(abs(found - t) <= TOLERANCE for t in totals):
         return Feedback(
             found=f"{ANSWERS}: '{label}: {found:g} s' is the whole release ('seconds' column), "
@@ -141,14 +143,14 @@ def _compare(found: float | None, label: str,
                     next="copy it from `lab history`")
 
 
-def _faster(text: str, written: dict[str, float]) -> Feedback | None:
-    truth = "image" if written["image"] < written["scratch"] else "scratch"
+def _faster(text: str, scratch: float, image: float) -> Feedback | None:
+    truth = "image" if image < scratch else "scratch"
     said = re.search(r"^faster:\s*(\S+)", text, re.MULTILINE)
     if said is None or said.group(1).strip("`'\"").lower() != truth:
         return Feedback(
             found=f"{ANSWERS}: 'faster:' says {said.group(1) if said else 'nothing'}",
-            expected=f"`{truth}`: your figures say {written['scratch']:g} s from scratch and "
-                     f"{written['image']:g} s from the image",
+            expected=f"`{truth}`: your figures say {scratch:g} s from scratch and "
+                     f"{image:g} s from the image",
             next="write `scratch` or `image` after `faster:`")
     return None
 
@@ -158,11 +160,16 @@ def _figure(text: str, label: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _stage_before(attempt: Attempt, server: str, when: float) -> str | None:
+def _stage_before(attempt: Attempt, server: str | None, when: float) -> str | None:
     """What lab last recorded of the server (provisioned, verified...) before ``when``."""
-    stages = [e["kind"] for e in attempt.events()
-              if e["server"] == server and e["kind"] in STAGES and e["at"] <= when]
+    stages = [e.kind for e in attempt.events()
+              if e.server == server and e.kind in STAGES and e.at <= when]
     return stages[-1] if stages else None
+
+
+def _seconds(release: ReleaseReport) -> float:
+    """The whole release, canary steps included: `lab history`'s 'seconds' column."""
+    return round((release.finished or release.started) - release.started, 1)
 
 
 # `call:` actions: what the solution (and one wrong answer) write from this run's history ----
@@ -175,13 +182,13 @@ def write_answers(fleet: Fleet) -> None:
 
 def write_total_seconds(fleet: Fleet) -> None:
     """The newcomer's mistake: the 'seconds' column (the whole release) instead."""
-    _write(fleet, lambda r: round((r["finished"] or r["started"]) - r["started"], 1))
+    _write(fleet, _seconds)
 
 
 def _write(fleet: Fleet, figure: Any) -> None:
-    promoted = [r for r in fleet.state.releases() if r["outcome"] == "promoted"]
-    scratch = figure([r for r in promoted if not r["image"]][-1])
-    image = figure([r for r in promoted if r["image"]][-1])
+    promoted = [r for r in history(fleet.state) if r.outcome == "promoted"]
+    scratch = figure([r for r in promoted if not r.image][-1])
+    image = figure([r for r in promoted if r.image][-1])
     path = fleet.config.directory / ANSWERS
     text = path.read_text(encoding="utf-8")
     text = text.replace("ready from scratch: ?", f"ready from scratch: {scratch:.1f}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from lab.aws import api, resources
 from lab.course.grader import Attempt, Feedback
+from lab.state import EventKind, Stage
 
 SAME_FILES = ("playbooks/web.yml", "tests/test_web.py")
 # Narrowest a trainee may need: one address (/32), or an office's /24; an IPv6 /64.
@@ -61,7 +62,7 @@ def verified_on_aws(attempt: Attempt) -> Feedback | None:
             found="no server of this lab was ever created on AWS",
             expected="`lab up` on aws, then `lab provision` and `lab verify`",
             next="`lab up` (it shows what it will create and the cost, and asks)")
-    verified = {e["server"] for e in attempt.events("verified")} & servers
+    verified = {e.server for e in attempt.events(Stage.VERIFIED)} & servers
     if not verified:
         return Feedback(
             found=f"{', '.join(sorted(servers))} ran on AWS but never passed `lab verify`",
@@ -72,13 +73,13 @@ def verified_on_aws(attempt: Attempt) -> Feedback | None:
 
 def released_on_aws(attempt: Attempt) -> Feedback | None:
     servers = aws_servers(attempt)
-    releases = [r for r in attempt.releases() if set(r.get("new") or []) & servers]
-    if any(r["outcome"] == "promoted" for r in releases):
+    releases = [r for r in attempt.releases() if set(r.new) & servers]
+    if any(r.outcome == "promoted" for r in releases):
         return None
     if releases:
         last = releases[-1]
         return Feedback(
-            found=f"the release on AWS was {last['outcome']}: {last.get('reason') or '?'}",
+            found=f"the release on AWS was {last.outcome}: {last.reason or '?'}",
             expected="a release promoted behind the load balancer",
             next="`lab history` shows why; fix it, then `lab release --set version=v2`")
     return Feedback(
@@ -108,12 +109,12 @@ def nothing_left(attempt: Attempt) -> Feedback | None:
 def swept(attempt: Attempt) -> Feedback | None:
     destroyed = last_destroy(attempt)
     assert destroyed is not None  # nothing_left passed
-    sweeps = [e for e in attempt.events("swept") if e["id"] > destroyed]
+    sweeps = [e for e in attempt.events(EventKind.SWEPT) if e.id > destroyed]
     if not sweeps:
         return Feedback(found="no `lab aws sweep` since your `lab destroy`",
                         expected="a sweep of your region that finds nothing of this lab",
                         next="`lab aws sweep`, in this directory")
-    found = json.loads(sweeps[-1]["detail"])
+    found = json.loads(sweeps[-1].detail)
     region = api.clients(attempt.config.settings("aws").region).region  # type: ignore[union-attr]
     if found["region"] != region:
         return Feedback(found=f"the sweep looked in {found['region']}",
@@ -137,14 +138,15 @@ def yaml_of(text: str | None) -> dict[str, Any]:
 
 def aws_servers(attempt: Attempt) -> set[str]:
     """Servers the logbook says were created on aws (names are never reused)."""
-    return {e["server"] for e in attempt.events("created") if e["detail"].endswith(" on aws")}
+    return {e.server for e in attempt.events(EventKind.CREATED)
+            if e.server is not None and e.detail.endswith(" on aws")}
 
 
 def last_destroy(attempt: Attempt) -> int | None:
     """The logbook id of the last whole-lab destroy on aws after the last promoted release
     and the last server created on aws; None when there is none."""
-    done = [e["id"] for e in attempt.events() if e["kind"] == "release-promoted" or (
-        e["kind"] == "created" and e["detail"].endswith(" on aws"))]
+    done = [e.id for e in attempt.events() if e.kind == EventKind.RELEASE_PROMOTED or (
+        e.kind == EventKind.CREATED and e.detail.endswith(" on aws"))]
     after = max(done, default=0)
-    destroys = [e["id"] for e in attempt.events("destroy") if e["detail"] == "aws"]
+    destroys = [e.id for e in attempt.events(EventKind.DESTROY) if e.detail == "aws"]
     return destroys[-1] if destroys and destroys[-1] > after else None

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from lab.aws.api import Clients, clients, code_of, tags_of, translated
 from lab.config import LabConfig
 from lab.events import Event, Listener, ignore
-from lab.state import State
+from lab.state import EventKind, State
 from lab.targets.base import LABEL_PREFIX, ServerSpec, labels_for
 
 NAME = f"{LABEL_PREFIX}name"
@@ -189,8 +189,8 @@ def sweep(region: str | None = None, now: datetime | None = None,
     with translated(aws.region):
         found = find(aws, match)
         if logbook is not None:
-            logbook.log("swept", None, json.dumps({"region": aws.region, "found": found.counts(),
-                                                   "labs": sorted(labs)}))
+            logbook.log(EventKind.SWEPT, None, json.dumps({
+                "region": aws.region, "found": found.counts(), "labs": sorted(labs)}))
         if found.empty:
             on_event(Event("destroy", f"{aws.region}: nothing lab made has expired"))
             return found

@@ -7,13 +7,16 @@ import webbrowser
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from lab.cli.base import SetVars, handled, lab_config
 from lab.cli.output import err, out, progress
+
+if TYPE_CHECKING:
+    from lab.release import ReleaseReport
 
 app = typer.Typer()
 
@@ -44,7 +47,7 @@ def release(
     with (progress(f"lab release {config.name}") as listener, Fleet(config, listener) as fleet,
           said_where(fleet)):
         report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
-    print_release(report.to_dict())
+    print_release(report)
 
 
 @app.command()
@@ -70,7 +73,7 @@ def rollback(ctx: typer.Context) -> None:
         previous = rollback_target(fleet)
         with said_where(fleet):
             report = run(fleet, previous["vars"], previous["image"], listener)
-    print_release(report.to_dict())
+    print_release(report)
 
 
 @app.command()
@@ -87,27 +90,27 @@ def history(
 
     Example:  lab history
     """
-    from lab.release import ready_seconds
+    from lab.release import history, ready_seconds
     from lab.release.journal import releases as shown
     from lab.state import State
 
     state_dir = lab_config(ctx).state_dir
-    releases = shown(State(state_dir), state_dir)
-    if as_json:
-        out.print_json(json.dumps(releases))
+    state = State(state_dir)
+    if as_json:  # each report key for key as it was saved (an interrupted one says so)
+        out.print_json(json.dumps(shown(state, state_dir)))
         return
+    releases = history(state, state_dir)
     table = Table("release", "outcome", "version", "from image", "requests", "errors", "p99 ms",
                   "ready s", "seconds", "reason", box=None)
     for r in releases:
-        color = "green" if r["outcome"] == "promoted" else "red"
-        traffic = r.get("traffic", {})
-        took = (r.get("finished") or r["started"]) - r["started"]
+        color = "green" if r.outcome == "promoted" else "red"
+        took = (r.finished or r.started) - r.started
         ready = ready_seconds(r)
-        table.add_row(r["id"], f"[{color}]{r['outcome']}[/{color}]",
-                      str(r["vars"].get("version", "")), r.get("image") or "-",
-                      str(traffic.get("requests", "")), str(traffic.get("errors", "")),
-                      str(traffic.get("p99_ms", "")), "-" if ready is None else f"{ready:.1f}",
-                      f"{took:.1f}", r.get("reason", "")[:60])
+        table.add_row(r.id, f"[{color}]{r.outcome}[/{color}]",
+                      str(r.vars.get("version", "")), r.image or "-",
+                      str(r.traffic.get("requests", "")), str(r.traffic.get("errors", "")),
+                      str(r.traffic.get("p99_ms", "")), "-" if ready is None else f"{ready:.1f}",
+                      f"{took:.1f}", r.reason[:60])
     out.print(table if releases else "no releases yet (run `lab release`)")
 
 
@@ -180,23 +183,23 @@ def bake(
     out.print(image)
 
 
-def print_release(report: dict[str, Any]) -> None:
+def print_release(report: ReleaseReport) -> None:
     table = Table("step", "requests", "errors", "new failed", "rps", "p50 ms", "p99 ms",
                   "versions", "gate", box=None,
-                  title=f"release {report['id']}: {report['outcome']}", title_justify="left")
-    for step in report["steps"]:
-        w = step["window"]
+                  title=f"release {report.id}: {report.outcome}", title_justify="left")
+    for step in report.steps:
+        w = step.window
         versions = " ".join(f"{v}:{n}" for v, n in sorted(w.get("versions", {}).items()))
-        canary = step.get("canary") or {}
-        table.add_row(f"{step['percent']}%", str(w.get("requests", "")),
+        canary = step.canary
+        table.add_row(f"{step.percent}%", str(w.get("requests", "")),
                       str(w.get("errors", "")),
                       f"{canary.get('failed', 0)}/{canary.get('requests', 0)}" if canary else "",
                       str(w.get("rps", "")), str(w.get("p50_ms", "")),
-                      str(w.get("p99_ms", "")), versions, step["gate"])
+                      str(w.get("p99_ms", "")), versions, step.gate)
     out.print(table)
-    phases = "  ".join(f"{name} {seconds:.1f}s" for name, seconds in report["phases"].items())
-    traffic = report["traffic"]
+    phases = "  ".join(f"{name} {seconds:.1f}s" for name, seconds in report.phases.items())
+    traffic = report.traffic
     out.print(f"phases: {phases}")
     out.print(f"traffic during the release: {traffic.get('requests')} requests, "
               f"{traffic.get('errors')} failed, p99 {traffic.get('p99_ms')} ms")
-    out.print(f"new: {', '.join(report['new'])}  old (destroyed): {', '.join(report['old'])}")
+    out.print(f"new: {', '.join(report.new)}  old (destroyed): {', '.join(report.old)}")

@@ -38,7 +38,8 @@ from lab.harness import (
     provision,
     run_test_cycle,
 )
-from lab.state import ServerRecord
+from lab.release.journal import ReleaseReport, history
+from lab.state import LogEntry, ServerRecord
 from lab.steps import FAILED, OK, Outcome, Step, Steps
 from lab.verify import VerifyResult, check_test_files, verify_lab
 
@@ -168,12 +169,15 @@ class Attempt:
     def test_cycle(self) -> TestReport:
         return run_test_cycle(self.config, on_event=self.on_event)
 
-    def releases(self) -> list[dict[str, Any]]:
-        return self.fleet.state.releases()
+    def releases(self) -> list[ReleaseReport]:
+        """The lab's releases, oldest first, as their reports were saved: outcome, reason,
+        vars, image, steps, traffic, old and new servers..."""
+        return history(self.fleet.state)
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """The lab's logbook (server, kind, detail), oldest first: what was run on it."""
-        return [e for e in self.fleet.state.events() if kind is None or e["kind"] == kind]
+    def events(self, kind: str | None = None) -> list[LogEntry]:
+        """The lab's logbook (id, at, server, kind, detail), oldest first: what was run on
+        it; only the lines of ``kind`` (an EventKind or a Stage) when given."""
+        return [e for e in self.fleet.state.events() if kind is None or e.kind == kind]
 
 
 @dataclass

@@ -43,7 +43,7 @@ from lab.harness import drift, provision, verify
 from lab.release import ReleaseFailed, release
 from lab.release.bake import bake
 from lab.scaffold import edit_lab_yml, lab_name_for
-from lab.state import ExerciseProgress, State
+from lab.state import EventKind, ExerciseProgress, State
 from lab.targets.base import get_target
 
 STATE_DIR = ".lab"
@@ -257,7 +257,7 @@ def _release_action(fleet: Fleet, action: Action, on_event: Listener,
 
 def last_baked(fleet: Fleet) -> str | None:
     """What the lab's newest `lab bake` made (its image tag, or AMI id), from its logbook."""
-    baked = [e["detail"] for e in fleet.state.events() if e["kind"] == "baked"]
+    baked = [e.detail for e in fleet.state.events() if e.kind is EventKind.BAKED]
     return baked[-1] if baked else None
 
 

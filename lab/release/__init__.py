@@ -1,8 +1,9 @@
 """Releases: a new generation put in rotation slowly, and what is kept of it.
 
 ``cycle.py`` is ``lab release`` itself (the state machine, its gates, rollback, ``put_right``);
-``journal.py`` the journal and lock that let a later command name and put right a release
-killed outright; ``probe.py`` the traffic that measures what users see; ``timeline.py`` that
+``journal.py`` the release's report as it is kept (typed: ``history`` reads a lab's releases
+back) and the journal and lock that let a later command name and put right a release killed
+outright; ``probe.py`` the traffic that measures what users see; ``timeline.py`` that
 traffic and the balancer's moves on one clock; ``report.py`` a release drawn as one HTML page
 (``lab report``); ``bake.py`` a verified server snapshotted into an image (``lab bake``).
 
@@ -24,6 +25,7 @@ from lab.release.cycle import (
     ReleaseReport,
     StepReport,
     Traffic,
+    history,
     provision_gate,
     put_right,
     ready_seconds,
@@ -43,6 +45,7 @@ __all__ = [
     "ReleaseReport",
     "StepReport",
     "Traffic",
+    "history",
     "provision_gate",
     "put_right",
     "ready_seconds",

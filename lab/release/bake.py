@@ -16,7 +16,7 @@ from lab.errors import TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.release.journal import refuse_if_interrupted
-from lab.state import Stage
+from lab.state import EventKind, Stage
 
 # Host keys and machine identity belong to one server, never to an image (and each server
 # started from it is handed its own host key anyway, or makes one at first boot).
@@ -50,7 +50,7 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
     image = fleet.target.bake(server, tag, {"lab.name": config.name, "lab.role": role,
                                             "lab.version": version,
                                             "lab.baked-from": server.name})
-    fleet.state.log("baked", server.name, image)
+    fleet.state.log(EventKind.BAKED, server.name, image)
     on_event(Event("bake", f"baked {tag}" + (f" as {image}" if image != tag else ""),
                    subject=image))
     return image
@@ -59,7 +59,7 @@ def bake(fleet: Fleet, role: str | None = None, version: str | None = None,
 def _deployed_version(fleet: Fleet, server: str) -> str | None:
     """The ``version`` var the server was last provisioned with, from state's events."""
     for event in reversed(fleet.state.events(server)):
-        if event["kind"] == "provisioned" and event["detail"].startswith("{"):
-            version = json.loads(event["detail"]).get("vars", {}).get("version")
+        if event.kind == Stage.PROVISIONED and event.detail.startswith("{"):
+            version = json.loads(event.detail).get("vars", {}).get("version")
             return str(version) if version is not None else None
     return None

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lab.balancers.base import Balancer, Member, Tally, open_balancer
@@ -29,10 +29,19 @@ from lab.errors import CheckFailed, LabError, Terminated, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
-from lab.release.journal import INTERRUPTED, RUNNING, ReleaseLock, describe, unfinished
+from lab.release.journal import (
+    INTERRUPTED,
+    JournalEntry,
+    ReleaseLock,
+    ReleaseReport,
+    StepReport,
+    describe,
+    history,
+    unfinished,
+)
 from lab.release.probe import Probe, Window
 from lab.release.timeline import Recorder
-from lab.state import ServerRecord
+from lab.state import EventKind, ServerRecord
 from lab.steps import Steps
 
 
@@ -81,55 +90,6 @@ class Checks:
 
 
 CUT_SHORT = "cut short"  # a step interrupted (Ctrl-C, a bug) before its gates judged it
-
-
-@dataclass
-class StepReport:
-    percent: int
-    window: dict[str, Any]
-    gate: str = "watching"  # then "passed", the gate that refused it, or CUT_SHORT
-    canary: dict[str, int] = field(default_factory=dict)  # requests, failed: the balancer's count
-
-
-@dataclass
-class JournalEntry:
-    """One line of a release's journal: a step ``begun`` (written before it acts) or ``done``."""
-
-    at: float
-    step: str  # create, provision, verify + join, canary N%, promote, rollback
-    state: str  # begun | done
-
-
-@dataclass
-class ReleaseReport:
-    id: str
-    role: str
-    started: float
-    vars: dict[str, Any]
-    image: str | None
-    previous: dict[str, Any]
-    old: list[str] = field(default_factory=list)
-    new: list[str] = field(default_factory=list)
-    steps: list[StepReport] = field(default_factory=list)
-    phases: dict[str, float] = field(default_factory=dict)
-    outcome: str = RUNNING  # then promoted | rolled-back (interrupted: see lab.release.journal)
-    reason: str = ""
-    finished: float | None = None
-    traffic: dict[str, Any] = field(default_factory=dict)
-    timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.release.timeline
-    journal: list[JournalEntry] = field(default_factory=list)  # saved before each step acts
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReleaseReport:
-        """A saved report, typed again (fields a newer lab added take their defaults)."""
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
-        values["steps"] = [StepReport(**s) for s in data.get("steps", [])]
-        values["journal"] = [JournalEntry(**e) for e in data.get("journal", [])]
-        return cls(**values)
 
 
 def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
@@ -235,9 +195,8 @@ def _end_unfinished(fleet: Fleet, on_event: Listener) -> list[ReleaseReport]:
     :class:`~lab.release.journal.ReleaseLock`, so no release of this lab runs meanwhile.
     """
     ended = []
-    for saved in unfinished(fleet.state):
-        report = ReleaseReport.from_dict(saved)
-        on_event(Event("warning", f"{describe(saved)}: putting it right first"))
+    for report in unfinished(fleet.state):
+        on_event(Event("warning", f"{describe(report)}: putting it right first"))
         _put_right(fleet, report, on_event)
         report.finished = time.time()
         _save(fleet, report)
@@ -563,7 +522,7 @@ def _current_deployment(fleet: Fleet, old: list[ServerRecord]) -> dict[str, Any]
     """What the old generation runs: the last promoted release, else lab.yml as it is."""
     last = _last_promoted(fleet)
     if last is not None:
-        return {"vars": last["vars"], "image": last["image"]}
+        return {"vars": last.vars, "image": last.image}
     image = old[0].image if old and old[0].image != fleet.config.image else None
     return {"vars": dict(fleet.config.vars), "image": image}
 
@@ -574,19 +533,19 @@ def _save(fleet: Fleet, report: ReleaseReport) -> None:
     directory = fleet.config.state_dir / "releases"  # state_dir holds state.db: it exists
     directory.mkdir(exist_ok=True)
     (directory / f"{report.id}.json").write_text(json.dumps(data, indent=2))
-    fleet.state.log(f"release-{report.outcome}", None, report.id)
+    fleet.state.log(EventKind.release_ended(report.outcome), None, report.id)
 
 
 # The phases that make the new generation ready, before any traffic reaches it.
 READY_PHASES = ("create", "provision", "verify + join")
 
 
-def ready_seconds(report: dict[str, Any]) -> float | None:
+def ready_seconds(report: ReleaseReport) -> float | None:
     """How long a saved release took to get its new servers ready for traffic (create, then
     provision unless started from a baked image, then tests and health checks): what baking
     saves, without the canary steps every release holds for the same time. None when the
     release stopped before its servers were ready."""
-    phases = report.get("phases", {})
+    phases = report.phases
     if "verify + join" not in phases:
         return None
     return round(sum(phases.get(name, 0.0) for name in READY_PHASES), 1)
@@ -597,9 +556,9 @@ def rollback_target(fleet: Fleet) -> dict[str, Any]:
     last = _last_promoted(fleet)
     if last is None:
         raise UsageError("no promoted release to roll back (see `lab history`)")
-    return last["previous"]
+    return last.previous
 
 
-def _last_promoted(fleet: Fleet) -> dict[str, Any] | None:
-    promoted = [r for r in fleet.state.releases() if r["outcome"] == "promoted"]
+def _last_promoted(fleet: Fleet) -> ReleaseReport | None:
+    promoted = [r for r in history(fleet.state) if r.outcome == "promoted"]
     return promoted[-1] if promoted else None

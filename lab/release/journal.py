@@ -9,12 +9,17 @@ on ``.lab/release.lock`` while it runs. The kernel drops the lock when the proce
 it ends. Any later command can then tell a release that is running (its report says
 ``running`` and the lock is held) from one that was interrupted (``running``, lock free), name
 it, and put it right (:func:`lab.release.put_right`).
+
+The report is kept typed (:class:`ReleaseReport`, with its :class:`StepReport` and
+:class:`JournalEntry` lines) and stored as JSON; :func:`history` reads a lab's releases back as
+reports: lab and the course's graders read their fields as attributes, not as a dict's keys.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +28,58 @@ from lab.state import State
 
 RUNNING = "running"  # what a release's saved outcome says until it ends
 INTERRUPTED = "interrupted"  # what lab shows for a release that says running and is not
+
+
+@dataclass
+class StepReport:
+    percent: int
+    window: dict[str, Any]
+    gate: str = "watching"  # then "passed", the gate that refused it, or cycle.CUT_SHORT
+    canary: dict[str, int] = field(default_factory=dict)  # requests, failed: the balancer's count
+
+
+@dataclass
+class JournalEntry:
+    """One line of a release's journal: a step ``begun`` (written before it acts) or ``done``."""
+
+    at: float
+    step: str  # create, provision, verify + join, canary N%, promote, rollback
+    state: str  # begun | done
+
+
+@dataclass
+class ReleaseReport:
+    """One release, as it is saved (in state and ``.lab/releases/<id>.json``, as JSON) before
+    each step acts and when it ends, and as :func:`history` reads it back."""
+
+    id: str
+    role: str
+    started: float
+    vars: dict[str, Any]
+    image: str | None
+    previous: dict[str, Any]
+    old: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    outcome: str = RUNNING  # then promoted | rolled-back (or interrupted: see releases())
+    reason: str = ""
+    finished: float | None = None
+    traffic: dict[str, Any] = field(default_factory=dict)
+    timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.release.timeline
+    journal: list[JournalEntry] = field(default_factory=list)  # saved before each step acts
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReleaseReport:
+        """A saved report, typed again (fields a newer lab added take their defaults)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        values["steps"] = [StepReport(**s) for s in data.get("steps", [])]
+        values["journal"] = [JournalEntry(**e) for e in data.get("journal", [])]
+        return cls(**values)
 
 
 class ReleaseLock:
@@ -72,13 +129,20 @@ def running_now(state_dir: Path) -> bool:
     return False
 
 
-def unfinished(state: State) -> list[dict[str, Any]]:
+def history(state: State, state_dir: Path | None = None) -> list[ReleaseReport]:
+    """Every release of the lab as its report, oldest first. Given the lab's ``state_dir``,
+    as `lab history` shows them: one whose process died says interrupted (:func:`releases`)."""
+    saved = state.releases() if state_dir is None else releases(state, state_dir)
+    return [ReleaseReport.from_dict(report) for report in saved]
+
+
+def unfinished(state: State) -> list[ReleaseReport]:
     """Saved releases that never ended (oldest first): interrupted ones, unless a release
     runs now; the caller holding :class:`ReleaseLock` knows no other one does."""
-    return [r for r in state.releases() if r["outcome"] == RUNNING]
+    return [r for r in history(state) if r.outcome == RUNNING]
 
 
-def interrupted(state: State, state_dir: Path) -> dict[str, Any] | None:
+def interrupted(state: State, state_dir: Path) -> ReleaseReport | None:
     """The newest release whose process ended before the release did, if any."""
     left = unfinished(state)
     if not left or running_now(state_dir):
@@ -87,7 +151,8 @@ def interrupted(state: State, state_dir: Path) -> dict[str, Any] | None:
 
 
 def releases(state: State, state_dir: Path) -> list[dict[str, Any]]:
-    """Every release as `lab history` shows it: one whose process died says interrupted."""
+    """Every release as saved, as `lab history --json` prints it: one whose process died says
+    interrupted. :func:`history` gives them as reports."""
     shown = state.releases()
     if not running_now(state_dir):
         for report in shown:
@@ -96,17 +161,15 @@ def releases(state: State, state_dir: Path) -> list[dict[str, Any]]:
     return shown
 
 
-def last_step(report: dict[str, Any]) -> str:
+def last_step(report: ReleaseReport) -> str:
     """The step an interrupted release had begun last ("canary 50%", "promote", ...)."""
-    journal = report.get("journal") or []
-    return journal[-1]["step"] if journal else "start"
+    return report.journal[-1].step if report.journal else "start"
 
 
-def describe(report: dict[str, Any]) -> str:
+def describe(report: ReleaseReport) -> str:
     """One line naming an interrupted release: which one, where it stopped, what it made."""
-    new = ", ".join(report.get("new") or []) or "none recorded"
-    return (f"release {report['id']} was interrupted at {last_step(report)} "
-            f"(new servers: {new})")
+    new = ", ".join(report.new) or "none recorded"
+    return f"release {report.id} was interrupted at {last_step(report)} (new servers: {new})"
 
 
 def refuse_if_interrupted(state: State, state_dir: Path, command: str) -> None:

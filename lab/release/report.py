@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError, UsageError
+from lab.release.journal import ReleaseReport
 
 REQUIRED = {"id": str, "outcome": str, "started": (int, float), "phases": dict,
             "steps": list, "traffic": dict}
@@ -73,7 +74,7 @@ def find_release(state_dir: Path, wanted: str | None = None) -> Path:
     return matching[0]
 
 
-def load_release(path: Path) -> dict[str, Any]:
+def load_release(path: Path) -> ReleaseReport:
     """A release report file, checked enough to draw: a bad one is one line naming it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -90,7 +91,10 @@ def load_release(path: Path) -> dict[str, Any]:
     if timeline and not (isinstance(timeline, dict) and isinstance(timeline.get("seconds"), list)
                          and isinstance(timeline.get("events"), list)):
         raise ConfigError(f"{path}: `timeline` is malformed (expected seconds and events)")
-    return data
+    try:
+        return ReleaseReport.from_dict(data)
+    except TypeError as exc:  # a field missing, a step or journal line not as lab writes them
+        raise ConfigError(f"{path}: not a release report ({_first_line(exc)})") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -100,16 +104,16 @@ def _first_line(exc: Exception) -> str:
 # the data behind the picture ----------------------------------------------------------------
 
 
-def chart(release: dict[str, Any]) -> Chart | None:
+def chart(release: ReleaseReport) -> Chart | None:
     """The picture's data from a release's timeline; None when it was recorded without one."""
-    timeline = release.get("timeline") or {}
+    timeline = release.timeline or {}
     rows = timeline.get("seconds") or []
     if not rows:
         return None
     try:
         return _chart(rows, timeline.get("events") or [], timeline.get("shares") or [])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"release {release['id']}: its timeline is malformed "
+        raise ConfigError(f"release {release.id}: its timeline is malformed "
                           f"({type(exc).__name__}: {exc})") from None
 
 
@@ -248,18 +252,18 @@ th { background: #f4f4f4; }
 """
 
 
-def render(releases: list[dict[str, Any]]) -> tuple[str, list[str]]:
+def render(releases: list[ReleaseReport]) -> tuple[str, list[str]]:
     """The HTML page for one release, or two drawn on one time axis; and the notices for
     releases recorded without a timeline."""
     charts, notices = [], []
     for release in releases:
         data = chart(release)
         if data is None:
-            notices.append(f"release {release['id']}: {NO_TIMELINE}")
+            notices.append(f"release {release.id}: {NO_TIMELINE}")
         else:
             charts.append((_title(release), data))
     picture = f'<div class="chart">{draw(charts)}</div>' if charts else ""
-    title = " vs ".join(r["id"] for r in releases)
+    title = " vs ".join(r.id for r in releases)
     body = "".join(_figures(r) for r in releases)
     notes = "".join(f'<p class="notice">{html.escape(n)}</p>' for n in notices)
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -269,37 +273,37 @@ def render(releases: list[dict[str, Any]]) -> tuple[str, list[str]]:
     return page, notices
 
 
-def _title(release: dict[str, Any]) -> str:
-    version = release.get("vars", {}).get("version", "")
-    image = f" from {release['image']}" if release.get("image") else ""
-    return f"{release['id']}: {version}{image}, {release['outcome']}"
+def _title(release: ReleaseReport) -> str:
+    version = release.vars.get("version", "")
+    image = f" from {release.image}" if release.image else ""
+    return f"{release.id}: {version}{image}, {release.outcome}"
 
 
-def _figures(release: dict[str, Any]) -> str:
+def _figures(release: ReleaseReport) -> str:
     """The release's figures as tables: what, outcome, traffic, phases, steps."""
-    traffic = release["traffic"]
-    summary = [("outcome", f'<b class="{html.escape(release["outcome"])}">'
-                           f'{html.escape(release["outcome"])}</b>'),
-               ("version", _cell(release.get("vars", {}).get("version", ""))),
-               ("from image", _cell(release.get("image") or "-")),
-               ("reason", _cell(release.get("reason") or "-")),
+    traffic = release.traffic
+    summary = [("outcome", f'<b class="{html.escape(release.outcome)}">'
+                           f'{html.escape(release.outcome)}</b>'),
+               ("version", _cell(release.vars.get("version", ""))),
+               ("from image", _cell(release.image or "-")),
+               ("reason", _cell(release.reason or "-")),
                ("requests", _cell(traffic.get("requests", ""))),
                ("failed", _cell(traffic.get("errors", ""))),
                ("p50 / p99 ms", _cell(f"{traffic.get('p50_ms', '')} / "
                                       f"{traffic.get('p99_ms', '')}")),
-               ("new", _cell(", ".join(release.get("new", [])))),
-               ("old", _cell(", ".join(release.get("old", []))))]
+               ("new", _cell(", ".join(release.new))),
+               ("old", _cell(", ".join(release.old)))]
     phases = [(_cell(name), _cell(f"{seconds:.1f} s"))
-              for name, seconds in release["phases"].items()]
+              for name, seconds in release.phases.items()]
     steps = []
-    for step in release["steps"]:
-        window, canary = step.get("window", {}), step.get("canary") or {}
-        steps.append([_cell(f"{step.get('percent')}%"), _cell(window.get("requests", "")),
+    for step in release.steps:
+        window, canary = step.window or {}, step.canary or {}
+        steps.append([_cell(f"{step.percent}%"), _cell(window.get("requests", "")),
                       _cell(window.get("errors", "")),
                       _cell(f"{canary.get('failed', 0)}/{canary.get('requests', 0)}"
                             if canary else "-"),
-                      _cell(window.get("p99_ms", "")), _cell(step.get("gate", ""))])
-    return (f"<h2>{html.escape(release['id'])}</h2><div class=\"figures\">"
+                      _cell(window.get("p99_ms", "")), _cell(step.gate)])
+    return (f"<h2>{html.escape(release.id)}</h2><div class=\"figures\">"
             + _table(["", ""], [list(row) for row in summary])
             + _table(["phase", "seconds"], [list(row) for row in phases])
             + _table(["step", "requests", "failed", "new servers failed", "p99 ms", "gate"],
@@ -326,7 +330,7 @@ def write_report(state_dir: Path, wanted: list[str | None], output: Path | None 
     return write_page(releases, target)
 
 
-def write_page(releases: list[dict[str, Any]], target: Path) -> Written:
+def write_page(releases: list[ReleaseReport], target: Path) -> Written:
     """Render releases already read (``lab demo`` has its own in hand) to ``target``: the
     HTML page, or only the chart when ``target`` ends in ``.svg`` (for a README)."""
     page, notices = render(releases)

@@ -31,6 +31,7 @@ from labhelpers import (
 from loadgen import Load, get
 
 from lab.access.ports import free_local_port
+from lab.release import ReleaseReport
 from lab.release.report import Chart, chart
 from lab.scaffold import edit_lab_yml
 
@@ -165,7 +166,7 @@ def drawn(report: dict) -> Chart:
     assert sum(s["errors"] for s in seconds) == traffic["errors"]
     for version, count in traffic["versions"].items():
         assert sum(s["requests"].get(version, 0) for s in seconds) == count
-    data = chart(report)
+    data = chart(ReleaseReport.from_dict(report))
     assert data is not None
     assert [sum(column) for column in zip(*data.requests.values(), strict=True)] == [
         sum(s["requests"].values()) for s in seconds]

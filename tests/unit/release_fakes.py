@@ -368,7 +368,7 @@ class Cycle:
         assert saved["outcome"] == "rolled-back"
         assert reason in str(saved["reason"])
         # Its picture marks the rollback with the very reason the release gives.
-        drawn = chart(saved)
+        drawn = chart(ReleaseReport.from_dict(saved))
         assert drawn is not None and drawn.rollback is not None
         assert drawn.rollback[1] == saved["reason"]
         # And its timeline: the rollback with its reason, then the new servers thrown away.

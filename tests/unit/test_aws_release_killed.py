@@ -35,7 +35,7 @@ from moto.server import ThreadedMotoServer
 from lab.config import LabConfig, load_config
 from lab.events import Event
 from lab.fleet import Fleet
-from lab.release import Checks, journal, put_right, release
+from lab.release import Checks, ReleaseReport, journal, put_right, release
 from lab.targets.aws import AwsTarget
 
 CHILD = Path(__file__).with_name("aws_release_child.py")
@@ -156,14 +156,14 @@ def running(ec2: Any) -> list[str]:
         for i in r["Instances"] for tag in i["Tags"] if tag["Key"] == "lab.server")
 
 
-def killed_release(config: LabConfig, step: str) -> dict[str, Any]:
+def killed_release(config: LabConfig, step: str) -> ReleaseReport:
     """The release the journal names as interrupted, at ``step``, with its lock free."""
     with Fleet(config) as fleet:
         found = journal.interrupted(fleet.state, config.state_dir)
         assert found is not None and journal.last_step(found) == step
         assert [r["outcome"] for r in journal.releases(fleet.state, config.state_dir)] == [
             "interrupted"]
-        assert (found["old"], found["new"]) == (OLD, NEW)
+        assert (found.old, found.new) == (OLD, NEW)
     return found
 
 
@@ -218,7 +218,7 @@ def test_a_release_killed_at_50_percent_is_named_then_rolled_back(
     if after == "put_right":
         with Fleet(config) as fleet:
             [ended] = put_right(fleet, said.append)
-            assert (ended.id, ended.outcome) == (killed["id"], "rolled-back")
+            assert (ended.id, ended.outcome) == (killed.id, "rolled-back")
             assert weights(elb) == {1: 100}
             assert target_states(elb, 1) == ["healthy", "healthy"]
             assert running(ec2) == OLD
@@ -232,12 +232,12 @@ def test_a_release_killed_at_50_percent_is_named_then_rolled_back(
         assert (report.outcome, report.old, report.new) == ("promoted", OLD, ["web-5", "web-6"])
         assert weights(elb) == {2: 100}  # the newest alone (the killed one's 2 was removed)
         assert running(ec2) == report.new
-    assert f"release {killed['id']} was interrupted at canary 50%" in warnings(said)[0]
+    assert f"release {killed.id} was interrupted at canary 50%" in warnings(said)[0]
     with Fleet(config) as fleet:
         saved = fleet.state.releases()
         assert journal.interrupted(fleet.state, config.state_dir) is None
         fleet.destroy()
-    assert (saved[0]["id"], saved[0]["outcome"]) == (killed["id"], "rolled-back")
+    assert (saved[0]["id"], saved[0]["outcome"]) == (killed.id, "rolled-back")
     assert saved[0]["reason"].startswith("interrupted at canary 50%")
     assert [r["outcome"] for r in saved[1:]] == ([] if after == "put_right" else ["promoted"])
     assert leftovers(NAME) == {}
@@ -262,11 +262,11 @@ def test_a_release_killed_while_its_promote_drains_the_old_generation_is_promote
         [ended] = put_right(fleet)
         saved = fleet.state.releases()
         assert journal.interrupted(fleet.state, config.state_dir) is None
-        assert (ended.id, ended.outcome) == (killed["id"], "promoted")
+        assert (ended.id, ended.outcome) == (killed.id, "promoted")
         assert weights(elb) == {2: 100}
         assert target_states(elb, 2) == ["healthy", "healthy"]
         assert running(ec2) == NEW
         fleet.destroy()
-    assert [(r["id"], r["outcome"]) for r in saved] == [(killed["id"], "promoted")]
+    assert [(r["id"], r["outcome"]) for r in saved] == [(killed.id, "promoted")]
     assert saved[0]["reason"].startswith("promote cut short (interrupted at promote")
     assert leftovers(NAME) == {}

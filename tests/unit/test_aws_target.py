@@ -331,8 +331,8 @@ def test_sweep_says_what_expired_what_it_removes_and_what_is_still_there(
     monkeypatch.setattr(resources, "clients", real)
     logbook = State(tmp_path / "logbook")
     resources.sweep(REGION, now=datetime.now(UTC) + timedelta(hours=2), logbook=logbook)
-    [swept] = [e for e in logbook.events() if e["kind"] == "swept"]
-    assert json.loads(swept["detail"]) == {"region": REGION, "labs": ["short"],
+    [swept] = [e for e in logbook.events() if e.kind == "swept"]
+    assert json.loads(swept.detail) == {"region": REGION, "labs": ["short"],
                                            "found": {"security_groups": 1}}
     assert leftovers("short") == {}
     monkeypatch.setattr(resources, "clients", refusing("DescribeInstances",

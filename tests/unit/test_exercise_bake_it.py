@@ -17,7 +17,8 @@ from lab.course.exercises import Action, find_exercise, load_exercise
 from lab.course.grader import Feedback
 from lab.course.workspace import solve, start
 from lab.errors import ConfigError
-from lab.release import ready_seconds
+from lab.release import ReleaseReport, ready_seconds
+from lab.state import LogEntry
 from lab.verify import VerifyResult
 
 BAKE_IT = 7
@@ -57,13 +58,20 @@ def test_bake_it_names_its_call_functions() -> None:
     assert set(exercise.calls) == {"write_answers", "write_total_seconds"}
 
 
+def with_phases(phases: dict[str, float] | None = None) -> ReleaseReport:
+    """A saved release with these phases (none: a report from before lab kept phases)."""
+    saved = {"id": "r1", "role": "web", "started": 0.0, "vars": {}, "image": None,
+             "previous": {}, "outcome": "rolled-back"}
+    return ReleaseReport.from_dict(saved | ({} if phases is None else {"phases": phases}))
+
+
 def test_ready_seconds_counts_what_makes_the_servers_ready_not_the_canary_steps() -> None:
-    scratch = {"phases": {"create": 3.04, "provision": 14.5, "verify + join": 2.6,
-                          "canary 50%": 2.1, "canary 100%": 2.1, "promote": 1.0}}
-    image = {"phases": {"create": 3.0, "verify + join": 2.0, "canary 50%": 2.1}}
+    scratch = with_phases({"create": 3.04, "provision": 14.5, "verify + join": 2.6,
+                           "canary 50%": 2.1, "canary 100%": 2.1, "promote": 1.0})
+    image = with_phases({"create": 3.0, "verify + join": 2.0, "canary 50%": 2.1})
     assert ready_seconds(scratch) == 20.1 and ready_seconds(image) == 5.0
-    assert ready_seconds({"phases": {"create": 3.0, "provision": 1.0}}) is None  # cut short
-    assert ready_seconds({"outcome": "rolled back"}) is None  # a report from before phases
+    assert ready_seconds(with_phases({"create": 3.0, "provision": 1.0})) is None  # cut short
+    assert ready_seconds(with_phases()) is None  # a report from before phases
 
 
 def test_a_balancers_port_is_filled_in_and_kept_by_solve(tmp_path: Path,
@@ -89,28 +97,29 @@ def test_a_balancers_port_is_filled_in_and_kept_by_solve(tmp_path: Path,
 
 
 def release(image: str | None, outcome: str = "promoted", provision: float = 15.0,
-            at: float = 100.0) -> dict[str, Any]:
+            at: float = 100.0) -> ReleaseReport:
     phases = {"create": 3.0} | ({} if image else {"provision": provision}) | {
         "verify + join": 2.0, "canary 50%": 2.0, "canary 100%": 2.0, "promote": 1.0}
-    return {"id": f"r{at:.0f}", "image": image, "outcome": outcome, "started": at,
-            "finished": at + sum(phases.values()), "phases": phases,
-            "reason": "" if outcome == "promoted" else "the new generation failed its tests"}
+    return ReleaseReport(
+        id=f"r{at:.0f}", role="web", started=at, vars={"version": "v2"}, image=image,
+        previous={}, outcome=outcome, finished=at + sum(phases.values()), phases=phases,
+        reason="" if outcome == "promoted" else "the new generation failed its tests")
 
 
 class Seen:
     """What a check reads of a workspace: its history, logbook, files and servers."""
 
-    def __init__(self, releases: list[dict[str, Any]], events: list[dict[str, Any]],
+    def __init__(self, releases: list[ReleaseReport], events: list[LogEntry],
                  answers: str | None = None, running: tuple[str, ...] = (),
                  tests: VerifyResult | None = None) -> None:
         self._releases, self._events, self.answers = releases, events, answers
         self.running, self.tests = list(running), tests or VerifyResult()
 
-    def releases(self) -> list[dict[str, Any]]:
+    def releases(self) -> list[ReleaseReport]:
         return self._releases
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self._events if kind is None or e["kind"] == kind]
+    def events(self, kind: str | None = None) -> list[LogEntry]:
+        return [e for e in self._events if kind is None or e.kind == kind]
 
     def read(self, path: str) -> str | None:
         return self.answers if path == "answers.md" else None
@@ -122,8 +131,8 @@ class Seen:
         return self.tests
 
 
-def event(kind: str, server: str, at: float, detail: str = "") -> dict[str, Any]:
-    return {"kind": kind, "server": server, "at": at, "detail": detail}
+def event(kind: str, server: str, at: float, detail: str = "") -> LogEntry:
+    return LogEntry(id=int(at), at=at, server=server, kind=kind, detail=detail)
 
 
 IMAGE = "lab/ex-web:v2"
@@ -197,7 +206,7 @@ def test_the_answers_are_the_ready_figures_the_history_records() -> None:
 def test_a_slower_image_release_is_graded_as_recorded_not_as_expected() -> None:
     """Whatever the machine did, the attendee's conclusion must follow the history."""
     history = [release(None, provision=1.0), release(IMAGE, at=140)]  # 6.0 s and 5.0 s
-    history[1]["phases"]["create"] = 5.0  # 7.0 s from the image: slower this time
+    history[1].phases["create"] = 5.0  # 7.0 s from the image: slower this time
     seen = Seen(history, BAKED, answered("6.0", "7.0", "scratch"))
     assert checked("answers_match_history", seen) == ""
 
@@ -216,6 +225,6 @@ def test_lab_history_shows_ready_seconds_beside_the_whole_release(
     assert shown.exit_code == 0, shown.output
     header, row = shown.stdout.splitlines()[:2]
     assert header.split()[-6:] == ["p99", "ms", "ready", "s", "seconds", "reason"]
-    ready = ready_seconds(saved)
+    ready = ready_seconds(ReleaseReport.from_dict(saved))
     assert ready is not None and ready < saved["finished"] - saved["started"]
     assert f"{ready:.1f}" in row.split()

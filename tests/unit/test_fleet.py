@@ -94,7 +94,7 @@ def test_up_replaces_a_dead_server_with_a_new_name(fleet: Fleet, world: World,
     assert world.calls == ["target.destroy web-1", "target.create web-3"]
     assert said(events, "replace") == ["replacing dead or missing servers: web-1"]
     assert said(events, "destroyed") == ["web-1 removed"]
-    assert [(e["kind"], e["server"]) for e in fleet.state.events("web-1")][-1] == (
+    assert [(e.kind, e.server) for e in fleet.state.events("web-1")][-1] == (
         "destroyed", "web-1")
     assert sorted(s.name for s in servers) == ["web-2", "web-3"]
     assert "db-1" in world.servers
@@ -157,8 +157,8 @@ def test_servers_being_created_are_in_state_with_their_generation_and_image(
     fleet.add_generation("web", image="lab/fl-web:v2")
 
     assert seen == [("web-3", 2, "lab/fl-web:v2"), ("web-4", 2, "lab/fl-web:v2")]
-    assert [(e["server"], e["detail"]) for e in fleet.state.events()
-            if e["kind"] == "named"][-2:] == [("web-3", "3"), ("web-4", "4")]
+    assert [(e.server, e.detail) for e in fleet.state.events()
+            if e.kind == "named"][-2:] == [("web-3", "3"), ("web-4", "4")]
 
 
 def test_servers_publish_their_roles_ports_and_the_balancers_listen_port(
@@ -196,7 +196,7 @@ def test_a_stage_reached_is_logged_with_no_detail_unless_given(fleet: Fleet) -> 
     fleet.up(["db"])
     fleet.mark(["db-1"], Stage.PROVISIONED, "site.yml")
 
-    logged = [(e["kind"], e["detail"]) for e in fleet.state.events("db-1")]
+    logged = [(e.kind, e.detail) for e in fleet.state.events("db-1")]
     assert logged[-2:] == [("ready", ""), ("provisioned", "site.yml")]
 
 
@@ -312,7 +312,7 @@ def test_destroy_removes_every_server_and_forgets_them(fleet: Fleet, world: Worl
     assert said(events, "destroy") == ["destroying lab fl"]
     assert said(events, "destroyed") == [
         "db-1 removed", "web-1 removed", "web-2 removed", "image lab/fl-web:v1 removed"]
-    logged = sorted(e["server"] for e in fleet.state.events() if e["kind"] == "destroyed")
+    logged = sorted(e.server for e in fleet.state.events() if e.kind == "destroyed")
     assert logged == ["db-1", "web-1", "web-2"]
 
 
@@ -373,7 +373,7 @@ def test_reconcile_logs_what_it_learns_from_the_target(fleet: Fleet, world: Worl
     fleet.reconcile()
     fleet.reconcile()  # nothing new: nothing logged twice
 
-    logged = [(e["kind"], e["server"], e["detail"]) for e in fleet.state.events()]
+    logged = [(e.kind, e.server, e.detail) for e in fleet.state.events()]
     assert logged == [("adopted", "web-7", "found by label, not in state"),
                       ("adopted", "web-8", "found by label, not in state"),
                       ("died", "web-7", ""),
@@ -403,11 +403,11 @@ def test_the_logbook_says_on_which_target_servers_were_made_and_a_lab_destroyed(
     """What a course's grader reads (exercise 09: made on aws, then the whole lab destroyed)."""
     fleet.up(["db"])
     fleet.destroy_servers(["db-1"])  # one server: no whole-lab entry
-    assert [e for e in fleet.state.events() if e["kind"] == "destroy"] == []
+    assert [e for e in fleet.state.events() if e.kind == "destroy"] == []
     fleet.up(["db"])
     fleet.destroy()
-    logged = [(e["kind"], e["server"], e["detail"]) for e in fleet.state.events()
-              if e["kind"] in ("created", "destroy")]
+    logged = [(e.kind, e.server, e.detail) for e in fleet.state.events()
+              if e.kind in ("created", "destroy")]
     image = fleet.config.image
     assert logged == [("created", "db-1", f"{image} on fake"),
                       ("created", "db-2", f"{image} on fake"), ("destroy", None, "fake")]

@@ -39,7 +39,7 @@ def test_up_marks_ready_and_stages_survive_reconciles(fleet: Fleet) -> None:
     fleet.mark(["web-1"], Stage.VERIFIED)
     assert shown(fleet) == {"web-1": "verified", "web-2": "ready"}
     assert fleet.state.server("web-1").stage is Stage.VERIFIED  # type: ignore[union-attr]
-    assert [e["kind"] for e in fleet.state.events("web-1")][-1] == "verified"
+    assert [e.kind for e in fleet.state.events("web-1")][-1] == "verified"
 
 
 def test_a_dead_server_keeps_its_stage_apart_and_starts_over_when_back(fleet: Fleet) -> None:
@@ -50,7 +50,7 @@ def test_a_dead_server_keeps_its_stage_apart_and_starts_over_when_back(fleet: Fl
     dead = fleet.state.server("web-1")
     assert dead is not None and (dead.liveness, dead.stage) == (Liveness.DEAD,
                                                                 Stage.PROVISIONED)
-    assert [e["kind"] for e in fleet.state.events("web-1")][-1] == "died"
+    assert [e.kind for e in fleet.state.events("web-1")][-1] == "died"
     # Back from the dead it must be seen ready again: `lab up` waits for it.
     world(fleet)["web-1"].liveness = Liveness.RUNNING
     assert shown(fleet) == {"web-1": "running", "web-2": "ready"}
@@ -62,7 +62,7 @@ def test_a_server_gone_from_the_target_is_missing(fleet: Fleet) -> None:
     del world(fleet)["web-2"]
     assert shown(fleet) == {"web-1": "ready", "web-2": "missing"}
     assert [s.name for s in fleet.live()] == ["web-1"]
-    assert [e["kind"] for e in fleet.state.events("web-2")][-1] == "missing"
+    assert [e.kind for e in fleet.state.events("web-2")][-1] == "missing"
 
 
 def listed(fleet: Fleet) -> dict[str, list[str]]:

@@ -76,13 +76,13 @@ def test_a_sweep_in_a_lab_is_in_its_logbook_in_the_labs_region(
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["aws", "sweep"])
     assert (result.exit_code, result.stdout.strip()) == (0, "nothing lab made has expired")
-    [swept] = [e for e in State(tmp_path / ".lab").events() if e["kind"] == "swept"]
-    assert json.loads(swept["detail"]) == {"region": "us-east-2", "found": {}, "labs": []}
+    [swept] = [e for e in State(tmp_path / ".lab").events() if e.kind == "swept"]
+    assert json.loads(swept.detail) == {"region": "us-east-2", "found": {}, "labs": []}
     events: list[Event] = []  # what `lab aws sweep` shows as it goes
     sweep_in_lab(load_config(tmp_path / "lab.yml"), on_event=events.append)
     assert [e.message for e in events] == ["us-east-2: nothing lab made has expired"]
     assert runner.invoke(app, ["aws", "sweep", "--region", REGION]).exit_code == 0
-    assert json.loads(State(tmp_path / ".lab").events()[-1]["detail"])["region"] == REGION
+    assert json.loads(State(tmp_path / ".lab").events()[-1].detail)["region"] == REGION
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

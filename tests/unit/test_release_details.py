@@ -32,7 +32,7 @@ from lab.cli.output import tick_line
 from lab.cli.release import print_release
 from lab.config import HealthCheck
 from lab.errors import TargetError, UsageError
-from lab.release import ReleaseFailed
+from lab.release import ReleaseFailed, ReleaseReport
 
 
 def failure(message: str) -> Any:
@@ -294,7 +294,7 @@ def test_lab_history_shows_a_release_interrupted_mid_step(
     assert "requests" in saved["steps"][0]["window"]
     # What it saw is the step's own traffic, counted from when the step began.
     assert None not in cycle.world.windows
-    print_release(saved)
+    print_release(ReleaseReport.from_dict(saved))
     assert "rolled-back" in capsys.readouterr().out
 
 
@@ -468,8 +468,8 @@ def test_the_report_is_saved_where_lab_history_and_a_person_read_it(cycle: Cycle
     path = cycle.fleet.config.state_dir / "releases" / f"{report.id}.json"
     assert path.read_text().startswith('{\n  "id": ')  # indented for a person
     assert json.loads(path.read_text()) == report.to_dict() == cycle.saved()
-    logged = [e for e in cycle.fleet.state.events() if e["kind"].startswith("release-")]
-    assert [(e["kind"], e["server"], e["detail"]) for e in logged] == [
+    logged = [e for e in cycle.fleet.state.events() if e.kind.startswith("release-")]
+    assert [(e.kind, e.server, e.detail) for e in logged] == [
         ("release-promoted", None, report.id)]
 
 

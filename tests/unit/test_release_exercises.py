@@ -18,6 +18,8 @@ from lab.config import describe
 from lab.course import grader
 from lab.course.exercises import Action, course, find_exercise
 from lab.course.grader import Attempt, Feedback
+from lab.release import ReleaseReport, StepReport
+from lab.state import LogEntry
 
 THROW_IT_AWAY, PULL_IT_BACK = 5, 6
 
@@ -90,14 +92,14 @@ def test_through_the_balancer_is_the_page_a_customer_gets(local_balancer: Attemp
 class History:
     """What a check asks an Attempt for, from a written-down history."""
 
-    def __init__(self, releases: list[dict[str, Any]], page: str = "",
-                 servers: list[str] | None = None, events: list[dict[str, Any]] | None = None,
+    def __init__(self, releases: list[ReleaseReport], page: str = "",
+                 servers: list[str] | None = None, events: list[LogEntry] | None = None,
                  files: dict[str, str] | None = None,
                  started: dict[str, str] | None = None) -> None:
         self._releases, self.page, self.servers = releases, page, servers or []
         self._events, self.files, self.started = events or [], files or {}, started or {}
 
-    def releases(self) -> list[dict[str, Any]]:
+    def releases(self) -> list[ReleaseReport]:
         return self._releases
 
     def through_balancer(self, path: str = "/") -> str:
@@ -106,8 +108,8 @@ class History:
     def server_names(self, role: str | None = None) -> list[str]:
         return self.servers
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self._events if kind is None or e["kind"] == kind]
+    def events(self, kind: str | None = None) -> list[LogEntry]:
+        return [e for e in self._events if kind is None or e.kind == kind]
 
     def read(self, path: str) -> str | None:
         return self.files.get(path, self.started.get(path))
@@ -117,10 +119,12 @@ class History:
 
 
 def release(version: str, outcome: str = "promoted", reason: str = "",
-            steps: tuple[int, ...] = (50, 100), errors: int = 0) -> dict[str, Any]:
-    return {"id": f"r-{version}", "vars": {"version": version}, "outcome": outcome,
-            "reason": reason, "steps": [{"percent": p} for p in steps],
-            "traffic": {"requests": 200, "errors": errors}, "old": ["web-1"], "new": ["web-2"]}
+            steps: tuple[int, ...] = (50, 100), errors: int = 0) -> ReleaseReport:
+    return ReleaseReport(
+        id=f"r-{version}", role="web", started=0.0, vars={"version": version}, image=None,
+        previous={}, outcome=outcome, reason=reason,
+        steps=[StepReport(p, {"requests": 100}, "passed") for p in steps],
+        traffic={"requests": 200, "errors": errors}, old=["web-1"], new=["web-2"])
 
 
 def first_failure(number: int, attempt: History) -> str:
@@ -133,7 +137,7 @@ def first_failure(number: int, attempt: History) -> str:
 
 
 SUNDAYS = "Welcome to the shop - now open on Sundays v2"
-PROVISIONED = [{"kind": "provisioned", "server": "web-1"}]
+PROVISIONED = [LogEntry(id=1, at=1.0, server="web-1", kind="provisioned")]
 
 
 @pytest.mark.parametrize(("history", "said"), [
@@ -161,7 +165,7 @@ MINE = {"tests/test_web.py": "def test_answers(host): ...\ndef test_hours(host):
 BY_TESTS = "the new generation failed its tests: verify failed: web-2: test_hours"
 
 
-def pull_it_back(releases: list[dict[str, Any]], files: dict[str, str] = MINE) -> str:
+def pull_it_back(releases: list[ReleaseReport], files: dict[str, str] = MINE) -> str:
     history = History(releases, files=files, started=TESTS)
     history.run_tests = lambda: type("R", (), {"ok": True, "problem": ""})()  # type: ignore
     return first_failure(PULL_IT_BACK, history)
@@ -181,7 +185,7 @@ def pull_it_back(releases: list[dict[str, Any]], files: dict[str, str] = MINE) -
     ([release("v2", "rolled-back", BY_TESTS), release("v3")], MINE, ""),
 ])
 def test_pull_it_back_wants_the_bug_stopped_by_the_attendees_test(
-        releases: list[dict[str, Any]], files: dict[str, str], said: str) -> None:
+        releases: list[ReleaseReport], files: dict[str, str], said: str) -> None:
     found = pull_it_back(releases, files)
     assert said in found if said else found == ""
 

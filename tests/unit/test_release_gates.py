@@ -49,7 +49,7 @@ def test_the_provision_gate_provisions_the_named_servers_with_the_overrides(
 
     stages = {s.name: s.stage for s in fleet.state.servers()}
     assert stages == {"web-1": Stage.PROVISIONED, "web-2": Stage.READY}
-    (detail,) = [e["detail"] for e in fleet.state.events("web-1") if e["kind"] == "provisioned"]
+    (detail,) = [e.detail for e in fleet.state.events("web-1") if e.kind == "provisioned"]
     assert json.loads(detail)["vars"] == {"version": "v2"}
 
 

@@ -20,7 +20,7 @@ import pytest
 from release_fakes import FULL, NEW, OLD, OTHERS, Cycle, interrupt
 
 from lab.errors import Terminated, UsageError
-from lab.release import ReleaseFailed, journal, put_right
+from lab.release import ReleaseFailed, ReleaseReport, journal, put_right
 from lab.release.journal import ReleaseLock
 from lab.release.report import NO_TIMELINE, render
 
@@ -104,7 +104,7 @@ def test_a_release_killed_at_any_step_is_named_then_put_right(
     found = journal.interrupted(state, state_dir)
     assert found is not None and journal.last_step(found) == step
     assert [r["outcome"] for r in journal.releases(state, state_dir)] == ["interrupted"]
-    assert journal.describe(found).startswith(f"release {found['id']} was interrupted at {step}")
+    assert journal.describe(found).startswith(f"release {found.id} was interrupted at {step}")
 
     [ended] = put_right(cycle.fleet, cycle.events.append)
 
@@ -114,7 +114,7 @@ def test_a_release_killed_at_any_step_is_named_then_put_right(
     assert len(generations_with_traffic(cycle)) == 1
     cycle.assert_untouched(OTHERS)
     [saved] = state.releases()
-    assert saved["id"] == found["id"] and saved["outcome"] == ended.outcome
+    assert saved["id"] == found.id and saved["outcome"] == ended.outcome
     assert saved["outcome"] == ("promoted" if after is PROMOTED else "rolled-back")
     assert saved["reason"].startswith(f"interrupted at {step}") or (
         saved["reason"].startswith(f"promote cut short (interrupted at {step}"))
@@ -124,7 +124,7 @@ def test_a_release_killed_at_any_step_is_named_then_put_right(
     # and the page says so.
     (path,) = (state_dir / "releases").glob("*.json")
     assert json.loads(path.read_text())["outcome"] == saved["outcome"]
-    page, notices = render([saved])
+    page, notices = render([ReleaseReport.from_dict(saved)])
     assert saved["reason"][:40] in page and notices == [f"release {saved['id']}: {NO_TIMELINE}"]
 
 

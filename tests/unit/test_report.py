@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lab.cli import app
+from lab.release import ReleaseReport
 from lab.release.report import chart, render, write_page
 
 runner = CliRunner(env={"LAB_FILE": None})
@@ -44,8 +45,13 @@ def release(timeline: bool = True) -> dict:
     return data
 
 
+def report(timeline: bool = True) -> ReleaseReport:
+    """That release as lab reads it back."""
+    return ReleaseReport.from_dict(release(timeline))
+
+
 def test_the_picture_shows_what_the_timeline_holds() -> None:
-    data = chart(release())
+    data = chart(report())
 
     assert data is not None
     assert data.requests == {"v1": [40, 40, 36, 40], "v2": [0, 0, 4, 0]}
@@ -57,7 +63,7 @@ def test_the_picture_shows_what_the_timeline_holds() -> None:
 
 
 def test_the_page_is_one_file_that_asks_nothing_of_the_network() -> None:
-    page, notices = render([release()])
+    page, notices = render([report()])
 
     assert notices == []
     assert page.count("<svg") == 1 and "rolled back: at 10%: the new generation" in page
@@ -67,7 +73,7 @@ def test_the_page_is_one_file_that_asks_nothing_of_the_network() -> None:
 
 
 def test_a_release_recorded_before_timelines_shows_its_figures_and_says_so() -> None:
-    page, notices = render([release(timeline=False)])
+    page, notices = render([report(timeline=False)])
 
     assert notices == ["release 20261127-101500-abcdef: recorded before lab kept timelines: "
                        "no chart, its figures only"]
@@ -118,13 +124,14 @@ def test_report_of_a_release_that_is_not_there_names_the_ones_that_are(
 
 
 def test_two_releases_share_one_time_axis_and_a_svg_is_the_chart_alone(tmp_path: Path) -> None:
-    good = release() | {"id": "20261127-101000-aaaaaa", "outcome": "promoted"}
-    page, _ = render([good, release()])
+    good = ReleaseReport.from_dict(
+        release() | {"id": "20261127-101000-aaaaaa", "outcome": "promoted"})
+    page, _ = render([good, report()])
     assert page.count("<svg") == 1  # one figure: both releases on one time axis
     assert "20261127-101000-aaaaaa: v2, promoted" in page
     assert "20261127-101500-abcdef: v2, rolled-back" in page
 
-    svg = write_page([release()], tmp_path / "chart.svg").path.read_text()
+    svg = write_page([report()], tmp_path / "chart.svg").path.read_text()
     assert svg.startswith("<svg") and "<html" not in svg and "rolled back: at 10%" in svg
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.state import GONE, Liveness, ServerRecord, Stage, State, shown_status
+from lab.state import GONE, EventKind, Liveness, LogEntry, ServerRecord, Stage, State, shown_status
 
 
 @pytest.fixture
@@ -109,11 +109,11 @@ def test_events_are_logged_in_order(state: State) -> None:
     state.log("created", "web-1", "lab/base:bookworm")
     state.log("destroy")
     events = state.events()
-    assert [(e["kind"], e["server"], e["detail"]) for e in events] == [
+    assert [(e.kind, e.server, e.detail) for e in events] == [
         ("named", "web-1", "1"), ("created", "web-1", "lab/base:bookworm"), ("destroy", None, ""),
     ]
-    assert [e["kind"] for e in state.events("web-1")] == ["named", "created"]
-    assert events[0]["at"] <= events[1]["at"] <= events[2]["at"]
+    assert [e.kind for e in state.events("web-1")] == ["named", "created"]
+    assert events[0].at <= events[1].at <= events[2].at
 
 
 @pytest.mark.parametrize(
@@ -143,7 +143,39 @@ def test_forget_keeps_the_events(state: State) -> None:
     state.save(full_record("web-1"))
     state.log("named", "web-1", "1")
     state.forget("web-1")
-    assert [e["kind"] for e in state.events("web-1")] == ["named"]
+    assert [e.kind for e in state.events("web-1")] == ["named"]
+
+
+def test_the_logbook_reads_back_typed_with_its_kinds_as_enums(state: State) -> None:
+    state.log(EventKind.NAMED, "web-1", "1")
+    state.log(Stage.PROVISIONED, "web-1", "site.yml")
+    state.log(EventKind.release_ended("rolled-back"), None, "20261127-101500-abcdef")
+    named, provisioned, ended = state.events()
+    assert isinstance(named, LogEntry) and named.kind is EventKind.NAMED
+    assert provisioned.kind is Stage.PROVISIONED and provisioned.detail == "site.yml"
+    assert (ended.kind, ended.server) == (EventKind.RELEASE_ROLLED_BACK, None)
+    assert ended.kind == "release-rolled-back"  # the word stored, as graders compare it
+    assert named.id < provisioned.id < ended.id and named.at <= ended.at
+
+
+def test_a_kind_lab_does_not_know_is_refused_when_logged_and_kept_when_read(
+        state: State) -> None:
+    with pytest.raises(ValueError, match="provisoned"):
+        state.log("provisoned", "web-1")  # type: ignore[arg-type]
+    assert state.events() == []
+    db = sqlite3.connect(state.path)  # a word an older or newer lab logged
+    with db:
+        db.execute("INSERT INTO events (at, server, kind) VALUES (1.0, 'web-1', 'rebooted')")
+    db.close()
+    [entry] = state.events()
+    assert type(entry.kind) is str and entry.kind == "rebooted"
+
+
+def test_every_outcome_a_release_saves_has_its_kind() -> None:
+    from lab.release.journal import INTERRUPTED, RUNNING
+
+    for outcome in ("promoted", "rolled-back", INTERRUPTED, RUNNING):
+        assert EventKind.release_ended(outcome) == f"release-{outcome}"
 
 
 # next_index ----------------------------------------------------------------------------------
@@ -290,7 +322,7 @@ def test_an_old_state_db_is_migrated_in_place(tmp_path: Path) -> None:
                                                                    Stage.VERIFIED)
     assert (servers["web-3"].liveness, servers["web-3"].stage) == (Liveness.DEAD, Stage.CREATED)
     assert servers["web-5"].ssh_host == "127.0.0.1" and servers["web-5"].ssh_port == 2200
-    assert [e["kind"] for e in state.events()] == ["named"]
+    assert [e.kind for e in state.events()] == ["named"]
     columns = {row[1] for row in sqlite3.connect(state.path).execute(
         "PRAGMA table_info(servers)")}
     assert {"liveness", "stage"} <= columns and "status" not in columns
