@@ -20,10 +20,8 @@ Cleans up on exit, also on Ctrl-C (the kill part's lab is destroyed, then anythi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from benchlib import LAB, BenchError, BenchLab, bench_main, cleanup, remove_labelled
+from journalwatch import running_step
 from loadgen import get
 
 from lab.access.ports import free_local_port
@@ -71,19 +70,6 @@ def journal_cost(writes: int) -> None:
                    f"{median * WRITES_PER_RELEASE:.0f} ms in all")
 
 
-def running_step(lab: BenchLab) -> str | None:
-    path = lab.dir / ".lab" / "state.db"
-    if not path.exists():
-        return None
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-        try:
-            rows = db.execute("SELECT report FROM releases WHERE outcome = 'running'").fetchall()
-        except sqlite3.OperationalError:
-            return None
-    journal = json.loads(rows[-1][0]).get("journal", []) if rows else []
-    return journal[-1]["step"] if journal else None
-
-
 def answering(port: int, requests: int = 40) -> set[str]:
     seen = set()
     for _ in range(requests):
@@ -105,7 +91,8 @@ def kill_and_mend(rounds: int) -> None:
                                        cwd=lab.dir, env=lab.env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 300
-            while running_step(lab) != "canary 50%" or answering(port, 10) != {"v1", f"v{n}"}:
+            state_db = lab.dir / ".lab" / "state.db"
+            while running_step(state_db) != "canary 50%" or answering(port, 10) != {"v1", f"v{n}"}:
                 if release.poll() is not None or time.monotonic() > deadline:
                     release.kill()
                     raise BenchError("the release ended before it could be killed at 50%")

@@ -37,6 +37,7 @@ from lab.release.journal import (
     StepReport,
     describe,
     history,
+    last_step,
     unfinished,
 )
 from lab.release.probe import Probe, Window
@@ -205,8 +206,7 @@ def _end_unfinished(fleet: Fleet, on_event: Listener) -> list[ReleaseReport]:
 
 
 def _put_right(fleet: Fleet, report: ReleaseReport, on_event: Listener) -> None:
-    step = report.journal[-1].step if report.journal else "start"
-    reason = f"interrupted at {step} (its lab process ended before the release did)"
+    reason = f"interrupted at {last_step(report)} (its lab process ended before the release did)"
     live = fleet.live()
     old = [s for s in live if s.name in report.old]
     new = [s for s in live if s.role == report.role and s.name not in report.old]
@@ -384,10 +384,7 @@ class _Run:
     def promote(self, old: list[ServerRecord]) -> None:
         """Drain the old generation (in-flight requests finish), then throw it away."""
         self.timeline.moment("promote", "promote")
-        lingering = self.balancer.retire(_names(old))
-        if lingering:
-            self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
-                                           "in the balancer (connections would not close)"))
+        self._say_lingering(self.balancer.retire(_names(old)))
         self.fleet.destroy_servers(_names(old))
         self.timeline.moment("destroyed", "old generation", detail=", ".join(_names(old)))
 
@@ -442,11 +439,15 @@ class _Run:
         self.report.reason = f"promote cut short ({reason}); finished it"
         self.on_event(Event("warning", f"{reason} after the old generation left the balancer: "
                                        "the new generation keeps serving; removing the old one"))
+        self._say_lingering(lingering or [])
+        self.fleet.destroy_servers(_names(old))
+        self.timeline.moment("destroyed", "old generation", detail=", ".join(_names(old)))
+
+    def _say_lingering(self, lingering: list[str]) -> None:
+        """Members a drain could not empty stay in maintenance: the user is told which."""
         if lingering:
             self.on_event(Event("warning", f"{', '.join(lingering)} left in maintenance "
                                            "in the balancer (connections would not close)"))
-        self.fleet.destroy_servers(_names(old))
-        self.timeline.moment("destroyed", "old generation", detail=", ".join(_names(old)))
 
     def _tick(self, percent: int, members: dict[str, Member], window: Window,
               canary: dict[str, int]) -> None:

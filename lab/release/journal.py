@@ -177,9 +177,9 @@ def refuse_if_interrupted(state: State, state_dir: Path, command: str) -> None:
     if running_now(state_dir):
         raise UsageError(f"a release is running on this lab: `lab {command}` must wait "
                          "until it ends")
-    found = interrupted(state, state_dir)
-    if found is not None:
-        raise UsageError(f"{describe(found)}: `lab rollback` puts it right, then run "
+    left = unfinished(state)  # and no release runs: each is interrupted
+    if left:
+        raise UsageError(f"{describe(left[-1])}: `lab rollback` puts it right, then run "
                          f"`lab {command}` again")
 
 

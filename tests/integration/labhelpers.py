@@ -23,6 +23,7 @@ import yaml
 from ctrlc import interruptible
 from docker.errors import NotFound
 
+from lab.access.ports import free_local_port
 from lab.config import LAB_NAME
 from lab.course.grader import CheckReport
 from lab.scaffold import edit_lab_yml
@@ -134,6 +135,28 @@ def lab_for_module(client: docker.DockerClient, where: Path, *commands: tuple[st
         yield lab
     finally:
         teardown_lab(lab)
+
+
+@contextmanager
+def release_lab_for_module(client: docker.DockerClient, where: Path,
+                           step_seconds: float) -> Iterator[Lab]:
+    """A module's lab for releases: two web servers (v1) behind HAProxy on a free 127.0.0.1
+    port, up and provisioned, canary steps of ``step_seconds``. Once its containers are gone
+    (whichever tests ran), the images its bakes made go too."""
+
+    def fast_and_free(lab: Lab) -> None:
+        edit_lab_yml(lab.dir / "lab.yml", listen=free_local_port(), step_seconds=step_seconds)
+
+    made: list[Lab] = []
+    try:
+        with lab_for_module(client, where, ("up",), ("provision",), balancer=True,
+                            edit=fast_and_free) as lab:
+            made.append(lab)
+            yield lab
+    finally:
+        for image in [i for lab in made
+                      for i in client.images.list(filters={"label": f"lab.name={lab.name}"})]:
+            client.images.remove(image.id, force=True)
 
 
 def teardown_lab(lab: Lab) -> None:

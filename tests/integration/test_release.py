@@ -24,16 +24,14 @@ import pytest
 from labhelpers import (
     Lab,
     browse,
-    lab_for_module,
     readme_commands,
+    release_lab_for_module,
     shared_sockets,
 )
 from loadgen import Load, get
 
-from lab.access.ports import free_local_port
 from lab.release import ReleaseReport
 from lab.release.report import Chart, chart
-from lab.scaffold import edit_lab_yml
 
 
 def versions(port: int, requests: int = 30) -> Counter[str]:
@@ -49,16 +47,9 @@ def versions(port: int, requests: int = 30) -> Counter[str]:
 def balanced(tmp_path_factory: pytest.TempPathFactory,
              docker_client: docker.DockerClient) -> Iterator[Lab]:
     """Two web servers (v1) behind HAProxy on a free port; releases move fast (1 s steps)."""
-
-    def fast_and_free(lab: Lab) -> None:
-        edit_lab_yml(lab.dir / "lab.yml", listen=free_local_port(), step_seconds=1)
-
-    with lab_for_module(docker_client, tmp_path_factory.mktemp("rel"), ("up",), ("provision",),
-                        balancer=True, edit=fast_and_free) as lab:
+    with release_lab_for_module(docker_client, tmp_path_factory.mktemp("rel"),
+                                step_seconds=1) as lab:
         yield lab
-    # Once its containers are gone (whichever tests ran): the images its bakes made.
-    for image in docker_client.images.list(filters={"label": f"lab.name={lab.name}"}):
-        docker_client.images.remove(image.id, force=True)
 
 
 def port_of(lab: Lab) -> int:

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -26,28 +25,20 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from labhelpers import Lab, lab_command, lab_for_module
+from journalwatch import running_step
+from labhelpers import Lab, lab_command, release_lab_for_module
 from loadgen import Load, get
 
-from lab.access.ports import free_local_port
 from lab.balancers.haproxy import BACKEND, SOCKET
-from lab.scaffold import edit_lab_yml
 
 
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory: pytest.TempPathFactory,
            docker_client: docker.DockerClient) -> Iterator[Lab]:
     """Two web servers (v1) behind HAProxy on a free port; 2 s canary steps."""
-
-    def fast_and_free(lab: Lab) -> None:
-        edit_lab_yml(lab.dir / "lab.yml", listen=free_local_port(), step_seconds=2)
-
-    with lab_for_module(docker_client, tmp_path_factory.mktemp("kill"), ("up",), ("provision",),
-                        balancer=True, edit=fast_and_free) as lab:
+    with release_lab_for_module(docker_client, tmp_path_factory.mktemp("kill"),
+                                step_seconds=2) as lab:
         yield lab
-    # Once its containers are gone: the baked images the releases started from.
-    for image in docker_client.images.list(filters={"label": f"lab.name={lab.name}"}):
-        docker_client.images.remove(image.id, force=True)
 
 
 # looking from outside ----------------------------------------------------------------------
@@ -73,18 +64,7 @@ def history(lab: Lab) -> list[dict]:
 
 def journal_step(lab: Lab) -> str | None:
     """The step the running release has begun last, read from its journal; None if none."""
-    path = lab.dir / ".lab" / "state.db"
-    if not path.exists():
-        return None
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
-                                            timeout=5)) as db:
-        try:
-            rows = db.execute("SELECT report FROM releases WHERE outcome = 'running'").fetchall()
-        except sqlite3.OperationalError:  # the table is being made
-            return None
-    journal = json.loads(rows[-1][0]).get("journal", []) if rows else []
-    begun = [e["step"] for e in journal if e["state"] == "begun"]
-    return begun[-1] if begun else None
+    return running_step(lab.dir / ".lab" / "state.db")
 
 
 def haproxy_weights(lab: Lab) -> set[int]:

@@ -13,15 +13,12 @@ with boto3. Nothing reaches a real endpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ import boto3
 import pytest
 import yaml
 from awslab import CIDR, REGION, QuietProbe, fresh_sessions, leftovers, passing
+from journalwatch import last_entry
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 from moto.server import ThreadedMotoServer
 
@@ -121,16 +119,6 @@ class Child:
         self.process.wait(timeout=WAIT)
 
 
-def last_entry(config: LabConfig) -> tuple[str, str] | None:
-    """The last journal entry of the release that says it runs, from state.db read as any
-    other process may read it while the release writes: read-only."""
-    uri = f"{(config.state_dir / 'state.db').as_uri()}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True, timeout=30)) as db:
-        rows = db.execute("SELECT report FROM releases WHERE outcome = 'running'").fetchall()
-    entries = json.loads(rows[-1][0])["journal"] if rows else []
-    return (entries[-1]["step"], entries[-1]["state"]) if entries else None
-
-
 def weights(elb: Any) -> dict[int, int]:
     """The ALB listener's weight per generation, read back from AWS."""
     [balancer] = elb.describe_load_balancers(Names=[f"lab-{NAME}"])["LoadBalancers"]
@@ -208,7 +196,8 @@ def test_a_release_killed_at_50_percent_is_named_then_rolled_back(
     config = lab_up(tmp_path, step_seconds=5.0)  # the window the kill lands in
     elb, ec2 = (boto3.client(service, region_name=REGION) for service in ("elbv2", "ec2"))
     with Child(config, aws, "v2") as child:
-        child.kill_when("canary 50% with 50 on generation 2", lambda: last_entry(config) == (
+        state_db = config.state_dir / "state.db"
+        child.kill_when("canary 50% with 50 on generation 2", lambda: last_entry(state_db) == (
             "canary 50%", "begun") and weights(elb).get(2) == 50)
 
     killed = killed_release(config, "canary 50%")
@@ -251,7 +240,8 @@ def test_a_release_killed_while_its_promote_drains_the_old_generation_is_promote
     config = lab_up(tmp_path, step_seconds=0.5)  # the promote's drain holds the release
     elb, ec2 = (boto3.client(service, region_name=REGION) for service in ("elbv2", "ec2"))
     with Child(config, aws, "v2") as child:
-        child.kill_when("promote with generation 1 draining", lambda: last_entry(config) == (
+        state_db = config.state_dir / "state.db"
+        child.kill_when("promote with generation 1 draining", lambda: last_entry(state_db) == (
             "promote", "begun") and target_states(elb, 1) == ["draining", "draining"])
 
     killed = killed_release(config, "promote")
