@@ -67,8 +67,26 @@ open_network() {
   sysctl -qw net.ipv4.ip_forward=1
 }
 
+# A pid file an earlier start left behind (the machine was stopped, not the engine: /run is not
+# always a tmpfs) names a process id the kernel may since have given to anything; dockerd then
+# refuses to start ("process with PID ... is still running"). An engine of ours that no longer
+# answers is stopped; any other process is left alone and only the stale file goes.
+clear_stale_pidfile() {
+  local pidfile=$RUN_DIR/dockerd.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$SOCKET"; then
+    say "Docker 26 (pid $pid) does not answer; stopping it"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile" "$SOCKET"
+}
+
 start_engine() {
   mkdir -p "$RUN_DIR"
+  clear_stale_pidfile
   cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
   # Forget the networks of an earlier start: at start Docker deletes a default bridge network
   # it remembers, and the Linux bridge it deleted here once was the usual engine's docker0

@@ -56,6 +56,10 @@ if ! docker info >/dev/null 2>&1; then
   fi
   if ! docker info >/dev/null 2>&1; then
     [ "$(id -u)" = 0 ] || die "Docker is installed but not running: start it (sudo systemctl start docker)"
+    # A pid file from before the machine stopped may name an id since given to another
+    # process; dockerd would then refuse to start ("process with PID ... is still running").
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || rm -f /var/run/docker.pid
     say "starting dockerd in the background (log: /var/log/dockerd.log)"
     nohup dockerd >/var/log/dockerd.log 2>&1 &
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
