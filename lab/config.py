@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -98,6 +98,17 @@ class ReleasePolicy(_Strict):
     steps: list[StrictInt] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
     step_seconds: float = Field(default=5.0, gt=0, le=3600, strict=True)
     max_error_rate: float = Field(default=0.01, ge=0, le=1, strict=True)
+    # Latency gates, judged at the end of each step on the new generation's answers only:
+    # its p99 at most this many ms, and/or at most this many times the old generation's p99
+    # measured in the same step (before the release, at the last step, where the old one
+    # takes no traffic).
+    max_p99_ms: float | None = Field(default=None, gt=0, le=600_000, strict=True)
+    max_p99_ratio: float | None = Field(default=None, ge=1, le=1000, strict=True)
+    # Fewer requests than this on the new generation in a step: the step is inconclusive,
+    # not passed; ``inconclusive: fail`` rolls back (lab's own probe sends traffic, so the
+    # example lab never starves).
+    min_requests: int = Field(default=1, ge=0, le=1_000_000, strict=True)
+    inconclusive: Literal["fail"] = "fail"
 
     @field_validator("steps")
     @classmethod

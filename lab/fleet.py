@@ -16,17 +16,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from lab.access.inventory import remove_inventory, write_inventory
+from lab.access.inventory import remove_inventory
 from lab.access.keys import KeyPair, ensure_keypair
 from lab.access.knownhosts import KnownHosts
 from lab.access.ssh import close_shared_connections
-from lab.balancers.base import ensure_balancer, fixed_ports, group_vars, lab_roles
 from lab.config import LabConfig, Role, load_config
 from lab.errors import UsageError
 from lab.events import Event, Listener, ignore
+from lab.loaded import Lab
 from lab.provision import forget_facts
 from lab.state import EventKind, Liveness, ServerRecord, Stage, State
-from lab.targets.base import Plan, ServerSpec, Target, get_target
+from lab.targets.base import Plan, ServerSpec, Target
 
 
 def load_lab(path: Path, target: str | None = None) -> LabConfig:
@@ -48,11 +48,14 @@ class Selection(NamedTuple):
 class Fleet:
     """The library face of ``lab up``, ``lab status`` and ``lab destroy``."""
 
-    def __init__(self, config: LabConfig, on_event: Listener = ignore) -> None:
-        self.config = config
+    def __init__(self, lab: Lab | LabConfig, on_event: Listener = ignore) -> None:
+        # The lab is resolved here once (target, balancer, roles) and carried from here to
+        # provision, verify, the release and the grader.
+        self.lab = lab if isinstance(lab, Lab) else Lab.resolve(lab)
+        config = self.config = self.lab.config
         self.on_event = on_event
         # lab.yml's roles and the balancer's own (HAProxy's lb): what `up` makes.
-        self.roles: dict[str, Role] = lab_roles(config)
+        self.roles: dict[str, Role] = self.lab.roles
         self.state = State(config.state_dir)
         self.key: KeyPair = ensure_keypair(config.state_dir, comment=f"lab-{config.name}")
         self._target: Target | None = None
@@ -60,7 +63,7 @@ class Fleet:
     @property
     def target(self) -> Target:
         if self._target is None:
-            self._target = get_target(self.config.target)(self.config, self.key)
+            self._target = self.lab.target_class(self.config, self.key)
         return self._target
 
     def close(self) -> None:
@@ -100,8 +103,8 @@ class Fleet:
             self._emit("create", f"creating {len(specs)} server(s) on {self.target.name}")
             self._create(specs)
         try:
-            ensure_balancer(self.config, [s for s in self.state.servers() if not s.gone],
-                            self.key, self.on_event)
+            self.lab.ensure_balancer([s for s in self.state.servers() if not s.gone],
+                                     self.key, self.on_event)
         except BaseException:
             self.destroy_servers([s.name for s in specs])
             raise
@@ -162,7 +165,7 @@ class Fleet:
         people, Ansible and testinfra read, so they never name a server that is gone."""
         running = [s for s in self.state.servers()
                    if not s.gone and s.liveness is not Liveness.CREATING]
-        write_inventory(self.config.state_dir, running, self.key, group_vars(self.config))
+        self.lab.write_inventory(running, self.key)
 
     def select(self, names: list[str] | None = None) -> Selection:
         """Live servers by name (all when none given), with every live server of the lab,
@@ -239,7 +242,7 @@ class Fleet:
     def _spec(self, role: str, index: int, generation: int, image: str) -> ServerSpec:
         return ServerSpec(name=f"{role}-{index}", role=role, generation=generation, image=image,
                           ports=self.roles[role].ports,
-                          fixed_ports=fixed_ports(self.config, role))
+                          fixed_ports=self.lab.fixed_ports(role))
 
     def add_generation(self, role: str, image: str | None = None) -> list[ServerRecord]:
         """Create a new generation of a role beside the current one, and wait until ready.

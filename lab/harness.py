@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lab.access.ports import free_local_port
-from lab.balancers.base import balancer_roles, open_balancer
 from lab.config import LabConfig
 from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
@@ -45,7 +44,7 @@ def provision(fleet: Fleet, names: list[str] | None = None,
               on_event: Listener = ignore) -> ProvisionReport:
     """Run the playbooks; with ``idempotence``, run again and fail on any change."""
     servers, everyone = fleet.select(names)
-    report = ProvisionReport(provision_lab(fleet.config, servers, fleet.key, overrides,
+    report = ProvisionReport(provision_lab(fleet.lab, servers, fleet.key, overrides,
                                            on_event=on_event, everyone=everyone))
     failed_hosts = {f.host for r in report.runs for f in r.failures}
     fleet.mark(sorted(failed_hosts), Stage.FAILED, report.runs[0].run_id if report.runs else "")
@@ -72,7 +71,7 @@ def wait_for_rotation(fleet: Fleet, provisioned: list[ServerRecord],
     in which the balancer answers 503; `lab provision` returns once the lab serves again.
     Returns a problem line when a server does not pass, "" otherwise.
     """
-    balancer = open_balancer(fleet.config, everyone, fleet.key)
+    balancer = fleet.lab.open_balancer(everyone, fleet.key)
     if balancer is None or fleet.config.balancer is None:
         return ""
     try:
@@ -80,7 +79,7 @@ def wait_for_rotation(fleet: Fleet, provisioned: list[ServerRecord],
     except TargetError:
         return ""  # not answering yet: the balancer has not been provisioned
     names = {s.name for s in provisioned}
-    own = balancer_roles(fleet.config)
+    own = fleet.lab.balancer_roles
     everything = any(s.role in own for s in provisioned)
     serving = [n for n, m in members.items() if m.serving and (everything or n in names)]
     if not serving:
@@ -100,7 +99,7 @@ def check_idempotence(fleet: Fleet, overrides: dict[str, Any] | None = None,
     """Run the playbooks again; any task that changes anything is named with its host."""
     report = ProvisionReport()
     servers, everyone = fleet.select(names)
-    report.second = provision_lab(fleet.config, servers, fleet.key, overrides,
+    report.second = provision_lab(fleet.lab, servers, fleet.key, overrides,
                                   on_event=on_event, everyone=everyone)
     if not all(r.ok for r in report.second):
         report.problem = "second run failed: " + runs_problem(report.second)
@@ -130,7 +129,7 @@ def drift(fleet: Fleet, names: list[str] | None = None,
           overrides: dict[str, Any] | None = None, on_event: Listener = ignore) -> DriftReport:
     """Check mode with diff: what on the running servers differs from the code."""
     servers, everyone = fleet.select(names)
-    report = DriftReport(provision_lab(fleet.config, servers, fleet.key, overrides, check=True,
+    report = DriftReport(provision_lab(fleet.lab, servers, fleet.key, overrides, check=True,
                                        on_event=on_event, everyone=everyone))
     if not all(r.ok for r in report.runs):
         report.problem = "drift check failed: " + runs_problem(report.runs)
@@ -143,7 +142,7 @@ def verify(fleet: Fleet, names: list[str] | None = None,
            overrides: dict[str, Any] | None = None, on_event: Listener = ignore) -> VerifyResult:
     """Run the testinfra suites; servers that pass are marked verified in state."""
     servers, everyone = fleet.select(names)
-    result = verify_lab(fleet.config, servers, fleet.key, on_event, overrides, everyone)
+    result = verify_lab(fleet.lab, servers, fleet.key, on_event, overrides, everyone)
     failed = {o.host for o in result.failures}
     fleet.mark([s.name for s in servers if s.name not in failed], Stage.VERIFIED)
     fleet.mark(sorted(failed), Stage.VERIFY_FAILED)

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lab.access.ansiblecfg import ansible_env
-from lab.access.inventory import write_inventory
 from lab.access.keys import KeyPair
 from lab.access.knownhosts import refusal_note
 from lab.access.ssh import MULTIPLEX
-from lab.balancers.base import group_vars, lab_roles
-from lab.config import LabConfig
 from lab.docker.cache import missing_packages_hint
 from lab.events import Event, Listener, ignore
+from lab.loaded import Lab
 from lab.state import ServerRecord
 
 # Fast by default: pipelining and the connection lab already holds to each server (see
@@ -291,7 +289,7 @@ def _dict_lines(value: Any) -> str:
 
 
 def provision_lab(
-    config: LabConfig,
+    lab: Lab,
     servers: list[ServerRecord],
     key: KeyPair,
     overrides: dict[str, Any] | None = None,
@@ -304,10 +302,11 @@ def provision_lab(
     ``everyone`` (default: ``servers``) goes into the inventory, so a playbook sees the
     whole lab (the balancer lists its backends) while only ``servers`` are changed.
     """
-    inventory = write_inventory(config.state_dir, everyone or servers, key, group_vars(config))
+    config = lab.config
+    inventory = lab.write_inventory(everyone or servers, key)
     extravars = config.vars | (overrides or {})
     jobs = []
-    for role_name, role in lab_roles(config).items():
+    for role_name, role in lab.roles.items():
         members = [s.name for s in servers if s.role == role_name]
         if members and role.playbook is not None:
             on_event(Event("role", f"{'checking' if check else 'provisioning'} {role_name}: "

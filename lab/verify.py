@@ -18,13 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.access.inventory import write_inventory
 from lab.access.keys import KeyPair
 from lab.access.knownhosts import refusal_note
-from lab.balancers.base import group_vars, lab_roles
-from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.events import Event, Listener, ignore
+from lab.loaded import Lab
 from lab.state import ServerRecord
 
 
@@ -69,12 +67,11 @@ class VerifyResult:
         return f"verify failed: {shown}{more}" if failures else "verify ran no tests"
 
 
-def check_test_files(config: LabConfig, roles: list[str]) -> None:
+def check_test_files(lab: Lab, roles: list[str]) -> None:
     """A test file that does not compile is the user's input error, named with its line."""
-    known = lab_roles(config)
     for role in roles:
-        for relative in known[role].tests:
-            path = config.directory / relative
+        for relative in lab.roles[role].tests:
+            path = lab.config.directory / relative
             try:
                 compile(path.read_bytes(), str(relative), "exec")
             except SyntaxError as exc:
@@ -84,7 +81,7 @@ def check_test_files(config: LabConfig, roles: list[str]) -> None:
 
 
 def verify_lab(
-    config: LabConfig,
+    lab: Lab,
     servers: list[ServerRecord],
     key: KeyPair,
     on_event: Listener = ignore,
@@ -93,18 +90,18 @@ def verify_lab(
 ) -> VerifyResult:
     """Run each server's role tests against it, all hosts at once; returns every outcome."""
     roles = sorted({s.role for s in servers})
-    check_test_files(config, roles)
-    write_inventory(config.state_dir, everyone or servers, key, group_vars(config))
+    config = lab.config
+    check_test_files(lab, roles)
+    lab.write_inventory(everyone or servers, key)
     run_dir = config.state_dir / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-verify-{os.getpid()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    roles_by_name = lab_roles(config)
-    todo = [s for s in servers if roles_by_name[s.role].tests]
+    todo = [s for s in servers if lab.roles[s.role].tests]
     variables = config.vars | (extra_vars or {})
 
     def one(server: ServerRecord) -> tuple[str, Path, list[TestOutcome]]:
         report = run_dir / f"{server.name}.xml"
-        outcomes = _run_pytest(config, server, report, variables)
+        outcomes = _run_pytest(lab, server, report, variables)
         failed = sum(o.status in ("failed", "error") for o in outcomes)
         on_event(Event("verified", f"{server.name}: {len(outcomes) - failed} passed, "
                                    f"{failed} failed", subject=server.name))
@@ -120,9 +117,10 @@ def verify_lab(
     return result
 
 
-def _run_pytest(config: LabConfig, server: ServerRecord, report: Path,
+def _run_pytest(lab: Lab, server: ServerRecord, report: Path,
                 variables: dict[str, object]) -> list[TestOutcome]:
-    tests = [str(config.directory / t) for t in lab_roles(config)[server.role].tests]
+    config = lab.config
+    tests = [str(config.directory / t) for t in lab.roles[server.role].tests]
     argv = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
         f"--rootdir={config.directory}", f"--hosts=ssh://{server.name}",

@@ -8,8 +8,8 @@ reads the new members' own failures, and retires members (drain, then remove). H
 server of the lab's own is one balancer (``haproxy.py``); an AWS Application Load Balancer
 will be another, without a line changed above this package.
 
-Module functions at the end answer what a lab's balancer adds to the lab (its own roles, their
-inventory variables and fixed ports) and find the running one.
+``balancer_class`` at the end finds the class a lab.yml asks for; what it adds to the lab (its
+own roles, their inventory variables and fixed ports) is resolved once, in ``lab/loaded.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lab.balancers.registry import known
-from lab.errors import ConfigError, LabError, UsageError
+from lab.errors import ConfigError, UsageError
 from lab.events import Listener, ignore
 
 if TYPE_CHECKING:
@@ -192,65 +192,3 @@ def balancer_class(config: LabConfig) -> type[Balancer] | None:
         raise ConfigError(f"lab.yml: balancer.kind: {written} runs only on target "
                           f"{' or '.join(cls.targets)}, not {config.target} (use haproxy)")
     return cls
-
-
-def lab_roles(config: LabConfig) -> dict[str, Role]:
-    """lab.yml's roles, plus those of servers the balancer runs on (provisioned last).
-
-    A role of lab.yml may not take a name the balancer needs: ConfigError naming it.
-    """
-    cls = balancer_class(config)
-    own = cls.roles(config) if cls is not None else {}
-    for name in own:
-        if name in config.servers:
-            raise ConfigError(f"lab.yml: servers.{name}: the name is reserved for the balancer")
-    return dict(config.servers) | own
-
-
-def balancer_roles(config: LabConfig) -> set[str]:
-    """Roles of servers the lab's balancer runs on (none without a balancer)."""
-    cls = balancer_class(config)
-    return set(cls.roles(config)) if cls is not None else set()
-
-
-def group_vars(config: LabConfig) -> dict[str, dict[str, Any]]:
-    """Variables per role for the inventory: what the balancer's playbooks need to know."""
-    cls = balancer_class(config)
-    return cls.group_vars(config) if cls is not None else {}
-
-
-def fixed_ports(config: LabConfig, role: str) -> dict[int, int]:
-    """Server ports of ``role`` published on a chosen port (the balancer's listen port)."""
-    cls = balancer_class(config)
-    return cls.fixed_ports(config, role) if cls is not None else {}
-
-
-def ensure_balancer(config: LabConfig, servers: list[ServerRecord], key: KeyPair,
-                    on_event: Listener = ignore) -> None:
-    """Make a managed balancer and put the balanced role behind it (see Balancer.ensure)."""
-    cls = balancer_class(config)
-    if cls is not None:
-        cls.ensure(config, servers, key, on_event)
-
-
-def open_balancer(config: LabConfig, servers: list[ServerRecord],
-                  key: KeyPair) -> Balancer | None:
-    """The lab's running balancer among ``servers``, or None when it has none."""
-    cls = balancer_class(config)
-    return cls.find(config, servers, key) if cls is not None else None
-
-
-def rotation(config: LabConfig, servers: list[ServerRecord],
-             key: KeyPair) -> dict[str, dict[str, object]]:
-    """Each member's weight, health and share of new requests, as the balancer sees them.
-
-    Empty when the lab has no running balancer or it cannot be asked: `lab status` must work
-    whatever state the balancer is in.
-    """
-    try:
-        balancer = open_balancer(config, servers, key)
-        members = balancer.members() if balancer is not None else {}
-    except (LabError, OSError):
-        return {}
-    return {name: {"weight": m.weight, "health": m.health, "share": round(m.share, 3)}
-            for name, m in members.items()}

@@ -86,13 +86,12 @@ def status(
 ) -> None:
     """Show each server as the target sees it now: dead and missing ones included, and a
     release that was killed half-way (with where its traffic goes now)."""
-    from lab.balancers.base import rotation
     from lab.fleet import Fleet
     from lab.release.journal import describe, interrupted, split_traffic
 
     with Fleet(lab_config(ctx)) as fleet:
         servers = fleet.status()
-        pool = rotation(fleet.config, servers, fleet.key)
+        pool = fleet.lab.rotation(servers, fleet.key)
         stopped = interrupted(fleet.state, fleet.config.state_dir)
     if as_json:
         out.print_json(json.dumps([s.shown() | ({"balancer": pool[s.name]} if s.name in pool

@@ -53,14 +53,21 @@ def release(
 @app.command()
 @handled
 def rollback(ctx: typer.Context) -> None:
-    """Release again what ran before the last promoted release (its baked image if any).
+    """Release again the latest earlier deployment you have not rolled back from.
+
+    That is the newest promoted release before the one serving now (else lab.yml as first
+    provisioned) that runs other vars or another image than now, and whose vars and image no
+    later `lab rollback` has left: a second rollback goes further back, never to the version
+    the first one left. Rolled-back and interrupted releases never count. It names both releases
+    before it starts, and refuses (exit 2) when nothing safe is left.
 
     After a release that was killed half-way (`lab status` names it), this puts that one
     right instead, and stops there: rolled back, or its promote finished if it had begun.
     """
     from lab.fleet import Fleet
-    from lab.release import put_right, rollback_target
+    from lab.release import put_right
     from lab.release import release as run
+    from lab.release.rollback import rollback_target
 
     config = lab_config(ctx)
     with progress(f"lab rollback {config.name}") as listener, Fleet(config, listener) as fleet:
@@ -70,9 +77,11 @@ def rollback(ctx: typer.Context) -> None:
                 out.print(f"release {report.id}: {report.outcome} ({report.reason})",
                           soft_wrap=True)
             return
-        previous = rollback_target(fleet)
+        target = rollback_target(fleet.state)
+        err.print(target.announce(), soft_wrap=True)
         with said_where(fleet):
-            report = run(fleet, previous["vars"], previous["image"], listener)
+            report = run(fleet, target.vars, target.image, listener,
+                         rollback_of=target.rolls_back.id)
     print_release(report)
 
 
@@ -185,7 +194,7 @@ def bake(
 
 def print_release(report: ReleaseReport) -> None:
     table = Table("step", "requests", "errors", "new failed", "rps", "p50 ms", "p99 ms",
-                  "versions", "gate", box=None,
+                  "versions", "gate", "analysis", box=None,
                   title=f"release {report.id}: {report.outcome}", title_justify="left")
     for step in report.steps:
         w = step.window
@@ -195,7 +204,8 @@ def print_release(report: ReleaseReport) -> None:
                       str(w.get("errors", "")),
                       f"{canary.get('failed', 0)}/{canary.get('requests', 0)}" if canary else "",
                       str(w.get("rps", "")), str(w.get("p50_ms", "")),
-                      str(w.get("p99_ms", "")), versions, step.gate)
+                      str(w.get("p99_ms", "")), versions, step.gate,
+                      "\n".join(v.line(with_note=False) for v in step.verdicts))
     out.print(table)
     phases = "  ".join(f"{name} {seconds:.1f}s" for name, seconds in report.phases.items())
     traffic = report.traffic

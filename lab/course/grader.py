@@ -19,9 +19,7 @@ from typing import Any
 import testinfra
 import yaml
 
-from lab.access.inventory import write_inventory
 from lab.access.ssh import run_as_root
-from lab.balancers.base import group_vars, open_balancer
 from lab.config import LabConfig
 from lab.course.exercises import Exercise
 from lab.course.workspace import Workspace
@@ -38,6 +36,7 @@ from lab.harness import (
     provision,
     run_test_cycle,
 )
+from lab.loaded import Lab
 from lab.release.journal import ReleaseReport, history
 from lab.state import LogEntry, ServerRecord
 from lab.steps import FAILED, OK, Outcome, Step, Steps
@@ -115,7 +114,7 @@ class Attempt:
     @cached_property
     def _servers(self) -> dict[str, ServerRecord]:
         servers = self.fleet.live()
-        write_inventory(self.config.state_dir, servers, self.fleet.key, group_vars(self.config))
+        self.fleet.lab.write_inventory(servers, self.fleet.key)
         return {s.name: s for s in servers}
 
     def server_names(self, role: str | None = None) -> list[str]:
@@ -138,7 +137,7 @@ class Attempt:
     def through_balancer(self, path: str = "/") -> str:
         """What a user gets through the lab's balancer (a GET from this machine, as the
         release's probe sends), or "" when nothing answers or the answer is an error."""
-        balancer = open_balancer(self.config, list(self._servers.values()), self.fleet.key)
+        balancer = self.fleet.lab.open_balancer(list(self._servers.values()), self.fleet.key)
         if balancer is None:
             return ""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -164,7 +163,7 @@ class Attempt:
         the ``names`` ones."""
         everyone = list(self._servers.values())
         servers = [s for s in everyone if names is None or s.name in names]
-        return verify_lab(self.config, servers, self.fleet.key, self.on_event, None, everyone)
+        return verify_lab(self.fleet.lab, servers, self.fleet.key, self.on_event, None, everyone)
 
     def test_cycle(self) -> TestReport:
         return run_test_cycle(self.config, on_event=self.on_event)
@@ -290,7 +289,7 @@ def _workspace_problem(workspace: Workspace) -> LabConfig | Feedback:
             if role.playbook is not None:
                 _parse_yaml((config.directory / role.playbook).read_text(encoding="utf-8"),
                             str(role.playbook))
-        check_test_files(config, list(config.servers))
+        check_test_files(Lab.resolve(config), list(config.servers))
     except ConfigError as exc:
         return Feedback(f"the workspace cannot be checked: {exc}",
                         "files lab can read", f"fix that line, or {BACK}")

@@ -30,9 +30,9 @@ from lab.release.cycle import (
     put_right,
     ready_seconds,
     release,
-    rollback_target,
     verify_gate,
 )
+from lab.release.rollback import RollbackTarget, rollback_target
 
 __all__ = [
     "CUT_SHORT",
@@ -43,6 +43,7 @@ __all__ = [
     "ProbeFactory",
     "ReleaseFailed",
     "ReleaseReport",
+    "RollbackTarget",
     "StepReport",
     "Traffic",
     "history",

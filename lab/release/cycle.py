@@ -19,22 +19,24 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lab.balancers.base import Balancer, Member, Tally, open_balancer
-from lab.config import HealthCheck
+from lab.balancers.base import Balancer, Member, Tally
+from lab.config import HealthCheck, ReleasePolicy
 from lab.errors import CheckFailed, LabError, Terminated, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
+from lab.release.analysis import FAILED, INCONCLUSIVE, first, judge
 from lab.release.journal import (
     INTERRUPTED,
     JournalEntry,
     ReleaseLock,
     ReleaseReport,
     StepReport,
+    Verdict,
     describe,
     history,
     last_step,
@@ -58,6 +60,9 @@ class Traffic(Protocol):
     def stop(self) -> None: ...
 
     def window(self, since: float, until: float | None = None) -> Window: ...
+
+    def generations(self, since: float, new: Collection[str],
+                    old_versions: Collection[str]) -> tuple[Window, Window]: ...
 
     def series(self, since: float, until: float | None = None) -> list[Window]: ...
 
@@ -96,7 +101,7 @@ CUT_SHORT = "cut short"  # a step interrupted (Ctrl-C, a bug) before its gates j
 def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
             from_image: str | None = None, on_event: Listener = ignore,
             probe_rate: float = 40.0, *, probe: ProbeFactory | None = None,
-            checks: Checks | None = None) -> ReleaseReport:
+            checks: Checks | None = None, rollback_of: str | None = None) -> ReleaseReport:
     """Replace the balanced role's servers with a new generation; roll back on any failure.
 
     The target is the fleet's and the balancer lab.yml's kind, each found through its
@@ -110,18 +115,19 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
         raise UsageError("lab.yml has no `balancer:`; a release needs one to move traffic")
     with ReleaseLock(config.state_dir):
         _end_unfinished(fleet, on_event)
-        return _release(fleet, overrides, from_image, on_event, probe_rate, probe, checks)
+        return _release(fleet, overrides, from_image, on_event, probe_rate, probe, checks,
+                        rollback_of)
 
 
 def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | None,
              on_event: Listener, probe_rate: float, probe: ProbeFactory | None,
-             checks: Checks | None) -> ReleaseReport:
+             checks: Checks | None, rollback_of: str | None = None) -> ReleaseReport:
     """The release itself, under the lab's release lock."""
     config = fleet.config
     assert config.balancer is not None  # release() checked
     role = config.balancer.routes_to
     live = fleet.live()
-    balancer = open_balancer(config, live, fleet.key)
+    balancer = fleet.lab.open_balancer(live, fleet.key)
     members = [s for s in live if s.role == role]
     if balancer is None or not members:
         raise UsageError("nothing to release into: run `lab up && lab provision` first")
@@ -139,7 +145,7 @@ def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | N
     report = ReleaseReport(
         id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], role=role,
         started=time.time(), vars=config.vars | (overrides or {}), image=from_image,
-        previous=previous, old=[s.name for s in old],
+        previous=previous, old=[s.name for s in old], rollback_of=rollback_of,
     )
     health = config.health_of(role)
     traffic = (probe or (lambda url: Probe(url, rate=probe_rate)))(balancer.url)
@@ -156,10 +162,12 @@ def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | N
         # Tests and the balancer's health checks run side by side: at weight 0 the new
         # servers are in the pool but get no traffic until both gates have passed.
         run.phase("verify + join", lambda: run.verify_and_join(new, health, overrides))
+        # What the old generation served alone, before any traffic moved: its versions tell
+        # the new generation's answers apart where the balancer names no server (an ALB).
+        run.before = traffic.window(probe_started)
         for index, percent in enumerate(config.release.steps):
             run.phase(f"canary {percent}%", lambda p=percent, i=index: run.step(
-                old, new, p, config.release.step_seconds, config.release.max_error_rate,
-                verify_first=(i == 0), overrides=overrides))
+                old, new, p, config.release, verify_first=(i == 0), overrides=overrides))
         run.phase("promote", lambda: run.promote(old))
         report.outcome = "promoted"
     except BaseException as exc:  # a bug or Ctrl-C must not leave a half-made release
@@ -210,7 +218,7 @@ def _put_right(fleet: Fleet, report: ReleaseReport, on_event: Listener) -> None:
     live = fleet.live()
     old = [s for s in live if s.name in report.old]
     new = [s for s in live if s.role == report.role and s.name not in report.old]
-    balancer = open_balancer(fleet.config, live, fleet.key)
+    balancer = fleet.lab.open_balancer(live, fleet.key)
     if balancer is None:  # its servers are gone (`lab destroy`): nothing is split
         report.outcome, report.reason = INTERRUPTED, f"{reason}; its lab was taken down since"
         fleet.destroy_servers(_names(new))
@@ -238,6 +246,10 @@ class _NoTraffic:
     def window(self, since: float, until: float | None = None) -> Window:
         return Window(seconds=0.0)
 
+    def generations(self, since: float, new: Collection[str],
+                    old_versions: Collection[str]) -> tuple[Window, Window]:
+        return Window(seconds=0.0), Window(seconds=0.0)
+
     def series(self, since: float, until: float | None = None) -> list[Window]:
         return []
 
@@ -251,6 +263,7 @@ class _Run:
         self.report, self.on_event, self.timeline = report, on_event, timeline
         self.steps = Steps(on_event)
         self.new: list[ServerRecord] = []
+        self.before = Window(seconds=0.0)  # the old generation alone, before the first step
 
     def phase(self, name: str, body: Any) -> Any:
         """One phase through lab's step runner; any exception goes on to the rollback."""
@@ -316,9 +329,12 @@ class _Run:
             raise ReleaseFailed(problem)
 
     def step(self, old: list[ServerRecord], new: list[ServerRecord], percent: int,
-             seconds: float, max_error_rate: float, verify_first: bool,
+             policy: ReleasePolicy, verify_first: bool,
              overrides: dict[str, Any] | None) -> None:
-        """Move ``percent`` of traffic to the new generation, watch it, judge it."""
+        """Move ``percent`` of traffic to the new generation, watch it, judge it: at once
+        when a server dies, fails its health checks or fails too many requests, and at the
+        end on every rule of the analysis (:mod:`lab.release.analysis`)."""
+        seconds, max_error_rate = policy.step_seconds, policy.max_error_rate
         names = _names(new)
         self.balancer.shift(_names(old), names, percent)
         self.timeline.moment("step", f"{percent}%", percent=percent)
@@ -348,6 +364,8 @@ class _Run:
                     raise self._refuse(step, window, "health check failed",
                                        f"at {percent}%: health check failing on {', '.join(down)}")
                 if own is not None and own.error_rate > max_error_rate:
+                    step.verdicts = [Verdict("new servers' errors", round(own.error_rate, 4),
+                                             max_error_rate, own.requests, FAILED, "%")]
                     raise self._refuse(
                         step, window, "canary errors",
                         f"at {percent}%: the new generation failed {own.failed} of "
@@ -366,12 +384,33 @@ class _Run:
             raise
         window = self.probe.window(started)
         step.window = window.to_dict()
-        if window.error_rate > max_error_rate:
+        self.judge(step, window, canary.since_start(), started, names)
+
+    def judge(self, step: StepReport, window: Window, own: Tally | None, started: float,
+              names: list[str]) -> None:
+        """The step's analysis: every rule judged and kept with its numbers; the first that
+        failed, or one that had no data to judge, refuses the step."""
+        policy, percent = self.fleet.config.release, step.percent
+        fresh, seasoned = self.probe.generations(started, names, set(self.before.versions))
+        measured = "in this step"
+        if not seasoned.requests:  # the old generation takes no traffic any more
+            seasoned, measured = self.before, "before the release"
+        step.verdicts = judge(policy, window, own, fresh, seasoned, measured)
+        refused = first(step.verdicts, FAILED)
+        if refused is not None and refused.rule == "error rate":
             raise self._refuse(step, window, "error rate too high",
                                f"at {percent}%: error rate {window.error_rate:.1%} is above "
-                               f"{max_error_rate:.1%} ({window.errors}/{window.requests})")
+                               f"{policy.max_error_rate:.1%} ({window.errors}/{window.requests})")
+        if refused is not None:
+            raise self._refuse(step, window, refused.rule, f"at {percent}%: {refused.line()}")
+        unknown = first(step.verdicts, INCONCLUSIVE)
+        if unknown is not None:
+            raise self._refuse(step, window, INCONCLUSIVE,
+                               f"at {percent}%: inconclusive, too little data to judge: "
+                               f"{unknown.line()} (raise step_seconds, or lower min_requests)")
         step.gate = "passed"
-        self.timeline.moment("gate", f"{percent}%", ok=True, percent=percent)
+        self.timeline.moment("gate", f"{percent}%", ok=True, percent=percent,
+                             detail="; ".join(v.line() for v in step.verdicts))
 
     def _refuse(self, step: StepReport, window: Window, gate: str,
                 reason: str) -> ReleaseFailed:
@@ -550,14 +589,6 @@ def ready_seconds(report: ReleaseReport) -> float | None:
     if "verify + join" not in phases:
         return None
     return round(sum(phases.get(name, 0.0) for name in READY_PHASES), 1)
-
-
-def rollback_target(fleet: Fleet) -> dict[str, Any]:
-    """What `lab rollback` releases: what ran before the last promoted release."""
-    last = _last_promoted(fleet)
-    if last is None:
-        raise UsageError("no promoted release to roll back (see `lab history`)")
-    return last.previous
 
 
 def _last_promoted(fleet: Fleet) -> ReleaseReport | None:

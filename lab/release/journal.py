@@ -30,12 +30,51 @@ RUNNING = "running"  # what a release's saved outcome says until it ends
 INTERRUPTED = "interrupted"  # what lab shows for a release that says running and is not
 
 
+PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"  # a verdict's outcomes
+
+
+@dataclass
+class Verdict:
+    """One rule of a canary step's analysis, judged, with the numbers it was judged on: a
+    verdict without its data is the complaint users of canary tools make first."""
+
+    rule: str  # error rate, new servers' errors, p99, p99 vs old, requests
+    value: float  # what was measured
+    limit: float  # what the rule allows (the least, for ``requests``)
+    requests: int  # requests the measurement rests on
+    outcome: str  # passed | failed | inconclusive
+    unit: str = ""  # %, ms or "" (a count)
+    note: str = ""  # how the limit was reached, when it is not lab.yml's number as written
+
+    def line(self, with_note: bool = True) -> str:
+        """``p99 812.0 ms > 500.0 ms (46 requests)``: the rule, the value, the limit, the data
+        (and how the limit was reached, ``with_note``)."""
+        shown = (lambda x: f"{x:.1%}") if self.unit == "%" else (
+            (lambda x: f"{x:.1f} ms") if self.unit == "ms" else (lambda x: f"{x:g}"))
+        if self.rule == "requests":
+            sign = ">=" if self.outcome == PASSED else "<"
+            return f"requests {self.value:g} {sign} {self.limit:g} needed"
+        sign = {PASSED: "<=", FAILED: ">"}.get(self.outcome, "vs")
+        note = f", {self.note}" if self.note and with_note else ""
+        if self.outcome == INCONCLUSIVE and not self.requests:
+            return f"{self.rule}: no data (0 requests{note})"
+        return (f"{self.rule} {shown(self.value)} {sign} {shown(self.limit)}"
+                f" ({self.requests} requests{note})")
+
+
 @dataclass
 class StepReport:
     percent: int
     window: dict[str, Any]
     gate: str = "watching"  # then "passed", the gate that refused it, or cycle.CUT_SHORT
     canary: dict[str, int] = field(default_factory=dict)  # requests, failed: the balancer's count
+    verdicts: list[Verdict] = field(default_factory=list)  # each rule judged, with its numbers
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepReport:
+        values = dict(data)
+        values["verdicts"] = [Verdict(**v) for v in data.get("verdicts", [])]
+        return cls(**values)
 
 
 @dataclass
@@ -68,6 +107,7 @@ class ReleaseReport:
     traffic: dict[str, Any] = field(default_factory=dict)
     timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.release.timeline
     journal: list[JournalEntry] = field(default_factory=list)  # saved before each step acts
+    rollback_of: str | None = None  # made by `lab rollback`: the id of the release it rolled back
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +117,7 @@ class ReleaseReport:
         """A saved report, typed again (fields a newer lab added take their defaults)."""
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in known}
-        values["steps"] = [StepReport(**s) for s in data.get("steps", [])]
+        values["steps"] = [StepReport.from_dict(s) for s in data.get("steps", [])]
         values["journal"] = [JournalEntry(**e) for e in data.get("journal", [])]
         return cls(**values)
 

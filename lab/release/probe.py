@@ -1,9 +1,10 @@
 """A steady stream of HTTP requests to the balancer, measuring what users would see.
 
 The probe runs in background threads during a release: every answer is recorded with its
-status, latency and the version that served it (the last word of the page), so each canary
-step can be judged on error rate and latency, and the split of traffic between versions is
-visible. It talks to the URL the balancer gives (HAProxy's is on 127.0.0.1, an ALB's is not),
+status, latency and the version that served it (the last word of the page), and the server that
+answered where the balancer names it, so each canary step can be judged on error rate and on
+the new generation's latency beside the old one's, and the split of traffic between versions
+is visible. It talks to the URL the balancer gives (HAProxy's is on 127.0.0.1, an ALB's is not),
 and stops by itself after ``max_seconds``.
 """
 
@@ -14,6 +15,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -24,6 +26,7 @@ class Sample:
     ok: bool
     latency: float
     version: str
+    server: str = ""  # who answered, when the balancer says (HAProxy's X-Lab-Server header)
 
 
 @dataclass
@@ -62,6 +65,25 @@ def summary(samples: list[Sample], seconds: float) -> Window:
         window.p99_ms = 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     window.versions = dict(Counter(s.version for s in samples if s.ok))
     return window
+
+
+def generations(samples: list[Sample], seconds: float, new: Collection[str],
+                old_versions: Collection[str]) -> tuple[Window, Window]:
+    """The answers of the new generation and of the old one, apart: (new, old).
+
+    An answer names its server where the balancer adds it (HAProxy does: ``X-Lab-Server``);
+    elsewhere (an ALB) it is told by its version: one the old generation served before the
+    release is the old one's, any other the new one's. An answer that says neither (an
+    error without a server's name) counts for no one.
+    """
+    ours: list[Sample] = []
+    theirs: list[Sample] = []
+    for sample in samples:
+        if sample.server and not sample.server.startswith("<"):  # <NOSRV>: no server took it
+            (ours if sample.server in new else theirs).append(sample)
+        elif sample.ok and old_versions:
+            (theirs if sample.version in old_versions else ours).append(sample)
+    return summary(ours, seconds), summary(theirs, seconds)
 
 
 class Probe:
@@ -114,6 +136,15 @@ class Probe:
             chosen = [s for s in self.samples if since <= s.at < until]
         return summary(chosen, until - since)
 
+    def generations(self, since: float, new: Collection[str], old_versions: Collection[str],
+                    until: float | None = None) -> tuple[Window, Window]:
+        """The new generation's answers and the old one's since ``since``: see
+        :func:`generations`."""
+        until = until or time.monotonic()
+        with self._lock:
+            chosen = [s for s in self.samples if since <= s.at < until]
+        return generations(chosen, until - since, new, old_versions)
+
     def series(self, since: float, until: float | None = None) -> list[Window]:
         """One window per second from ``since`` (the last may be shorter): together they hold
         exactly the samples :meth:`window` counts over the same stretch."""
@@ -146,8 +177,9 @@ class Probe:
             body = response.read().decode("utf-8", "replace").split()
             ok = response.status == 200
             version = body[-1] if ok and body else ""
+            server = response.getheader("X-Lab-Server", "")
         except (OSError, http.client.HTTPException):
-            ok, version = False, ""
+            ok, version, server = False, "", ""
         finally:
             connection.close()
-        return Sample(started, ok, time.monotonic() - started, version)
+        return Sample(started, ok, time.monotonic() - started, version, server)

@@ -302,12 +302,13 @@ def _figures(release: ReleaseReport) -> str:
                       _cell(window.get("errors", "")),
                       _cell(f"{canary.get('failed', 0)}/{canary.get('requests', 0)}"
                             if canary else "-"),
-                      _cell(window.get("p99_ms", "")), _cell(step.gate)])
+                      _cell(window.get("p99_ms", "")), _cell(step.gate),
+                      "<br>".join(_cell(v.line()) for v in step.verdicts)])
     return (f"<h2>{html.escape(release.id)}</h2><div class=\"figures\">"
             + _table(["", ""], [list(row) for row in summary])
             + _table(["phase", "seconds"], [list(row) for row in phases])
-            + _table(["step", "requests", "failed", "new servers failed", "p99 ms", "gate"],
-                     steps)
+            + _table(["step", "requests", "failed", "new servers failed", "p99 ms", "gate",
+                      "analysis: each rule, its value, its limit"], steps)
             + "</div>")
 
 

@@ -20,10 +20,10 @@ from moto import mock_aws
 
 from lab.access.knownhosts import KnownHosts
 from lab.balancers.alb import ALB
-from lab.balancers.base import open_balancer
 from lab.config import load_config
 from lab.fleet import Fleet
 from lab.harness import provision, verify
+from lab.loaded import Lab
 from lab.release import release
 from lab.scaffold import edit_lab_yml, init_lab
 
@@ -72,7 +72,7 @@ def test_up_provision_verify_destroy_on_aws(moto: str, tmp_path: Path,
             assert report.ok, report.problem
             result = verify(fleet)
             assert result.ok and result.passed >= 1, result.problem
-            balancer = open_balancer(config, fleet.live(), fleet.key)
+            balancer = Lab.resolve(config).open_balancer(fleet.live(), fleet.key)
             assert isinstance(balancer, ALB)
             stand_in = AlbStandIn(balancer, fleet)
             monkeypatch.setattr(ALB, "url", property(lambda self: stand_in.url))

@@ -623,6 +623,92 @@ def test_promote_lets_a_slow_request_in_flight_finish(balanced: Lab) -> None:
     assert not web_containers(balanced) & before
 
 
+# the latency gates: a version judged on its speed, with the numbers kept ----------------------
+
+
+@contextlib.contextmanager
+def release_rules(lab: Lab, **rules: float) -> Iterator[None]:
+    """lab.yml's ``release:`` with ``rules`` added (everything else kept), put back after."""
+    original = lab.read_yml()
+    data = json.loads(json.dumps(original))
+    data["release"] = {**data.get("release", {}), **rules}
+    lab.write_yml(data)
+    try:
+        yield
+    finally:
+        lab.write_yml(original)
+
+
+def verdicts_of(step: dict) -> dict[str, dict]:
+    """A step's verdicts by rule (each rule is judged once a step)."""
+    rules = [v["rule"] for v in step["verdicts"]]
+    assert len(rules) == len(set(rules)), rules
+    return {v["rule"]: v for v in step["verdicts"]}
+
+
+def test_a_slow_but_correct_version_is_pulled_back_by_the_latency_gate(balanced: Lab) -> None:
+    """Right pages, each about a second late (`--set slow=true`): no error for users nor for
+    the balancer, so only the latency gate can say no. It does at the first step, on the new
+    generation's p99 beside the old one's measured in the same step, and says it in figures."""
+    before, version = web_containers(balanced), current_version(balanced)
+    with release_rules(balanced, max_p99_ratio=3):
+        result = balanced.run("release", "--set", "version=v6", "--set", "slow=true",
+                              check=False, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = last_release(balanced)
+    assert report["outcome"] == "rolled-back", report["reason"]
+    assert report["reason"].startswith("at 10%: p99 vs old "), report["reason"]
+    [step] = report["steps"]
+    assert step["percent"] == 10 and step["gate"] == "p99 vs old", step
+    verdicts = verdicts_of(step)
+    slow = verdicts["p99 vs old"]
+    assert slow["outcome"] == "failed" and slow["unit"] == "ms", slow
+    assert slow["value"] > slow["limit"] and slow["value"] > 500 and slow["requests"] > 0, slow
+    assert "in this step" in slow["note"], slow  # the old generation took traffic beside it
+    assert verdicts["error rate"]["outcome"] == "passed", verdicts  # slow is not an error
+    assert verdicts["error rate"]["requests"] > 0, verdicts
+    # The reason is the failed verdict's own line: its value, limit, requests and note.
+    assert report["reason"] == (
+        f"at 10%: p99 vs old {slow['value']:.1f} ms > {slow['limit']:.1f} ms "
+        f"({slow['requests']} requests, {slow['note']})"), (report["reason"], slow)
+    # What the user reads says the same figures (a rolled-back release prints no step table:
+    # its reason, on stderr, carries the verdict).
+    said = " ".join((result.stdout + result.stderr).split())
+    assert (f"p99 vs old {slow['value']:.1f} ms > {slow['limit']:.1f} ms "
+            f"({slow['requests']} requests") in said, said[-3000:]
+    assert web_containers(balanced) == before
+    assert current_version(balanced) == version
+
+
+def test_a_fast_version_passes_the_latency_gates_with_their_numbers_kept(balanced: Lab) -> None:
+    """Every step passes every rule, each verdict kept with the requests it rests on; at
+    100% the old generation takes no traffic, so its p99 from before the release stands in."""
+    with release_rules(balanced, max_p99_ms=500, max_p99_ratio=3):
+        result = balanced.run("release", "--set", "version=v7", check=False, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = last_release(balanced)
+    assert report["outcome"] == "promoted", report["reason"]
+    assert [s["percent"] for s in report["steps"]] == [10, 50, 100]
+    for step in report["steps"]:
+        verdicts = verdicts_of(step)
+        assert {"error rate", "p99", "p99 vs old", "requests"} <= set(verdicts), step
+        assert all(v["outcome"] == "passed" and v["requests"] > 0
+                   for v in verdicts.values()), step
+        assert step["gate"] == "passed", step
+        assert verdicts["p99"]["limit"] == 500 and verdicts["p99"]["value"] <= 500, step
+    old_p99 = [verdicts_of(s)["p99 vs old"]["note"] for s in report["steps"]]
+    assert all("in this step" in note for note in old_p99[:-1]), old_p99
+    assert "before the release" in old_p99[-1], old_p99
+    # The step table says each step's verdicts (the analysis column).
+    table = " ".join(result.stdout.split())
+    assert "analysis" in table, result.stdout
+    for step in report["steps"]:
+        p99 = verdicts_of(step)["p99"]
+        assert f"p99 {p99['value']:.1f} ms <= 500.0 ms ({p99['requests']} requests)" in table, (
+            result.stdout)
+    assert current_version(balanced) == "v7"
+
+
 # last: it takes the module's lab down --------------------------------------------------------
 
 

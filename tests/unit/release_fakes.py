@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,9 @@ class World:
     ends: list[float | None] = field(default_factory=list)  # ... and its `until`
     checked: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # What the probe saw of each generation in a step: p99 ms and requests, new then old.
+    new_answers: tuple[float, int] = (5.06, 20)
+    old_answers: tuple[float, int] = (5.06, 20)
 
     def when(self, call: str, action: Callable[[], None], nth: int = 1) -> None:
         """Run ``action`` at the ``nth`` time ``call`` is made (a name or a logged line)."""
@@ -264,6 +267,14 @@ class FakeProbe:
         errors = self.world.user_errors
         return Window(seconds=3.0, requests=40, errors=errors, p50_ms=2.54, p99_ms=5.06,
                       versions={"v2": 40 - errors})
+
+    def generations(self, since: float, new: Collection[str],
+                    old_versions: Collection[str]) -> tuple[Window, Window]:
+        self.world.record("probe.generations", log=False)
+        (new_p99, new_requests), (old_p99, old_requests) = (self.world.new_answers,
+                                                            self.world.old_answers)
+        return (Window(seconds=3.0, requests=new_requests, p99_ms=new_p99),
+                Window(seconds=3.0, requests=old_requests, p99_ms=old_p99))
 
     def series(self, since: float, until: float | None = None) -> list[Window]:
         return [self.window(since, until)]

@@ -18,10 +18,11 @@ from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 from lab.aws.api import Clients
 from lab.balancers import alb
 from lab.balancers.alb import ALB, short_name
-from lab.balancers.base import Member, balancer_class, open_balancer
+from lab.balancers.base import Member, balancer_class
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError
 from lab.fleet import Fleet
+from lab.loaded import Lab
 from lab.release import Checks, ReleaseFailed, release
 from lab.targets.aws import AwsTarget
 from lab.targets.base import ServerSpec
@@ -49,7 +50,7 @@ def lab(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 def alb_of(lab: LabConfig, fleet: Fleet) -> ALB:
     """The lab's balancer, which on AWS must be an ALB."""
-    balancer = open_balancer(lab, fleet.live(), fleet.key)
+    balancer = Lab.resolve(lab).open_balancer(fleet.live(), fleet.key)
     assert isinstance(balancer, ALB)
     return balancer
 
@@ -107,7 +108,7 @@ def test_haproxy_on_aws_is_an_alb_and_alb_elsewhere_says_why_not(lab: LabConfig)
 def test_up_makes_the_alb_with_the_first_generation_at_full_weight(lab: LabConfig) -> None:
     with Fleet(lab) as fleet:
         servers = fleet.up()
-        balancer = open_balancer(lab, servers, fleet.key)
+        balancer = Lab.resolve(lab).open_balancer(servers, fleet.key)
         assert isinstance(balancer, ALB)
         assert balancer.url.startswith("http://") and balancer.url.endswith(
             ".elb.amazonaws.com:8080/")
@@ -172,7 +173,7 @@ def test_the_servers_take_http_only_from_the_balancers_group(lab: LabConfig) -> 
 def test_weights_shift_retire_and_roll_back(lab: LabConfig) -> None:
     with Fleet(lab) as fleet:
         old = fleet.up()
-        balancer = open_balancer(lab, old, fleet.key)
+        balancer = Lab.resolve(lab).open_balancer(old, fleet.key)
         assert isinstance(balancer, ALB)
         new = fleet.add_generation("web")
         balancer.join(new, lab.health_of("web"))
@@ -204,7 +205,7 @@ def test_health_comes_from_the_target_group(lab: LabConfig, clock: Clock,
     """moto calls every registered instance healthy; the test makes one fail its checks."""
     with Fleet(lab) as fleet:
         servers = fleet.up()
-        balancer = open_balancer(lab, servers, fleet.key)
+        balancer = Lab.resolve(lab).open_balancer(servers, fleet.key)
         assert isinstance(balancer, ALB)
         sick = balancer._ids()["web-2"]
         real = FakeTargetGroup.health_for
@@ -247,7 +248,7 @@ def test_a_release_promotes_through_the_alb_and_removes_the_old_generation(
         fleet.up()
         report = release(fleet, probe=QuietProbe, checks=Checks(passing, passing))
         assert report.outcome == "promoted" and report.old == ["web-1", "web-2"]
-        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        balancer = Lab.resolve(fast).open_balancer(fleet.live(), fleet.key)
         assert isinstance(balancer, ALB)
         assert weights(balancer) == {2: 100}
         assert sorted(balancer.members()) == sorted(report.new)
@@ -267,7 +268,7 @@ def test_a_failed_release_puts_the_weights_back(lab: LabConfig) -> None:
         fleet.up()
         with pytest.raises(ReleaseFailed, match="failed its tests"):
             release(fleet, probe=QuietProbe, checks=Checks(passing, failing))
-        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        balancer = Lab.resolve(fast).open_balancer(fleet.live(), fleet.key)
         assert isinstance(balancer, ALB)
         assert weights(balancer) == {1: 100}
         assert sorted(s.name for s in fleet.live()) == ["web-1", "web-2"]
@@ -300,7 +301,7 @@ def test_ctrl_c_in_a_release_rolls_back_and_removes_the_new_generation(
         fleet.up()
         with pytest.raises(KeyboardInterrupt):
             release(fleet, probe=QuietProbe, checks=Checks(passing, interrupted))
-        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        balancer = Lab.resolve(fast).open_balancer(fleet.live(), fleet.key)
         assert isinstance(balancer, ALB)
         assert weights(balancer) == {1: 100}
         assert sorted(balancer._groups()) == [1]  # the new generation's group is gone
@@ -327,7 +328,7 @@ def test_ctrl_c_while_joining_leaves_no_target_group(lab: LabConfig,
         monkeypatch.setattr(ALB, "_register", register)
         with pytest.raises(KeyboardInterrupt):
             release(fleet, probe=QuietProbe, checks=Checks(passing, passing))
-        balancer = open_balancer(fast, fleet.live(), fleet.key)
+        balancer = Lab.resolve(fast).open_balancer(fleet.live(), fleet.key)
         assert isinstance(balancer, ALB)
         assert sorted(balancer._groups()) == [1] and weights(balancer) == {1: 100}
         fleet.destroy()
@@ -541,12 +542,12 @@ def test_the_alb_is_found_in_the_region_of_lab_yml_and_errors_name_it(
         fleet.up()
         monkeypatch.setenv("AWS_REGION", "us-east-1")  # boto3's own choice is elsewhere
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        balancer = open_balancer(config, fleet.live(), fleet.key)
+        balancer = Lab.resolve(config).open_balancer(fleet.live(), fleet.key)
         assert isinstance(balancer, ALB) and balancer.aws.region == REGION
         refusing_once(monkeypatch, "DescribeLoadBalancers")
         with pytest.raises(TargetError, match=r"^AWS in eu-west-1: DescribeLoadBalancers "
                                               r"failed: ValidationError: "):
-            open_balancer(config, fleet.live(), fleet.key)
+            Lab.resolve(config).open_balancer(fleet.live(), fleet.key)
         fleet.destroy()
     assert leftovers("t") == {}
 
@@ -557,11 +558,11 @@ def test_a_target_that_is_no_running_server_of_the_lab_is_shown_by_its_id(
     `lab status` shows the instance id rather than drop it."""
     with Fleet(lab) as fleet:
         fleet.up()
-        stopped = open_balancer(lab, fleet.live(), fleet.key)
+        stopped = Lab.resolve(lab).open_balancer(fleet.live(), fleet.key)
         assert isinstance(stopped, ALB)
         instance = stopped._ids()["web-2"]
         boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[instance])
-        balancer = open_balancer(lab, fleet.live(), fleet.key)  # knows no name for it
+        balancer = Lab.resolve(lab).open_balancer(fleet.live(), fleet.key)  # knows no name for it
         assert isinstance(balancer, ALB)
         members = balancer.members()
         assert sorted(members) == sorted(["web-1", instance])
@@ -625,7 +626,7 @@ def test_only_the_balanced_role_goes_behind_the_alb(aws_env: str, tmp_path: Path
         "balancer": {"kind": "haproxy", "routes_to": "web", "listen": 8080}}).located(tmp_path)
     with Fleet(config) as fleet:
         assert sorted(s.name for s in fleet.up()) == ["db-1", "web-1"]
-        balancer = open_balancer(config, fleet.live(), fleet.key)
+        balancer = Lab.resolve(config).open_balancer(fleet.live(), fleet.key)
         assert isinstance(balancer, ALB)
         assert sorted(balancer.members()) == ["web-1"]
         fleet.destroy()

@@ -5,6 +5,7 @@ in for the SSH session (a real one runs in tests/integration/test_release.py).""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,11 @@ from release_fakes import FakeBalancer, FakeMember, World
 import lab.balancers.haproxy
 import lab.balancers.registry
 from lab.access.keys import KeyPair
-from lab.balancers.base import Balancer, Tally, balancer_roles, get_balancer, rotation
+from lab.balancers.base import Balancer, Tally, get_balancer
 from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import TargetError
+from lab.loaded import Lab
 from lab.state import ServerRecord
 
 KEY = KeyPair(Path("k"), Path("k.pub"))
@@ -41,7 +43,7 @@ def lab_yml(balancer: bool = True) -> LabConfig:
 def test_rotation_is_what_lab_status_shows_of_each_member(world: World) -> None:
     world.pool["web-2"] = FakeMember(share=100)
 
-    assert rotation(lab_yml(), [], KEY) == {
+    assert Lab.resolve(lab_yml()).rotation([], KEY) == {
         "web-1": {"weight": 90, "health": "UP", "share": 0.474},
         "web-2": {"weight": 100, "health": "UP", "share": 0.526},
         "web-3": {"weight": 10, "health": "DOWN", "share": 0.0},
@@ -65,12 +67,12 @@ def test_a_balancer_installed_by_another_package_is_known(
 
 
 def test_rotation_is_empty_when_there_is_no_balancer_to_ask(world: World) -> None:
-    assert rotation(lab_yml(balancer=False), [], KEY) == {}
-    assert balancer_roles(lab_yml(balancer=False)) == set()
+    assert Lab.resolve(lab_yml(balancer=False)).rotation([], KEY) == {}
+    assert Lab.resolve(lab_yml(balancer=False)).balancer_roles == set()
     world.balancer_running = False
-    assert rotation(lab_yml(), [], KEY) == {}
+    assert Lab.resolve(lab_yml()).rotation([], KEY) == {}
     world.balancer_running, world.balancer_down = True, True
-    assert rotation(lab_yml(), [], KEY) == {}
+    assert Lab.resolve(lab_yml()).rotation([], KEY) == {}
 
 
 def test_the_shared_wait_for_health(world: World) -> None:
@@ -143,8 +145,6 @@ def test_an_unknown_balancer_lists_every_known_one() -> None:
 
 def test_ensure_balancer_hands_the_balancer_everything_it_needs(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import lab.balancers.base as base
-
     asked: list[tuple[object, ...]] = []
 
     class Recording:
@@ -152,7 +152,8 @@ def test_ensure_balancer_hands_the_balancer_everything_it_needs(
         def ensure(cls, *args: object) -> None:
             asked.append(args)
 
-    monkeypatch.setattr(base, "balancer_class", lambda config: Recording)
-    config, servers, key, listener = object(), [object()], object(), print
-    base.ensure_balancer(config, servers, key, listener)  # type: ignore[arg-type]
+    config = lab_yml(balancer=False)
+    lab = replace(Lab.resolve(config), balancer_class=Recording)  # type: ignore[arg-type]
+    servers, key, listener = [object()], object(), print
+    lab.ensure_balancer(servers, key, listener)  # type: ignore[arg-type]
     assert asked == [(config, servers, key, listener)]

@@ -11,16 +11,12 @@ from lab.access.keys import KeyPair
 from lab.balancers.base import (
     Member,
     Tally,
-    balancer_roles,
-    fixed_ports,
     get_balancer,
-    group_vars,
-    lab_roles,
-    open_balancer,
 )
 from lab.balancers.haproxy import HAProxy
 from lab.config import LabConfig
 from lab.errors import ConfigError, TargetError, UsageError
+from lab.loaded import Lab
 from lab.state import Liveness, ServerRecord, Stage
 
 HEADER = "# pxname,svname,scur,stot,wretr,status,weight,check_status,hrsp_5xx\n"
@@ -101,35 +97,38 @@ def test_shift_restores_what_it_can_then_names_what_is_missing() -> None:
 
 
 def test_what_haproxy_adds_to_a_lab() -> None:
-    lab = config()
+    config_ = config()
+    lab = Lab.resolve(config_)
 
-    assert HAProxy(lab, ServerRecord("lb-1", "lb", "docker"), KeyPair(Path(), Path())).url == (
+    assert HAProxy(config_, ServerRecord("lb-1", "lb", "docker"), KeyPair(Path(), Path())).url == (
         "http://127.0.0.1:9090/")
-    assert list(lab_roles(lab)) == ["web", "lb"] and balancer_roles(lab) == {"lb"}
-    lb = lab_roles(lab)["lb"]
+    assert list(lab.roles) == ["web", "lb"] and lab.balancer_roles == {"lb"}
+    assert lab.balancer_class is HAProxy and lab.target_class.name == "docker"
+    lb = lab.roles["lb"]
     assert lb.playbook is not None and lb.playbook.name == "haproxy.yml"
     assert lb.playbook.is_file() and [t.name for t in lb.tests] == ["test_haproxy.py"]
     assert lb.tests[0].is_file() and lb.count == 1 and lb.ports == []
-    assert fixed_ports(lab, "lb") == {80: 9090} and fixed_ports(lab, "web") == {}
-    assert group_vars(lab) == {"lb": {"lab_backend_role": "web", "lab_health_path": "/h",
-                                      "lab_health_port": 81}}
+    assert lab.fixed_ports("lb") == {80: 9090} and lab.fixed_ports("web") == {}
+    assert lab.group_vars == {"lb": {"lab_backend_role": "web", "lab_health_path": "/h",
+                                     "lab_health_port": 81}}
 
 
 def test_a_lab_without_balancer_has_only_its_own_roles() -> None:
-    lab = LabConfig.model_validate({"name": "plain", "servers": {"web": {}}})
+    lab = Lab.resolve(LabConfig.model_validate({"name": "plain", "servers": {"web": {}}}))
 
-    assert list(lab_roles(lab)) == ["web"] and group_vars(lab) == {}
-    assert open_balancer(lab, [], KeyPair(Path(), Path())) is None
+    assert list(lab.roles) == ["web"] and lab.group_vars == {} and lab.balancer_roles == set()
+    assert lab.open_balancer([], KeyPair(Path(), Path())) is None
+    assert lab.fixed_ports("web") == {}
 
 
 def test_the_balancer_is_found_among_running_servers() -> None:
-    lab, key = config(), KeyPair(Path(), Path())
+    lab, key = Lab.resolve(config()), KeyPair(Path(), Path())
     dead = ServerRecord("lb-1", "lb", "docker", liveness=Liveness.DEAD)
     running = ServerRecord("lb-2", "lb", "docker", liveness=Liveness.RUNNING,
                            stage=Stage.READY)
 
-    assert open_balancer(lab, [dead], key) is None
-    found = open_balancer(lab, [dead, running], key)
+    assert lab.open_balancer([dead], key) is None
+    found = lab.open_balancer([dead, running], key)
     assert isinstance(found, HAProxy) and found.server.name == "lb-2"
 
 
@@ -138,7 +137,7 @@ def test_a_role_may_not_take_the_balancers_name() -> None:
                                     "balancer": {"routes_to": "web"}})
 
     with pytest.raises(ConfigError, match=r"servers\.lb: the name is reserved for the balancer"):
-        lab_roles(lab)
+        Lab.resolve(lab)
 
 
 def test_unknown_kind_is_named() -> None:

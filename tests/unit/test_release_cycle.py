@@ -9,6 +9,8 @@ destroyed.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from release_fakes import (
     CANARY,
@@ -60,8 +62,10 @@ def test_report_keeps_its_shape(cycle: Cycle) -> None:
 
     assert list(data) == ["id", "role", "started", "vars", "image", "previous", "old", "new",
                           "steps", "phases", "outcome", "reason", "finished", "traffic",
-                          "timeline", "journal"]
-    assert list(data["steps"][0]) == ["percent", "window", "gate", "canary"]
+                          "timeline", "journal", "rollback_of"]
+    assert list(data["steps"][0]) == ["percent", "window", "gate", "canary", "verdicts"]
+    assert list(data["steps"][0]["verdicts"][0]) == ["rule", "value", "limit", "requests",
+                                                     "outcome", "unit", "note"]
     assert data["steps"][0]["canary"]["failed"] == 0 < data["steps"][0]["canary"]["requests"]
     assert data["vars"] == {"version": "v2"} and data["traffic"]["requests"] == 40
     # The traffic's totals and the timeline's seconds end at the same instant: the probe's stop.
@@ -96,7 +100,13 @@ def test_the_timeline_tells_the_release_in_order_on_one_clock(cycle: Cycle) -> N
             ] == [10, 10, 50, 50, 100, 100]
     assert next(m for m in events if m["kind"] == "destroyed")["detail"] == ", ".join(OLD)
     assert next(m for m in events if m["kind"] == "created")["detail"] == ", ".join(NEW)
-    assert not [m for m in events if m["kind"] == "gate" and "detail" in m]  # all passed
+    gates = [m for m in events if m["kind"] == "gate"]
+    assert all(m["ok"] for m in gates)
+    # A step's gate names each rule it judged, with its figures.
+    judged = [m["detail"] for m in gates if "%" in m["label"]]
+    assert len(judged) == 3 and all(re.fullmatch(
+        r"error rate 0\.0% <= 1\.0% \(40 requests\); new servers' errors 0\.0% <= 1\.0% "
+        r"\((\d+) requests\); requests \1 >= 1 needed", line) for line in judged), judged
     # The canary's own counts, per second, from the balancer's readings at each step.
     assert sum(second["canary_requests"] for second in report.timeline["seconds"]) > 0
 

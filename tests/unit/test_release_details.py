@@ -428,7 +428,7 @@ def test_each_release_records_what_ran_before_it_and_lab_rollback_goes_back_to_i
     from lab.release import rollback_target
 
     with pytest.raises(UsageError) as caught:
-        rollback_target(cycle.fleet)
+        rollback_target(cycle.fleet.state)
     assert str(caught.value) == "no promoted release to roll back (see `lab history`)"
 
     first = release_as(cycle, "v2")
@@ -441,7 +441,9 @@ def test_each_release_records_what_ran_before_it_and_lab_rollback_goes_back_to_i
     # then what the last promoted release ran (a rolled-back one never ran)
     assert third["previous"] == {"vars": {"version": "v2"}, "image": None}
     assert fourth["previous"] == {"vars": {"version": "v4"}, "image": None}
-    assert rollback_target(cycle.fleet) == {"vars": {"version": "v4"}, "image": None}
+    target = rollback_target(cycle.fleet.state)
+    assert (target.vars, target.image, target.release_id) == ({"version": "v4"}, None,
+                                                              third["id"])
     assert [r["outcome"] for r in cycle.fleet.state.releases()] == [
         "promoted", "rolled-back", "promoted", "promoted"]
 

@@ -9,13 +9,13 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from lab.config import describe
-from lab.course import grader
 from lab.course.exercises import Action, course, find_exercise
 from lab.course.grader import Attempt, Feedback
 from lab.release import ReleaseReport, StepReport
@@ -63,7 +63,7 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def local_balancer(monkeypatch: pytest.MonkeyPatch) -> Iterator[Attempt]:
+def local_balancer() -> Iterator[Attempt]:
     """An Attempt whose lab's balancer is a web server on 127.0.0.1 (the real one, HAProxy,
     is read by the exercises' integration tests)."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
@@ -72,9 +72,9 @@ def local_balancer(monkeypatch: pytest.MonkeyPatch) -> Iterator[Attempt]:
     class Found:
         url = f"http://127.0.0.1:{server.server_address[1]}/"
 
-    monkeypatch.setattr(grader, "open_balancer", lambda *args: Found())
     attempt = Attempt.__new__(Attempt)
-    attempt.__dict__.update(config=None, fleet=type("F", (), {"key": None})(), _servers={})
+    lab = SimpleNamespace(open_balancer=lambda *args: Found())
+    attempt.__dict__.update(config=None, fleet=SimpleNamespace(key=None, lab=lab), _servers={})
     try:
         yield attempt
     finally:

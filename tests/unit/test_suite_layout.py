@@ -11,6 +11,7 @@ is what setuptools ships (``packages.find`` leaves a folder without ``__init__.p
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,3 +44,17 @@ def test_every_folder_of_python_modules_is_a_package() -> None:
     missing = sorted(str(f.relative_to(PACKAGE)) for f in folders
                      if not (f / "__init__.py").is_file())
     assert missing == [], f"no __init__.py (setuptools would not ship them): {missing}"
+
+
+def test_a_lab_is_resolved_in_one_place() -> None:
+    """The balancer class, and so the lab's roles and inventory variables, are worked out by
+    ``Lab.resolve`` only, and the inventory is written with them there; everything else takes
+    the resolved ``Lab`` (issue "The floor plan")."""
+    resolving, writing = [], []
+    for module in PACKAGE.rglob("*.py"):
+        text = module.read_text(encoding="utf-8").replace("def balancer_class(", "")
+        if "balancer_class(" in text:
+            resolving.append(str(module.relative_to(PACKAGE)))
+        if re.search(r"from lab\.access\.inventory import [^\n]*\bwrite_inventory\b", text):
+            writing.append(str(module.relative_to(PACKAGE)))
+    assert resolving == writing == ["loaded.py"]
