@@ -41,12 +41,18 @@ def release(
     """
     from lab.fleet import Fleet
     from lab.provision import parse_overrides
+    from lab.release import ReleaseFailed
     from lab.release import release as run
 
     config = lab_config(ctx)
-    with (progress(f"lab release {config.name}") as listener, Fleet(config, listener) as fleet,
-          said_where(fleet)):
-        report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
+    try:
+        with (progress(f"lab release {config.name}") as listener,
+              Fleet(config, listener) as fleet, said_where(fleet)):
+            report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
+    except ReleaseFailed as failed:  # the steps' figures say why, before the one-line error
+        if failed.report is not None:
+            print_release(failed.report)
+        raise
     print_release(report)
 
 
@@ -212,4 +218,8 @@ def print_release(report: ReleaseReport) -> None:
     out.print(f"phases: {phases}")
     out.print(f"traffic during the release: {traffic.get('requests')} requests, "
               f"{traffic.get('errors')} failed, p99 {traffic.get('p99_ms')} ms")
-    out.print(f"new: {', '.join(report.new)}  old (destroyed): {', '.join(report.old)}")
+    if report.outcome == "promoted":
+        out.print(f"new: {', '.join(report.new)}  old (destroyed): {', '.join(report.old)}")
+    else:
+        out.print(f"new (destroyed): {', '.join(report.new) or '-'}  "
+                  f"old (serving): {', '.join(report.old)}")

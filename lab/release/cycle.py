@@ -49,7 +49,10 @@ from lab.steps import Steps
 
 
 class ReleaseFailed(CheckFailed):
-    """A gate said no; the release was rolled back."""
+    """A gate said no; the release was rolled back. ``report`` is the release's record (its
+    steps and their verdicts), for the caller to show."""
+
+    report: ReleaseReport | None = None
 
 
 class Traffic(Protocol):
@@ -61,8 +64,10 @@ class Traffic(Protocol):
 
     def window(self, since: float, until: float | None = None) -> Window: ...
 
-    def generations(self, since: float, new: Collection[str],
-                    old_versions: Collection[str]) -> tuple[Window, Window]: ...
+    def generations(self, since: float, new: Collection[str], old_versions: Collection[str],
+                    until: float | None = None) -> tuple[Window, Window]: ...
+
+    def settle(self, until: float) -> None: ...
 
     def series(self, since: float, until: float | None = None) -> list[Window]: ...
 
@@ -176,7 +181,9 @@ def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | N
         if not isinstance(exc, LabError):
             raise  # Ctrl-C (exit 130) or a bug (exit 70), after the clean-up
         if rolled_back:
-            raise ReleaseFailed(f"release rolled back: {reason}") from None
+            failed = ReleaseFailed(f"release rolled back: {reason}")
+            failed.report = report
+            raise failed from None
     finally:
         traffic.stop()
         until = time.monotonic()
@@ -246,9 +253,11 @@ class _NoTraffic:
     def window(self, since: float, until: float | None = None) -> Window:
         return Window(seconds=0.0)
 
-    def generations(self, since: float, new: Collection[str],
-                    old_versions: Collection[str]) -> tuple[Window, Window]:
+    def generations(self, since: float, new: Collection[str], old_versions: Collection[str],
+                    until: float | None = None) -> tuple[Window, Window]:
         return Window(seconds=0.0), Window(seconds=0.0)
+
+    def settle(self, until: float) -> None: ...
 
     def series(self, since: float, until: float | None = None) -> list[Window]:
         return []
@@ -382,16 +391,19 @@ class _Run:
         except BaseException:  # Ctrl-C, or a bug: the step was never judged, say so
             step.window, step.gate = self.probe.window(started).to_dict(), CUT_SHORT
             raise
-        window = self.probe.window(started)
+        ended = time.monotonic()
+        self.probe.settle(ended)  # the step's slowest answers are part of it
+        window = self.probe.window(started, ended)
         step.window = window.to_dict()
-        self.judge(step, window, canary.since_start(), started, names)
+        self.judge(step, window, canary.since_start(), started, ended, names)
 
     def judge(self, step: StepReport, window: Window, own: Tally | None, started: float,
-              names: list[str]) -> None:
+              ended: float, names: list[str]) -> None:
         """The step's analysis: every rule judged and kept with its numbers; the first that
         failed, or one that had no data to judge, refuses the step."""
         policy, percent = self.fleet.config.release, step.percent
-        fresh, seasoned = self.probe.generations(started, names, set(self.before.versions))
+        fresh, seasoned = self.probe.generations(started, names, set(self.before.versions),
+                                                 ended)
         measured = "in this step"
         if not seasoned.requests:  # the old generation takes no traffic any more
             seasoned, measured = self.before, "before the release"

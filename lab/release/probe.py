@@ -104,6 +104,7 @@ class Probe:
         self.max_seconds = max_seconds
         self.samples: list[Sample] = []
         self._lock = threading.Lock()
+        self._in_flight: dict[int, float] = {}  # worker -> when its request began
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -128,6 +129,17 @@ class Probe:
         for thread in self._threads:
             thread.join(timeout=self.timeout + 1)
         self._threads.clear()
+
+    def settle(self, until: float) -> None:
+        """Wait until every request begun before ``until`` has its answer (at most the
+        request timeout): a step judged at once would leave out its slowest answers, the very
+        ones a latency gate is for."""
+        deadline = time.monotonic() + self.timeout + 1
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(began < until for began in self._in_flight.values()):
+                    return
+            time.sleep(0.02)
 
     def window(self, since: float, until: float | None = None) -> Window:
         """Statistics of the samples taken between two ``time.monotonic()`` instants."""
@@ -164,9 +176,12 @@ class Probe:
             if delay > 0 and self._stop.wait(delay):
                 break
             next_at += self.interval
+            with self._lock:
+                self._in_flight[offset] = time.monotonic()
             sample = self._request()
             with self._lock:
                 self.samples.append(sample)
+                del self._in_flight[offset]
 
     def _request(self) -> Sample:
         started = time.monotonic()

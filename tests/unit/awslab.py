@@ -162,8 +162,11 @@ class QuietProbe:
     def window(self, since: float, until: float | None = None) -> Window:
         return Window(seconds=1.0, requests=10, errors=0, p50_ms=1.0, p99_ms=2.0)
 
-    def generations(self, since: float, new: Any, old_versions: Any) -> tuple[Window, Window]:
+    def generations(self, since: float, new: Any, old_versions: Any,
+                    until: float | None = None) -> tuple[Window, Window]:
         return self.window(since), self.window(since)
+
+    def settle(self, until: float) -> None: ...
 
     def series(self, since: float, until: float | None = None) -> list[Window]:
         return [self.window(since, until)]

@@ -268,8 +268,11 @@ class FakeProbe:
         return Window(seconds=3.0, requests=40, errors=errors, p50_ms=2.54, p99_ms=5.06,
                       versions={"v2": 40 - errors})
 
-    def generations(self, since: float, new: Collection[str],
-                    old_versions: Collection[str]) -> tuple[Window, Window]:
+    def settle(self, until: float) -> None:
+        self.world.record("probe.settle", log=False)
+
+    def generations(self, since: float, new: Collection[str], old_versions: Collection[str],
+                    until: float | None = None) -> tuple[Window, Window]:
         self.world.record("probe.generations", log=False)
         (new_p99, new_requests), (old_p99, old_requests) = (self.world.new_answers,
                                                             self.world.old_answers)

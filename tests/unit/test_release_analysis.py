@@ -110,10 +110,14 @@ def test_a_slow_canary_is_pulled_back_at_the_first_step_with_its_numbers(
     cycle.world.old_answers = (4.1, 180)
 
     with pytest.raises(ReleaseFailed, match=r"at 10%: p99 vs old 1003\.2 ms > 29\.1 ms "
-                                            r"\(20 requests, 3x old p99 4\.1 ms in this step"):
+                                            r"\(20 requests, 3x old p99 4\.1 ms in this step"
+                       ) as caught:
         cycle.release()
 
     cycle.assert_rolled_back("p99 vs old 1003.2 ms > 29.1 ms")
+    # `lab release` shows the steps' figures of a rolled-back release too, from the error.
+    assert caught.value.report is not None
+    assert caught.value.report.to_dict() == cycle.saved()
     (step,) = ReleaseReport.from_dict(cycle.saved()).steps
     assert step.gate == "p99 vs old"
     assert outcomes(step.verdicts)["p99 vs old"] == FAILED
@@ -163,6 +167,23 @@ def test_verdicts_are_printed_in_the_step_table(cycle: Cycle, capsys: pytest.Cap
 
     printed = capsys.readouterr().out
     assert "analysis" in printed and "error rate 0.0% <= 1.0% (40 requests)" in printed
+    assert "new: web-3, web-4  old (destroyed): web-1, web-2" in printed
+
+
+def test_a_rolled_back_release_is_printed_with_its_figures(
+        make_cycle: MakeCycle, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli.release import print_release
+
+    cycle = make_cycle(with_rules("max_p99_ms: 500"))
+    cycle.world.new_answers = (812.0, 20)
+    with pytest.raises(ReleaseFailed) as caught:
+        cycle.release()
+    assert caught.value.report is not None
+    print_release(caught.value.report)
+
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "rolled-back" in printed and "p99 812.0 ms > 500.0 ms (20 requests)" in printed
+    assert "new (destroyed): web-3, web-4 old (serving): web-1, web-2" in printed
 
 
 # the probe tells the generations apart --------------------------------------------------------
@@ -220,3 +241,32 @@ def test_without_server_names_answers_are_told_apart_by_version() -> None:
     assert new.p99_ms == 900.0
     unknown, _ = generations(samples, 1.0, ["web-3"], old_versions=set())
     assert unknown.requests == 0  # no name and no version to go by: no data, so inconclusive
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        time.sleep(0.5)
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"v9\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_step_is_judged_with_the_answers_still_on_their_way() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Probe(f"http://127.0.0.1:{server.server_address[1]}/", rate=2, workers=1) as probe:
+            started = time.monotonic()
+            time.sleep(0.1)  # the first request is on its way
+            ended = time.monotonic()
+            assert probe.window(started, ended).requests == 0
+            probe.settle(ended)
+            window = probe.window(started - 1, ended)
+    finally:
+        server.shutdown()
+
+    assert window.requests == 1 and window.p99_ms >= 500
