@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
@@ -92,10 +93,81 @@ class Balancer(_Strict):
         return value
 
 
+class Pause(_Strict):
+    """A pause between canary steps: traffic stays at the step's share, still watched, until
+    `lab promote` (``seconds`` None) or until ``seconds`` have passed; `lab abort` rolls back."""
+
+    seconds: float | None = None
+
+    def describe(self) -> str:
+        return "pause" if self.seconds is None else f"pause {self.seconds:g}s"
+
+
+DURATION = re.compile(r"\A(\d+(?:\.\d+)?)\s*(s|m|h)?\Z")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def _step(value: Any) -> Any:
+    """One item of ``release.steps``: a percentage, ``pause`` (until `lab promote`), or
+    ``{pause: 30s}`` (30 s, or 2m, 1h, a number of seconds)."""
+    if value == "pause":
+        return Pause()
+    if isinstance(value, dict) and list(value) == ["pause"]:
+        wait = value["pause"]
+        if wait is None:
+            return Pause()
+        found = DURATION.match(str(wait).strip()) if not isinstance(wait, bool) else None
+        seconds = float(found[1]) * UNIT_SECONDS[found[2]] if found else 0.0
+        if not 0 < seconds <= 86400:
+            raise ValueError(f"a pause lasts from 1s to 24h (30s, 5m, 1h), got {wait!r}")
+        return Pause(seconds=seconds)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"must be a whole number (a percent), pause or {{pause: 30s}}, "
+                     f"got {value!r}")
+
+
+Step = Annotated[StrictInt | Pause, BeforeValidator(_step)]
+
+
+class Hook(_Strict):
+    """A check or an action at one phase of a release, like Flagger's webhooks: a shell
+    command run in the lab's folder (``run``) or a playbook run on the new generation
+    (``playbook``), with the release's facts in its environment (LAB_RELEASE_ID,
+    LAB_GENERATION, LAB_PERCENT, LAB_URL, LAB_NEW_SERVERS, LAB_OLD_SERVERS, LAB_HOOK)."""
+
+    run: str | None = Field(default=None, min_length=1)
+    playbook: Path | None = None
+    timeout: float = Field(default=120.0, gt=0, le=3600, strict=True)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Hook:
+        if (self.run is None) == (self.playbook is None):
+            raise ValueError("give a hook either `run: COMMAND` or `playbook: FILE`")
+        return self
+
+
+class Hooks(_Strict):
+    """The release's hooks by phase. A failing ``pre-rollout`` (before any traffic),
+    ``rollout`` (after each step's gates) or ``confirm-promotion`` (before the old generation
+    goes) rolls back, with the hook's last line of output as the reason; ``post-rollout``
+    (after a promote) and ``rollback`` (after a rollback) only warn when they fail."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    pre_rollout: Hook | None = Field(default=None, alias="pre-rollout")
+    rollout: Hook | None = None
+    confirm_promotion: Hook | None = Field(default=None, alias="confirm-promotion")
+    post_rollout: Hook | None = Field(default=None, alias="post-rollout")
+    rollback: Hook | None = None
+
+
 class ReleasePolicy(_Strict):
     """How a new generation is dipped into traffic, and when it is pulled back."""
 
-    steps: list[StrictInt] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
+    # Percentages of traffic on the new generation, rising to 100; a pause may follow any of
+    # them (held at that share until `lab promote`, or for a while: {pause: 30s}).
+    steps: list[Step] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
     step_seconds: float = Field(default=5.0, gt=0, le=3600, strict=True)
     max_error_rate: float = Field(default=0.01, ge=0, le=1, strict=True)
     # Latency gates, judged at the end of each step on the new generation's answers only:
@@ -105,19 +177,30 @@ class ReleasePolicy(_Strict):
     max_p99_ms: float | None = Field(default=None, gt=0, le=600_000, strict=True)
     max_p99_ratio: float | None = Field(default=None, ge=1, le=1000, strict=True)
     # Fewer requests than this on the new generation in a step: the step is inconclusive,
-    # not passed; ``inconclusive: fail`` rolls back (lab's own probe sends traffic, so the
-    # example lab never starves).
+    # not passed; ``inconclusive: fail`` rolls back, ``pause`` waits for a person (`lab
+    # promote` goes on, `lab abort` rolls back). lab's own probe sends traffic, so the
+    # example lab never starves.
     min_requests: int = Field(default=1, ge=0, le=1_000_000, strict=True)
-    inconclusive: Literal["fail"] = "fail"
+    inconclusive: Literal["fail", "pause"] = "fail"
+    hooks: Hooks = Field(default_factory=Hooks)
 
     @field_validator("steps")
     @classmethod
-    def _rising_to_full(cls, steps: list[int]) -> list[int]:
-        if any(not 1 <= s <= 100 for s in steps):
-            raise ValueError(f"each step must be a percentage from 1 to 100, got {steps}")
-        if steps != sorted(set(steps)) or steps[-1] != 100:
-            raise ValueError(f"must rise strictly and end at 100, got {steps}")
+    def _rising_to_full(cls, steps: list[int | Pause]) -> list[int | Pause]:
+        percents = [s for s in steps if isinstance(s, int)]
+        if any(not 1 <= s <= 100 for s in percents):
+            raise ValueError(f"each step must be a percentage from 1 to 100, got {percents}")
+        if percents != sorted(set(percents)) or not percents or percents[-1] != 100:
+            raise ValueError(f"must rise strictly and end at 100, got {percents}")
+        if isinstance(steps[0], Pause):
+            raise ValueError("a pause holds the share of the step before it: put a "
+                             "percentage first")
         return steps
+
+    @property
+    def percents(self) -> list[int]:
+        """The steps' shares of traffic, pauses left out."""
+        return [s for s in self.steps if isinstance(s, int)]
 
 
 class TargetSettings(_Strict):
@@ -401,11 +484,14 @@ def _kind(value: Any) -> str:
 
 def _check_files(config: LabConfig, label: str) -> None:
     """Every playbook and test file lab.yml names must exist, inside or beside the lab."""
-    for role_name, role in config.servers.items():
-        named = [("playbook", role.playbook)] if role.playbook else []
-        named += [(f"tests[{i}]", t) for i, t in enumerate(role.tests)]
-        for field, relative in named:
-            if not (config.directory / relative).is_file():
-                raise ConfigError(
-                    f"{label}: servers.{role_name}.{field}: file not found: {relative}"
-                )
+    named = [(f"servers.{name}.playbook", role.playbook)
+             for name, role in config.servers.items() if role.playbook]
+    named += [(f"servers.{name}.tests[{i}]", test) for name, role in config.servers.items()
+              for i, test in enumerate(role.tests)]
+    hooks = config.release.hooks
+    named += [(f"release.hooks.{phase.replace('_', '-')}.playbook", hook.playbook)
+              for phase in Hooks.model_fields if (hook := getattr(hooks, phase)) is not None
+              and hook.playbook is not None]
+    for field, relative in named:
+        if not (config.directory / relative).is_file():
+            raise ConfigError(f"{label}: {field}: file not found: {relative}")

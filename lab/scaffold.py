@@ -7,6 +7,7 @@ import re
 import shutil
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -55,13 +56,14 @@ def init_lab(directory: Path, name: str | None = None, force: bool = False) -> l
 def edit_lab_yml(path: Path, *, to: Path | None = None, name: str | None = None,
                  target: str | None = None, count: int | None = None, role: str | None = None,
                  listen: int | None = None, step_seconds: float | None = None,
-                 balancer: bool = True) -> LabConfig:
+                 balancer: bool = True, release: dict[str, Any] | None = None) -> LabConfig:
     """Write a variant of the lab.yml at ``path`` (to ``to``, else in place) and return it
     validated: the one way `lab demo`, the benchmarks and the tests change a lab, so that a
     variant is checked by ``load_config`` like any lab.yml instead of made by text edits.
 
     ``count`` is for ``role`` (needed only when there are several); ``listen`` moves the
-    balancer's port; ``balancer=False`` takes the balancer out. Comments are not kept. A bad
+    balancer's port; ``balancer=False`` takes the balancer out; ``release`` sets fields of
+    ``release:`` (steps, gates). Comments are not kept. A bad
     change raises the usual one-line :class:`ConfigError` and leaves the file as it was.
     """
     to = to or path
@@ -91,6 +93,8 @@ def edit_lab_yml(path: Path, *, to: Path | None = None, name: str | None = None,
         data["balancer"]["listen"] = listen
     if step_seconds is not None:
         data.setdefault("release", {})["step_seconds"] = step_seconds
+    if release:
+        data.setdefault("release", {}).update(release)
     before = to.read_text(encoding="utf-8") if to.exists() else None
     to.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     try:

@@ -87,17 +87,26 @@ def status(
     """Show each server as the target sees it now: dead and missing ones included, and a
     release that was killed half-way (with where its traffic goes now)."""
     from lab.fleet import Fleet
-    from lab.release.journal import describe, interrupted, split_traffic
+    from lab.release.journal import (
+        describe,
+        describe_running,
+        interrupted,
+        running,
+        split_traffic,
+    )
 
     with Fleet(lab_config(ctx)) as fleet:
         servers = fleet.status()
         pool = fleet.lab.rotation(servers, fleet.key)
         stopped = interrupted(fleet.state, fleet.config.state_dir)
+        under_way = running(fleet.state, fleet.config.state_dir)
     if as_json:
         out.print_json(json.dumps([s.shown() | ({"balancer": pool[s.name]} if s.name in pool
                                                   else {}) for s in servers]))
     else:
         print_servers(servers, pool)
+    if under_way is not None:
+        err.print(describe_running(under_way), soft_wrap=True)
     if stopped is not None:
         shares = {name: float(str(member["share"])) for name, member in pool.items()}
         now = split_traffic({s.name: s.generation for s in servers}, shares)

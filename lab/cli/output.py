@@ -24,7 +24,7 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 MILESTONES = {"created", "ready", "destroyed", "image", "create", "destroy", "replace", "task",
-              "role", "phase", "verified", "rollback", "bake", "warning", "cache"}
+              "role", "phase", "verified", "rollback", "bake", "warning", "cache", "pause"}
 RESULT_COLORS = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red",
                  "skipped": "dim", "passed": "green", "error": "red"}
 

@@ -28,14 +28,19 @@ def release(
     set_vars: SetVars = None,
     from_image: Annotated[str | None, typer.Option(
         help="Start the new servers from this baked image, without provisioning.")] = None,
+    step_by_step: Annotated[bool, typer.Option(
+        "--step-by-step", help="Pause after every step until `lab promote`.")] = False,
 ) -> None:
     """Replace the balanced role with a new generation, canary by canary, under live traffic.
 
     New servers are built and verified out of rotation, then get lab.yml's release steps of
-    traffic while a probe watches errors and latency. Any failed gate, Ctrl-C or SIGTERM
-    rolls back: the old servers were never touched and get all traffic again. Exit 1 after a
-    rollback. A release killed outright (SIGKILL, power cut) is put right by the next one
-    first, from the journal it keeps in .lab/state.db.
+    traffic while a probe watches errors and latency; each step ends judged on every rule of
+    `release:` (error rate, p99, requests), each verdict shown with its numbers. Any failed
+    gate, `lab abort`, Ctrl-C or SIGTERM rolls back: the old servers were never touched and
+    get all traffic again. Exit 1 after a rollback. A `pause` step (or --step-by-step) waits,
+    still watched, for `lab promote` from another terminal. A release killed outright
+    (SIGKILL, power cut) is put right by the next one first, from the journal it keeps in
+    .lab/state.db.
 
     Example:  lab release --set version=v2
     """
@@ -48,12 +53,45 @@ def release(
     try:
         with (progress(f"lab release {config.name}") as listener,
               Fleet(config, listener) as fleet, said_where(fleet)):
-            report = run(fleet, parse_overrides(set_vars or []), from_image, listener)
+            report = run(fleet, parse_overrides(set_vars or []), from_image, listener,
+                         step_by_step=step_by_step)
     except ReleaseFailed as failed:  # the steps' figures say why, before the one-line error
         if failed.report is not None:
             print_release(failed.report)
         raise
     print_release(report)
+
+
+@app.command()
+@handled
+def promote(ctx: typer.Context) -> None:
+    """Let a paused release go on to its next step (run it in another terminal, in the lab's
+    folder, while `lab release` waits at a `pause` step or with --step-by-step).
+
+    Refused when no release runs, or when the running one is not paused. `lab status` says
+    whether a release is paused.
+
+    Example:  lab promote
+    """
+    from lab.release.control import PROMOTE, send
+
+    err.print(send(lab_config(ctx).state_dir, PROMOTE), soft_wrap=True)
+
+
+@app.command()
+@handled
+def abort(ctx: typer.Context) -> None:
+    """Roll back the running release, as a failed gate would: its new servers leave the
+    balancer and are destroyed, the old ones take all traffic (run it in another terminal).
+
+    It acts within a second during canary steps and pauses, else once the running phase
+    (create, provision, tests) ends. The release exits 1 with "aborted by `lab abort`".
+
+    Example:  lab abort
+    """
+    from lab.release.control import ABORT, send
+
+    err.print(send(lab_config(ctx).state_dir, ABORT), soft_wrap=True)
 
 
 @app.command()
@@ -210,7 +248,9 @@ def print_release(report: ReleaseReport) -> None:
                       str(w.get("errors", "")),
                       f"{canary.get('failed', 0)}/{canary.get('requests', 0)}" if canary else "",
                       str(w.get("rps", "")), str(w.get("p50_ms", "")),
-                      str(w.get("p99_ms", "")), versions, step.gate,
+                      str(w.get("p99_ms", "")), versions,
+                      step.gate + (f"\npaused {step.paused:g}s ({step.resumed_by})"
+                                   if step.resumed_by else ""),
                       "\n".join(v.line(with_note=False) for v in step.verdicts))
     out.print(table)
     phases = "  ".join(f"{name} {seconds:.1f}s" for name, seconds in report.phases.items())

@@ -24,15 +24,22 @@ from lab.release.probe import Window
 NOISE_MS = 25.0
 
 
-def judge(policy: ReleasePolicy, users: Window, own: Tally | None, new: Window,
+APART = "the generations' answers could not be told apart (no server names, one version)"
+
+
+def judge(policy: ReleasePolicy, users: Window, own: Tally | None, new: Window | None,
           old: Window, old_measured: str) -> list[Verdict]:
     """The verdicts of one step.
 
     ``users``: every answer of the step (the probe); ``own``: the new servers' own counters
     (None where the balancer cannot tell); ``new`` and ``old``: the answers of each
-    generation; ``old_measured`` says where ``old`` comes from (this step, or before the
-    release when the old generation takes no traffic any more).
+    generation, ``new`` None when they could not be told apart (the latency rules then have
+    no data, and the least number of requests is counted on all of them); ``old_measured``
+    says where ``old`` comes from (this step, or before the release when the old generation
+    takes no traffic any more).
     """
+    if new is None:
+        return _judge_together(policy, users, own)
     seen = own.requests if own is not None else new.requests
     verdicts = [_at_most("error rate", users.error_rate, policy.max_error_rate,
                          users.requests, "%")]
@@ -52,6 +59,23 @@ def judge(policy: ReleasePolicy, users: Window, own: Tally | None, new: Window,
     if policy.min_requests:
         verdicts.append(Verdict("requests", seen, policy.min_requests, seen,
                                 PASSED if seen >= policy.min_requests else INCONCLUSIVE))
+    return verdicts
+
+
+def _judge_together(policy: ReleasePolicy, users: Window, own: Tally | None) -> list[Verdict]:
+    """A step whose answers say nothing of who gave them (an ALB in front of a page without
+    a version): latency per generation is unknown, requests are counted on all answers."""
+    nothing = Window(seconds=users.seconds)
+    verdicts = [v for v in judge(policy, users, own, nothing, nothing, "")
+                if v.rule != "requests"]
+    for verdict in verdicts:
+        if verdict.rule.startswith("p99"):
+            verdict.note = APART
+    if policy.min_requests:
+        seen = own.requests if own is not None else users.requests
+        verdicts.append(Verdict("requests", seen, policy.min_requests, seen,
+                                PASSED if seen >= policy.min_requests else INCONCLUSIVE,
+                                note="" if own is not None else f"all answers: {APART}"))
     return verdicts
 
 

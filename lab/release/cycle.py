@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lab.balancers.base import Balancer, Member, Tally
-from lab.config import HealthCheck, ReleasePolicy
+from lab.config import HealthCheck, Pause, ReleasePolicy
 from lab.errors import CheckFailed, LabError, Terminated, UsageError
 from lab.events import Event, Listener, ignore
 from lab.fleet import Fleet
 from lab.harness import provision, verify
+from lab.release import control, hooks
 from lab.release.analysis import FAILED, INCONCLUSIVE, first, judge
 from lab.release.journal import (
     INTERRUPTED,
@@ -65,7 +66,7 @@ class Traffic(Protocol):
     def window(self, since: float, until: float | None = None) -> Window: ...
 
     def generations(self, since: float, new: Collection[str], old_versions: Collection[str],
-                    until: float | None = None) -> tuple[Window, Window]: ...
+                    until: float | None = None) -> tuple[Window, Window] | None: ...
 
     def settle(self, until: float) -> None: ...
 
@@ -106,13 +107,15 @@ CUT_SHORT = "cut short"  # a step interrupted (Ctrl-C, a bug) before its gates j
 def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
             from_image: str | None = None, on_event: Listener = ignore,
             probe_rate: float = 40.0, *, probe: ProbeFactory | None = None,
-            checks: Checks | None = None, rollback_of: str | None = None) -> ReleaseReport:
+            checks: Checks | None = None, rollback_of: str | None = None,
+            step_by_step: bool = False) -> ReleaseReport:
     """Replace the balanced role's servers with a new generation; roll back on any failure.
 
     The target is the fleet's and the balancer lab.yml's kind, each found through its
     registry; ``probe`` (default: lab's probe at ``probe_rate``) and ``checks`` (default:
     Ansible and testinfra) may be replaced. Raises :class:`ReleaseFailed` (after rolling
-    back) when a gate fails, and lets KeyboardInterrupt through after rolling back. The report
+    back) when a gate fails or `lab abort` asks, and lets KeyboardInterrupt through after
+    rolling back. ``step_by_step`` pauses after every step until `lab promote`. The report
     is saved either way.
     """
     config = fleet.config
@@ -120,13 +123,15 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
         raise UsageError("lab.yml has no `balancer:`; a release needs one to move traffic")
     with ReleaseLock(config.state_dir):
         _end_unfinished(fleet, on_event)
+        control.clear(config.state_dir)  # a command no earlier release read is void
         return _release(fleet, overrides, from_image, on_event, probe_rate, probe, checks,
-                        rollback_of)
+                        rollback_of, step_by_step)
 
 
 def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | None,
              on_event: Listener, probe_rate: float, probe: ProbeFactory | None,
-             checks: Checks | None, rollback_of: str | None = None) -> ReleaseReport:
+             checks: Checks | None, rollback_of: str | None = None,
+             step_by_step: bool = False) -> ReleaseReport:
     """The release itself, under the lab's release lock."""
     config = fleet.config
     assert config.balancer is not None  # release() checked
@@ -170,11 +175,12 @@ def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | N
         # What the old generation served alone, before any traffic moved: its versions tell
         # the new generation's answers apart where the balancer names no server (an ALB).
         run.before = traffic.window(probe_started)
-        for index, percent in enumerate(config.release.steps):
-            run.phase(f"canary {percent}%", lambda p=percent, i=index: run.step(
-                old, new, p, config.release, verify_first=(i == 0), overrides=overrides))
+        run.hook("pre-rollout", overrides)
+        run.canary_steps(old, new, overrides, step_by_step)
+        run.hook("confirm-promotion", overrides)
         run.phase("promote", lambda: run.promote(old))
         report.outcome = "promoted"
+        run.hook("post-rollout", overrides)
     except BaseException as exc:  # a bug or Ctrl-C must not leave a half-made release
         reason = _reason(exc)
         rolled_back = run.rollback(old, reason)
@@ -276,6 +282,7 @@ class _Run:
 
     def phase(self, name: str, body: Any) -> Any:
         """One phase through lab's step runner; any exception goes on to the rollback."""
+        self.abort_asked()
         made: list[Any] = []
         self.write_journal(name, "begun")
         self.timeline.moment("phase", name)
@@ -343,44 +350,19 @@ class _Run:
         """Move ``percent`` of traffic to the new generation, watch it, judge it: at once
         when a server dies, fails its health checks or fails too many requests, and at the
         end on every rule of the analysis (:mod:`lab.release.analysis`)."""
-        seconds, max_error_rate = policy.step_seconds, policy.max_error_rate
-        names = _names(new)
-        self.balancer.shift(_names(old), names, percent)
+        seconds = policy.step_seconds
+        self.balancer.shift(_names(old), _names(new), percent)
         self.timeline.moment("step", f"{percent}%", percent=percent)
-        started = time.monotonic()
         step = StepReport(percent, {})
-        canary = _CanaryCount(self.balancer, names)
         self.report.steps.append(step)
+        watch = _Watch(self, step, old, new)
         # At the first step the tests run again, under real traffic, while the step is held.
         tests = _Background(lambda: self.gate_verify(new, overrides)) if verify_first else None
         try:
             while True:
-                time.sleep(min(0.5, max(0.0, started + seconds - time.monotonic())))
-                members = self.balancer.members()
-                window = self.probe.window(started)
-                own = canary.since_start()
-                step.canary = own.to_dict() if own is not None else {}
-                self.timeline.reading(members, names, _names(old), percent, own)
-                self._tick(percent, members, window, step.canary)
-                # One cheap question to the target, not a reconcile: this runs twice a second.
-                alive = self.fleet.target.alive(names)
-                dead = [n for n in names if n not in alive]
-                if dead:
-                    raise self._refuse(step, window, "server died",
-                                       f"at {percent}%: {', '.join(dead)} stopped running")
-                down = [n for n in names if n not in members or not members[n].healthy]
-                if down:
-                    raise self._refuse(step, window, "health check failed",
-                                       f"at {percent}%: health check failing on {', '.join(down)}")
-                if own is not None and own.error_rate > max_error_rate:
-                    step.verdicts = [Verdict("new servers' errors", round(own.error_rate, 4),
-                                             max_error_rate, own.requests, FAILED, "%")]
-                    raise self._refuse(
-                        step, window, "canary errors",
-                        f"at {percent}%: the new generation failed {own.failed} of "
-                        f"{own.requests} requests (retried on other servers or "
-                        f"answered 5xx), above {max_error_rate:.1%}")
-                if time.monotonic() - started >= seconds and (tests is None or tests.done):
+                time.sleep(min(0.5, max(0.0, watch.started + seconds - time.monotonic())))
+                watch.once()
+                if time.monotonic() - watch.started >= seconds and (tests is None or tests.done):
                     break
             if tests is not None:
                 tests.result()
@@ -389,25 +371,139 @@ class _Run:
                 tests.wait()
             raise
         except BaseException:  # Ctrl-C, or a bug: the step was never judged, say so
-            step.window, step.gate = self.probe.window(started).to_dict(), CUT_SHORT
+            step.window, step.gate = self.probe.window(watch.started).to_dict(), CUT_SHORT
             raise
         ended = time.monotonic()
         self.probe.settle(ended)  # the step's slowest answers are part of it
-        window = self.probe.window(started, ended)
+        window = self.probe.window(watch.started, ended)
         step.window = window.to_dict()
-        self.judge(step, window, canary.since_start(), started, ended, names)
+        unknown = self.judge(step, window, watch.canary.since_start(), watch.started, ended,
+                             _names(new))
+        if unknown is not None:  # inconclusive: pause, a person decides
+            step.gate = INCONCLUSIVE
+            self.hold(old, new, f"inconclusive: {unknown.line()}")
+            step.gate = "passed by a person"
+        try:
+            self.hook("rollout", overrides, percent=percent)
+        except ReleaseFailed as exc:
+            raise self._refuse(step, window, "rollout hook", f"at {percent}%: {exc}") from None
+
+    def canary_steps(self, old: list[ServerRecord], new: list[ServerRecord],
+                     overrides: dict[str, Any] | None, step_by_step: bool) -> None:
+        """lab.yml's steps in order: each share of traffic watched and judged, each pause
+        held (and, ``step_by_step``, a pause after every step that has none)."""
+        policy = self.fleet.config.release
+        for index, item in enumerate(policy.steps):
+            if isinstance(item, Pause):
+                self.phase(f"{control.PAUSE} {self.report.steps[-1].percent}%",
+                           lambda s=item.seconds: self.hold(old, new, "a pause step", s))
+                continue
+            self.phase(f"canary {item}%", lambda p=item: self.step(
+                old, new, p, policy, verify_first=not self.report.steps, overrides=overrides))
+            after = policy.steps[index + 1] if index + 1 < len(policy.steps) else None
+            if step_by_step and not isinstance(after, Pause):
+                self.phase(f"{control.PAUSE} {item}%",
+                           lambda: self.hold(old, new, "step by step"))
+
+    def hold(self, old: list[ServerRecord], new: list[ServerRecord], why: str,
+             seconds: float | None = None) -> None:
+        """Pause at the last step's share, still watched (a server that dies or fails rolls
+        back), until `lab promote`, until ``seconds`` have passed, or `lab abort`."""
+        step = self.report.steps[-1]
+        name = f"{control.PAUSE} {step.percent}%"
+        journal = self.report.journal
+        phased = bool(journal) and (journal[-1].step, journal[-1].state) == (name, "begun")
+        if not phased:  # held inside a canary step (inconclusive): `lab promote` reads this
+            self.write_journal(name, "begun")
+        # A promote counts from the moment the journal said paused: `lab status` and `lab
+        # promote` may read it before this line runs.
+        since = journal[-1].at
+        until = f"; goes on by itself in {seconds:g} s" if seconds is not None else ""
+        self.on_event(Event("pause", f"paused at {step.percent}% ({why}): `lab promote` goes "
+                                     f"on, `lab abort` rolls back{until}"))
+        self.timeline.moment("pause", f"paused {step.percent}%", percent=step.percent,
+                             detail=why)
+        watch = _Watch(self, step, old, new)
+        while True:
+            command = control.take(self.fleet.config.state_dir, since)
+            if command == control.ABORT:
+                raise self._refuse(step, watch.window(), "aborted",
+                                   f"at {step.percent}%: aborted by `lab abort` while paused")
+            if command == control.PROMOTE:
+                step.resumed_by = "lab promote"
+                break
+            if seconds is not None and time.monotonic() - watch.started >= seconds:
+                step.resumed_by = f"{seconds:g} s passed"
+                break
+            time.sleep(0.5)
+            watch.once(paused=True)
+        step.paused = round(time.monotonic() - watch.started, 1)
+        self.on_event(Event("pause", f"going on from {step.percent}% ({step.resumed_by})"))
+        self.timeline.moment("resumed", step.resumed_by, percent=step.percent)
+        if not phased:
+            self.write_journal(name, "done")
+
+    def hook(self, phase: str, overrides: dict[str, Any] | None = None, reason: str = "",
+             percent: int | None = None) -> None:
+        """lab.yml's hook for ``phase``, if any. One that blocks (pre-rollout, rollout,
+        confirm-promotion) and fails refuses the release with its last line of output; the
+        others only warn: the release has ended by then."""
+        hook = getattr(self.fleet.config.release.hooks, phase.replace("-", "_"))
+        if hook is None:
+            return
+        share = percent if percent is not None else (
+            self.report.steps[-1].percent if self.report.steps else 0)
+        generation = max((s.generation for s in self.new), default=0)
+        told = hooks.facts(self.report.id, phase, generation, share, self.balancer.url,
+                           self.report.new, self.report.old, reason)
+        what = hook.run or str(hook.playbook)
+        blocking = phase in hooks.BLOCKING
+
+        def run() -> None:
+            self.on_event(Event("phase", f"{phase} hook: {what}"))
+            problem = hooks.run_hook(self.fleet, hook, told, self.on_event, overrides)
+            reason = f"the {phase} hook failed: {problem}" if problem else ""
+            if not (problem and phase == "rollout"):  # a refused step draws its own
+                # A hook after the end cannot refuse anything: not a gate on the picture.
+                self.timeline.moment("gate" if blocking else "hook", f"{phase} hook",
+                                     ok=not problem, detail=reason, percent=share)
+            if problem and blocking:
+                raise ReleaseFailed(reason)
+            if problem:
+                self.on_event(Event("warning", reason))
+
+        if phase == "rollout":
+            run()  # part of the step it follows
+        elif blocking:
+            self.phase(f"{phase} hook", run)
+        else:
+            try:
+                run()
+            except Exception as exc:  # the release has ended: warn, nothing more
+                self.on_event(Event("warning", f"the {phase} hook could not run: {exc}"))
+
+    def abort_asked(self) -> None:
+        """`lab abort` from another terminal: refused like a failed gate, at the next check
+        (twice a second in a canary step, else when the running phase ends)."""
+        state_dir = self.fleet.config.state_dir
+        if control.take(state_dir, self.report.started, (control.ABORT,)) == control.ABORT:
+            raise ReleaseFailed("aborted by `lab abort`")
 
     def judge(self, step: StepReport, window: Window, own: Tally | None, started: float,
-              ended: float, names: list[str]) -> None:
+              ended: float, names: list[str]) -> Verdict | None:
         """The step's analysis: every rule judged and kept with its numbers; the first that
-        failed, or one that had no data to judge, refuses the step."""
+        failed refuses the step, as does one that had no data to judge (unless lab.yml says
+        ``inconclusive: pause``: then that verdict is returned, for a person to decide)."""
         policy, percent = self.fleet.config.release, step.percent
-        fresh, seasoned = self.probe.generations(started, names, set(self.before.versions),
-                                                 ended)
-        measured = "in this step"
-        if not seasoned.requests:  # the old generation takes no traffic any more
-            seasoned, measured = self.before, "before the release"
-        step.verdicts = judge(policy, window, own, fresh, seasoned, measured)
+        apart = self.probe.generations(started, names, set(self.before.versions), ended)
+        if apart is None:  # no server names, one version: the answers are everyone's
+            step.verdicts = judge(policy, window, own, None, self.before, "")
+        else:
+            fresh, seasoned = apart
+            measured = "in this step"
+            if not seasoned.requests:  # the old generation takes no traffic any more
+                seasoned, measured = self.before, "before the release"
+            step.verdicts = judge(policy, window, own, fresh, seasoned, measured)
         refused = first(step.verdicts, FAILED)
         if refused is not None and refused.rule == "error rate":
             raise self._refuse(step, window, "error rate too high",
@@ -416,6 +512,8 @@ class _Run:
         if refused is not None:
             raise self._refuse(step, window, refused.rule, f"at {percent}%: {refused.line()}")
         unknown = first(step.verdicts, INCONCLUSIVE)
+        if unknown is not None and policy.inconclusive == "pause":
+            return unknown
         if unknown is not None:
             raise self._refuse(step, window, INCONCLUSIVE,
                                f"at {percent}%: inconclusive, too little data to judge: "
@@ -423,6 +521,7 @@ class _Run:
         step.gate = "passed"
         self.timeline.moment("gate", f"{percent}%", ok=True, percent=percent,
                              detail="; ".join(v.line() for v in step.verdicts))
+        return None
 
     def _refuse(self, step: StepReport, window: Window, gate: str,
                 reason: str) -> ReleaseFailed:
@@ -469,6 +568,7 @@ class _Run:
         self.timeline.moment("destroyed", "new generation", detail=", ".join(gone))
         self.write_journal("rollback", "done")
         self.on_event(Event("rollback", "rolled back: the old generation serves all traffic"))
+        self.hook("rollback", reason=reason)
         return True
 
     def _old_generation_gone(self, old: list[ServerRecord]) -> bool:
@@ -510,6 +610,54 @@ class _Run:
             "health": {n: m.health for n, m in members.items()},
             "share": {n: round(m.share, 3) for n, m in members.items() if m.share},
         }))
+
+
+class _Watch:
+    """What a release checks twice a second while traffic is on the new generation (a
+    canary step, or a pause after one): the readings, the ticks users see, and the gates
+    that cannot wait for the step's end: a dead server, failing health checks, the new
+    servers' own failures, and `lab abort`."""
+
+    def __init__(self, run: _Run, step: StepReport, old: list[ServerRecord],
+                 new: list[ServerRecord]) -> None:
+        self.run, self.step = run, step
+        self.old, self.new = _names(old), _names(new)
+        self.started = time.monotonic()
+        self.canary = _CanaryCount(run.balancer, self.new)
+
+    def window(self) -> Window:
+        return self.run.probe.window(self.started)
+
+    def once(self, paused: bool = False) -> None:
+        run, step, percent, names = self.run, self.step, self.step.percent, self.new
+        limit = run.fleet.config.release.max_error_rate
+        members = run.balancer.members()
+        window = self.window()
+        own = self.canary.since_start()
+        step.canary = own.to_dict() if own is not None else {}
+        run.timeline.reading(members, names, self.old, percent, own)
+        run._tick(percent, members, window, step.canary)
+        if control.take(run.fleet.config.state_dir, run.report.started,
+                        (control.ABORT,)) == control.ABORT:
+            raise run._refuse(step, window, "aborted", f"at {percent}%: aborted by `lab abort`"
+                                                       f"{' while paused' if paused else ''}")
+        # One cheap question to the target, not a reconcile: this runs twice a second.
+        alive = run.fleet.target.alive(names)
+        dead = [n for n in names if n not in alive]
+        if dead:
+            raise run._refuse(step, window, "server died",
+                              f"at {percent}%: {', '.join(dead)} stopped running")
+        down = [n for n in names if n not in members or not members[n].healthy]
+        if down:
+            raise run._refuse(step, window, "health check failed",
+                              f"at {percent}%: health check failing on {', '.join(down)}")
+        if own is not None and own.error_rate > limit:
+            step.verdicts = [Verdict("new servers' errors", round(own.error_rate, 4), limit,
+                                     own.requests, FAILED, "%")]
+            raise run._refuse(step, window, "canary errors",
+                              f"at {percent}%: the new generation failed {own.failed} of "
+                              f"{own.requests} requests (retried on other servers or "
+                              f"answered 5xx), above {limit:.1%}")
 
 
 class _CanaryCount:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -53,7 +54,8 @@ class Verdict:
             (lambda x: f"{x:.1f} ms") if self.unit == "ms" else (lambda x: f"{x:g}"))
         if self.rule == "requests":
             sign = ">=" if self.outcome == PASSED else "<"
-            return f"requests {self.value:g} {sign} {self.limit:g} needed"
+            told = f" ({self.note})" if self.note and with_note else ""
+            return f"requests {self.value:g} {sign} {self.limit:g} needed{told}"
         sign = {PASSED: "<=", FAILED: ">"}.get(self.outcome, "vs")
         note = f", {self.note}" if self.note and with_note else ""
         if self.outcome == INCONCLUSIVE and not self.requests:
@@ -69,6 +71,8 @@ class StepReport:
     gate: str = "watching"  # then "passed", the gate that refused it, or cycle.CUT_SHORT
     canary: dict[str, int] = field(default_factory=dict)  # requests, failed: the balancer's count
     verdicts: list[Verdict] = field(default_factory=list)  # each rule judged, with its numbers
+    paused: float = 0.0  # seconds held after the step, waiting for a person or a pause step
+    resumed_by: str = ""  # what ended the pause: "lab promote", "30 s passed"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepReport:
@@ -190,6 +194,21 @@ def interrupted(state: State, state_dir: Path) -> ReleaseReport | None:
     return left[-1]
 
 
+def running(state: State, state_dir: Path) -> ReleaseReport | None:
+    """The release under way this moment, if any (as its journal last saved it)."""
+    left = unfinished(state)
+    return left[-1] if left and running_now(state_dir) else None
+
+
+def paused_since(report: ReleaseReport) -> float | None:
+    """When the release began to wait for a person (`lab promote` or `lab abort`), or None
+    when it is not paused."""
+    last = report.journal[-1] if report.journal else None
+    if last is not None and last.step.startswith("pause") and last.state == "begun":
+        return last.at
+    return None
+
+
 def releases(state: State, state_dir: Path) -> list[dict[str, Any]]:
     """Every release as saved, as `lab history --json` prints it: one whose process died says
     interrupted. :func:`history` gives them as reports."""
@@ -210,6 +229,16 @@ def describe(report: ReleaseReport) -> str:
     """One line naming an interrupted release: which one, where it stopped, what it made."""
     new = ", ".join(report.new) or "none recorded"
     return f"release {report.id} was interrupted at {last_step(report)} (new servers: {new})"
+
+
+def describe_running(report: ReleaseReport) -> str:
+    """One line for `lab status` on the release under way: where it is, and, paused, what a
+    person can do about it."""
+    since = paused_since(report)
+    if since is not None:
+        return (f"release {report.id} is paused at {last_step(report).removeprefix('pause ')} "
+                f"for {time.time() - since:.0f} s: `lab promote` goes on, `lab abort` rolls back")
+    return f"release {report.id} is running ({last_step(report)}): `lab abort` rolls it back"
 
 
 def refuse_if_interrupted(state: State, state_dir: Path, command: str) -> None:

@@ -68,21 +68,28 @@ def summary(samples: list[Sample], seconds: float) -> Window:
 
 
 def generations(samples: list[Sample], seconds: float, new: Collection[str],
-                old_versions: Collection[str]) -> tuple[Window, Window]:
-    """The answers of the new generation and of the old one, apart: (new, old).
+                old_versions: Collection[str]) -> tuple[Window, Window] | None:
+    """The answers of the new generation and of the old one, apart: (new, old); None when
+    nothing tells them apart.
 
     An answer names its server where the balancer adds it (HAProxy does: ``X-Lab-Server``);
     elsewhere (an ALB) it is told by its version: one the old generation served before the
     release is the old one's, any other the new one's. An answer that says neither (an
-    error without a server's name) counts for no one.
+    error without a server's name) counts for no one. Without server names, and with no
+    answer in a version the old generation did not serve (a page that names no version), the
+    two cannot be told apart.
     """
     ours: list[Sample] = []
     theirs: list[Sample] = []
+    named = False
     for sample in samples:
         if sample.server and not sample.server.startswith("<"):  # <NOSRV>: no server took it
+            named = True
             (ours if sample.server in new else theirs).append(sample)
         elif sample.ok and old_versions:
             (theirs if sample.version in old_versions else ours).append(sample)
+    if not named and not ours:
+        return None
     return summary(ours, seconds), summary(theirs, seconds)
 
 
@@ -149,7 +156,7 @@ class Probe:
         return summary(chosen, until - since)
 
     def generations(self, since: float, new: Collection[str], old_versions: Collection[str],
-                    until: float | None = None) -> tuple[Window, Window]:
+                    until: float | None = None) -> tuple[Window, Window] | None:
         """The new generation's answers and the old one's since ``since``: see
         :func:`generations`."""
         until = until or time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -24,9 +25,13 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_behind(
                             stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = {line.split("  ")[0].strip(): line.split() for line in result.stdout.splitlines()}
-    good, broken = rows["release v2 under load"], rows["release broken v3"]
+    good, slow = rows["release v2, paused at 50%"], rows["release slow v3"]
+    broken = rows["release broken v4"]
     assert good.count("promoted") == 2  # expected and outcome
     assert good[good.index("failed:") + 1] == "0"  # no request failed during the release
+    held = re.search(r"paused s: ([\d.]+)", result.stdout)  # held, then promoted
+    assert held is not None and float(held[1]) >= 2, result.stdout
+    assert slow.count("rolled-back") == 2  # by the latency gate: its page says so, below
     assert broken.count("rolled-back") == 2
     demo_containers = [
         c.name for c in docker_client.containers.list(
@@ -37,11 +42,13 @@ def test_demo_tells_the_whole_story_and_leaves_nothing_behind(
     # What it leaves is the picture of each release, where it was run, and says so.
     pages = sorted(here.iterdir())
     assert [p.name for p in pages] == ["lab-demo-v2-promoted.html",
-                                       "lab-demo-v3-rolled-back.html"]
+                                       "lab-demo-v3-rolled-back.html",
+                                       "lab-demo-v4-rolled-back.html"]
     for page in pages:
         assert f"report: {page.name}" in result.stdout
         assert "<svg" in page.read_text()
-    assert "rolled back: the new generation failed" in pages[1].read_text()
+    assert "rolled back: at 10%: p99 vs old" in pages[1].read_text()
+    assert "rolled back: the new generation failed" in pages[2].read_text()
     # No process the demo started outlives it: an ssh master holds a /tmp/lab-ssh-* socket.
     assert processes_with(marker) == []
 

@@ -627,7 +627,7 @@ def test_promote_lets_a_slow_request_in_flight_finish(balanced: Lab) -> None:
 
 
 @contextlib.contextmanager
-def release_rules(lab: Lab, **rules: float) -> Iterator[None]:
+def release_rules(lab: Lab, **rules: object) -> Iterator[None]:
     """lab.yml's ``release:`` with ``rules`` added (everything else kept), put back after."""
     original = lab.read_yml()
     data = json.loads(json.dumps(original))
@@ -707,6 +707,91 @@ def test_a_fast_version_passes_the_latency_gates_with_their_numbers_kept(balance
         assert f"p99 {p99['value']:.1f} ms <= 500.0 ms ({p99['requests']} requests)" in table, (
             result.stdout)
     assert current_version(balanced) == "v7"
+
+
+def test_a_paused_release_waits_for_a_person_in_another_terminal(balanced: Lab) -> None:
+    """A `pause` after the 50 % step: `lab status` (another process) says paused, `lab
+    promote` lets it go on; the next release, paused too, is rolled back by `lab abort`."""
+    with release_rules(balanced, steps=[50, "pause", 100]):
+        release = Watched(balanced.popen("release", "--set", "version=v8"))
+        try:
+            release.wait_for("paused at 50%", timeout=600)
+            status = balanced.run("status", check=False)
+            assert status.returncode == 0 and "is paused at 50% for " in status.stderr, (
+                status.stderr)
+            time.sleep(1)  # held, and still served at 50 %
+            promoted = balanced.run("promote", check=False)
+            assert promoted.returncode == 0 and "promote asked" in promoted.stderr, (
+                promoted.stderr)
+        finally:
+            code = release.wait()
+        assert code == 0, release.said()[-5:]
+        report = last_release(balanced)
+        assert report["outcome"] == "promoted"
+        held = report["steps"][0]
+        assert held["resumed_by"] == "lab promote" and held["paused"] >= 1, held
+        assert current_version(balanced) == "v8"
+
+        serving = web_containers(balanced)
+        release = Watched(balanced.popen("release", "--set", "version=v9"))
+        try:
+            release.wait_for("paused at 50%", timeout=600)
+            assert balanced.run("abort", check=False).returncode == 0
+        finally:
+            code = release.wait()
+    assert code == 1, release.said()[-5:]
+    report = last_release(balanced)
+    assert (report["outcome"], report["reason"]) == (
+        "rolled-back", "at 50%: aborted by `lab abort` while paused")
+    assert web_containers(balanced) == serving and current_version(balanced) == "v8"
+    refused = balanced.run("promote", check=False)  # nothing runs now
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: no release is running on this lab: nothing to promote (`lab history` lists "
+        "past releases)")
+
+
+SMOKE = """\
+- name: Smoke test of the new generation, before any traffic
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: The page answers with the version expected
+      ansible.builtin.uri:
+        url: http://127.0.0.1/
+        return_content: true
+      register: page
+      failed_when: page.content.split() | last != (expect | default(version))
+    - name: Leave a mark of what the hook was told
+      ansible.builtin.copy:
+        dest: /tmp/hooked
+        content: "{{ lab_release.hook }} {{ lab_release.generation }}\\n"
+        mode: "0644"
+"""
+
+
+def test_a_playbook_hook_runs_on_the_new_generation_and_can_stop_the_release(
+        balanced: Lab) -> None:
+    """A pre-rollout playbook hook (Ansible on the new servers, told the release's facts as
+    ``lab_release``): it passes and the release goes on; it fails and the release is rolled
+    back before any traffic, with the failed task as the reason."""
+    (balanced.dir / "playbooks" / "smoke.yml").write_text(SMOKE)
+    with release_rules(balanced, hooks={"pre-rollout": {"playbook": "playbooks/smoke.yml"}}):
+        balanced.run("release", "--set", "version=v10", timeout=600)
+        report = last_release(balanced)
+        assert report["outcome"] == "promoted" and "pre-rollout hook" in report["phases"]
+        for name in report["new"]:
+            mark = balanced.container(name).exec_run(["cat", "/tmp/hooked"]).output.decode()
+            assert mark.split()[0] == "pre-rollout" and int(mark.split()[1]) > 1, mark
+
+        serving = web_containers(balanced)
+        failed = balanced.run("release", "--set", "version=v11", "--set", "expect=v99",
+                              check=False, timeout=600)
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    report = last_release(balanced)
+    assert report["outcome"] == "rolled-back" and report["steps"] == []  # no traffic moved
+    assert report["reason"].startswith("the pre-rollout hook failed: "), report["reason"]
+    assert "The page answers with the version expected" in report["reason"]
+    assert web_containers(balanced) == serving and current_version(balanced) == "v10"
 
 
 # last: it takes the module's lab down --------------------------------------------------------

@@ -77,6 +77,7 @@ class World:
     # What the probe saw of each generation in a step: p99 ms and requests, new then old.
     new_answers: tuple[float, int] = (5.06, 20)
     old_answers: tuple[float, int] = (5.06, 20)
+    apart: bool = True  # False: the answers say nothing of who gave them (an ALB, one page)
 
     def when(self, call: str, action: Callable[[], None], nth: int = 1) -> None:
         """Run ``action`` at the ``nth`` time ``call`` is made (a name or a logged line)."""
@@ -272,8 +273,10 @@ class FakeProbe:
         self.world.record("probe.settle", log=False)
 
     def generations(self, since: float, new: Collection[str], old_versions: Collection[str],
-                    until: float | None = None) -> tuple[Window, Window]:
+                    until: float | None = None) -> tuple[Window, Window] | None:
         self.world.record("probe.generations", log=False)
+        if not self.world.apart:
+            return None
         (new_p99, new_requests), (old_p99, old_requests) = (self.world.new_answers,
                                                             self.world.old_answers)
         return (Window(seconds=3.0, requests=new_requests, p99_ms=new_p99),

@@ -49,6 +49,8 @@ COMMANDS = {
     "test": ["test"],
     "release": ["release"],
     "rollback": ["rollback"],
+    "promote": ["promote"],
+    "abort": ["abort"],
     "history": ["history"],
     "report": ["report"],
     "bake": ["bake"],

@@ -25,7 +25,8 @@ MISTAKES = {
     "text for a rate": (WEB + "release: {max_error_rate: lots}\n",
                         "release.max_error_rate: must be a number, got 'lots'"),
     "one bad step": (WEB + "release: {steps: [10, x, 100]}\n",
-                     "release.steps[1]: must be a whole number, got 'x'"),
+                     "release.steps[1]: must be a whole number (a percent), pause or "
+                     "{pause: 30s}, got 'x'"),
     "no steps": (WEB + "release: {steps: []}\n",
                  "release.steps: must have at least 1 item(s), got a list"),
     "a step out of range": (WEB + "release: {steps: [0, 100]}\n",

@@ -224,7 +224,9 @@ def test_the_probe_splits_answers_by_the_server_that_gave_them(balancer_url: str
     with Probe(balancer_url, rate=80) as probe:
         started = time.monotonic()
         time.sleep(1.5)
-        new, old = probe.generations(started, ["web-3"], old_versions=set())
+        apart = probe.generations(started, ["web-3"], old_versions=set())
+    assert apart is not None
+    new, old = apart
 
     assert new.requests and old.requests
     assert new.versions.keys() == {"v2"} and old.versions.keys() == {"v1"}
@@ -235,12 +237,30 @@ def test_without_server_names_answers_are_told_apart_by_version() -> None:
     samples = [Sample(0.1, True, 0.002, "v1"), Sample(0.2, True, 0.9, "v2"),
                Sample(0.3, False, 5.0, ""), Sample(0.4, True, 0.001, "v1")]
 
-    new, old = generations(samples, 1.0, ["web-3"], old_versions={"v1"})
+    apart = generations(samples, 1.0, ["web-3"], old_versions={"v1"})
 
+    assert apart is not None
+    new, old = apart
     assert (new.requests, old.requests) == (1, 2)  # the failed one says neither
     assert new.p99_ms == 900.0
-    unknown, _ = generations(samples, 1.0, ["web-3"], old_versions=set())
-    assert unknown.requests == 0  # no name and no version to go by: no data, so inconclusive
+    # No name and no version to go by (a page without a version behind an ALB): no split.
+    assert generations(samples, 1.0, ["web-3"], old_versions=set()) is None
+    assert generations(samples[:1] + samples[3:], 1.0, ["web-3"], old_versions={"v1"}) is None
+
+
+def test_answers_nobody_can_tell_apart_are_judged_together() -> None:
+    users = Window(5, requests=40, p99_ms=3.0)
+
+    verdicts = judge(policy(max_p99_ms=500.0, min_requests=10), users, None, None,
+                     Window(5, requests=100), "")
+
+    assert outcomes(verdicts) == {"error rate": PASSED, "p99": INCONCLUSIVE,
+                                  "requests": PASSED}
+    assert verdicts[1].line() == ("p99: no data (0 requests, the generations' answers could "
+                                  "not be told apart (no server names, one version))")
+    assert verdicts[2].line() == ("requests 40 >= 10 needed (all answers: the generations' "
+                                  "answers could not be told apart (no server names, one "
+                                  "version))")
 
 
 class _Slow(http.server.BaseHTTPRequestHandler):
@@ -270,3 +290,18 @@ def test_a_step_is_judged_with_the_answers_still_on_their_way() -> None:
         server.shutdown()
 
     assert window.requests == 1 and window.p99_ms >= 500
+
+
+def test_a_release_whose_generations_cannot_be_told_apart_counts_all_answers(
+        make_cycle: MakeCycle) -> None:
+    # An ALB (no counters of its own) in front of a page that names no version: exercise 09.
+    cycle = make_cycle()
+    cycle.world.counters, cycle.world.apart = False, False
+
+    report = cycle.release()
+
+    assert report.outcome == "promoted"
+    for step in report.steps:
+        assert [(v.rule, v.value, v.outcome) for v in step.verdicts] == [
+            ("error rate", 0.0, PASSED), ("requests", 40, PASSED)]
+        assert step.verdicts[-1].note.startswith("all answers: the generations' answers")

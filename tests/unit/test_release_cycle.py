@@ -63,7 +63,8 @@ def test_report_keeps_its_shape(cycle: Cycle) -> None:
     assert list(data) == ["id", "role", "started", "vars", "image", "previous", "old", "new",
                           "steps", "phases", "outcome", "reason", "finished", "traffic",
                           "timeline", "journal", "rollback_of"]
-    assert list(data["steps"][0]) == ["percent", "window", "gate", "canary", "verdicts"]
+    assert list(data["steps"][0]) == ["percent", "window", "gate", "canary", "verdicts",
+                                      "paused", "resumed_by"]
     assert list(data["steps"][0]["verdicts"][0]) == ["rule", "value", "limit", "requests",
                                                      "outcome", "unit", "note"]
     assert data["steps"][0]["canary"]["failed"] == 0 < data["steps"][0]["canary"]["requests"]
