@@ -16,7 +16,8 @@ ENGINE26_TESTS = tests/integration/test_boot.py tests/integration/test_lab_docke
                  -k "not (release_as_on_docker or whole_cycle or drift or rollback_releases \
                      or failing_health or ctrl_c or users_never_see or at_the_canary_step \
                      or killed_mid_canary or join_at_zero_weight or slow_request \
-                     or whose_tests_fail)"
+                     or whose_tests_fail or latency_gate or waits_for_a_person \
+                     or playbook_hook)"
 
 .PHONY: setup engine26 demo test test-hosts unit lint bench mutation clean
 

@@ -8,6 +8,7 @@ CLI renders the report and turns ``not ok`` into exit status 1.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -85,6 +86,9 @@ def wait_for_rotation(fleet: Fleet, provisioned: list[ServerRecord],
     if not serving:
         return ""
     on_event(Event("phase", f"waiting for the balancer's health checks on {', '.join(serving)}"))
+    # The last check before the playbook changed anything may still say UP: only a check
+    # made after it counts, so the balancer is given the time it takes to notice.
+    time.sleep(balancer.notice_seconds)
     unhealthy = balancer.wait_healthy(serving)
     if not unhealthy:
         return ""

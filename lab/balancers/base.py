@@ -78,6 +78,9 @@ class Balancer(ABC):
     kind: ClassVar[str]
     # The targets this balancer runs on; None: any (HAProxy is a server of the lab's own).
     targets: ClassVar[tuple[str, ...] | None] = None
+    # How long the balancer's health checks take to see a change of a member's health: a
+    # check read sooner after a change may be one from before it.
+    notice_seconds: ClassVar[float] = 0.0
 
     # what the balancer adds to the lab ---------------------------------------------------
 

@@ -66,6 +66,9 @@ class HAProxy(Balancer):
     """Talks to one HAProxy's runtime API over SSH."""
 
     kind = "haproxy"
+    # `inter 500ms` (lab/data/balancer/haproxy.yml): a check within half a second of a
+    # change, and its answer; the first that fails leaves L7OK (a member "going down").
+    notice_seconds = 1.5
 
     def __init__(self, config: LabConfig, server: ServerRecord, key: KeyPair) -> None:
         self.config = config
