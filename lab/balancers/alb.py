@@ -61,6 +61,9 @@ class ALB(Balancer):
     """Talks to one lab's ALB, its listener and its target groups through elbv2."""
 
     kind = "alb"
+    # ELBv2 refills 10 Describe calls a second per account and region; a release looks at
+    # target health (and EC2 at its instances) every 4 s, so ten releases at once fit.
+    poll_seconds = 4.0  # an ALB checks its targets' health every 5 s at the most often
     targets = ("aws",)
 
     def __init__(self, config: LabConfig, aws: Clients, arn: str, dns: str) -> None:
@@ -69,6 +72,14 @@ class ALB(Balancer):
         # The lab's target groups by generation, asked once: a release reads members twice
         # a second, and each question costs API calls shared by the whole account.
         self._group_cache: dict[int, str] | None = None
+        # The listener's weights, read once and then kept as lab sets them: only lab changes
+        # them, and one release at a time (its lock), so a look at the members costs only
+        # the target groups' health.
+        self._weights_known: dict[str, int] | None = None
+        self._listener_arn: str | None = None
+        # Which group each member is in, from the last look at their health: a shift needs
+        # it, and lab's own registrations are the only changes.
+        self._where: dict[str, str] | None = None
 
     # making it -------------------------------------------------------------------------------
 
@@ -127,6 +138,7 @@ class ALB(Balancer):
                 LoadBalancerArn=self.arn, Protocol="HTTP", Port=self.config.balancer.listen,
                 DefaultActions=_forward({group: FULL_WEIGHT}),
                 Tags=tag_list(tags(self.config.name, _settings(self.config).lifetime_delta)))
+            self._weights_known = None
         elif group not in weights:
             serving = any(weights.values())
             self._set_weights(weights | {group: 0 if serving else FULL_WEIGHT})
@@ -159,6 +171,7 @@ class ALB(Balancer):
         with translated(self.aws.region):
             weights = self._weights()
             health = {group: self._health(group) for group in self._groups().values()}
+        self._where = {name: group for group, rows in health.items() for name in rows}
         healthy = {g: [n for n, state in rows.items() if state == "healthy"]
                    for g, rows in health.items()}
         total = sum(weights.get(g, 0) for g, names in healthy.items() if names)
@@ -216,6 +229,7 @@ class ALB(Balancer):
                 if name in where:
                     by_group.setdefault(where[name], []).append(name)
             for group, members in by_group.items():
+                self._where = None
                 self.aws.elbv2.deregister_targets(TargetGroupArn=group, Targets=[
                     {"Id": ids[n]} for n in members if n in ids])
             deadline = time.monotonic() + max(timeout, 3 * DRAIN_SECONDS)
@@ -285,6 +299,7 @@ class ALB(Balancer):
         return str(group)
 
     def _register(self, group: str, names: list[str], port: int) -> None:
+        self._where = None
         ids = self._ids()
         missing = [n for n in names if n not in ids]
         if missing:
@@ -299,23 +314,31 @@ class ALB(Balancer):
 
     def _weights(self) -> dict[str, int]:
         """Each target group's weight in the listener's forward action."""
+        if self._weights_known is not None:
+            return dict(self._weights_known)
         listener = self._listener()
         if listener is None:
             return {}
+        self._listener_arn = listener["ListenerArn"]
         weights: dict[str, int] = {}
         for action in listener["DefaultActions"]:
             forward = action.get("ForwardConfig", {}).get("TargetGroups", [])
             weights |= {g["TargetGroupArn"]: int(g.get("Weight", 1)) for g in forward}
             if not forward and action.get("TargetGroupArn"):
                 weights[action["TargetGroupArn"]] = FULL_WEIGHT
+        self._weights_known = dict(weights)
         return weights
 
     def _set_weights(self, weights: dict[str, int]) -> None:
-        listener = self._listener()
-        if listener is None:
-            raise TargetError("balancer: the load balancer has no listener: run `lab up`")
-        self.aws.elbv2.modify_listener(ListenerArn=listener["ListenerArn"],
+        if self._listener_arn is None:
+            listener = self._listener()
+            if listener is None:
+                raise TargetError("balancer: the load balancer has no listener: run `lab up`")
+            self._listener_arn = listener["ListenerArn"]
+        self._weights_known = None  # unknown until AWS has taken the change
+        self.aws.elbv2.modify_listener(ListenerArn=self._listener_arn,
                                        DefaultActions=_forward(weights))
+        self._weights_known = dict(weights)
 
     def _drop_group(self, group: str) -> None:
         weights = self._weights()
@@ -334,7 +357,10 @@ class ALB(Balancer):
                 for r in rows}
 
     def _group_of_members(self) -> dict[str, str]:
-        return {name: group for group in self._groups().values() for name in self._health(group)}
+        if self._where is None:
+            self._where = {name: group for group in self._groups().values()
+                           for name in self._health(group)}
+        return dict(self._where)
 
     def _lingering(self, by_group: dict[str, list[str]]) -> list[str]:
         return [n for group, names in by_group.items() for n in names if n in self._health(group)]

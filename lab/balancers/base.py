@@ -81,6 +81,9 @@ class Balancer(ABC):
     # How long the balancer's health checks take to see a change of a member's health: a
     # check read sooner after a change may be one from before it.
     notice_seconds: ClassVar[float] = 0.0
+    # How often a release looks at the members while traffic is on the new generation: a
+    # cloud's API has a rate limit per account that a class shares.
+    poll_seconds: ClassVar[float] = 0.5
 
     # what the balancer adds to the lab ---------------------------------------------------
 

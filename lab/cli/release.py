@@ -84,8 +84,9 @@ def abort(ctx: typer.Context) -> None:
     """Roll back the running release, as a failed gate would: its new servers leave the
     balancer and are destroyed, the old ones take all traffic (run it in another terminal).
 
-    It acts within a second during canary steps and pauses, else once the running phase
-    (create, provision, tests) ends. The release exits 1 with "aborted by `lab abort`".
+    It acts at the release's next look during canary steps and pauses (every half second
+    behind HAProxy, every 4 s behind an ALB), else once the running phase (create,
+    provision, tests) ends. The release exits 1 with "aborted by `lab abort`".
 
     Example:  lab abort
     """

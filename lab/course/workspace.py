@@ -16,6 +16,7 @@ next) has its balancer, if it has one, on that port instead of the exercise's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -129,11 +130,22 @@ def start(number: int, directory: Path, name: str | None = None,
         _pin_listen(directory, listen)
     listen = pinned_listen(directory)
     workspace = Workspace(directory, exercise)
-    _lay_down(workspace, {NAME_MARK: name or f"ex-{lab_name_for(directory)}"[:32].rstrip("-"),
-                          PORT_MARK: str(listen or free_local_port())})
+    if name is None:
+        name = workspace_lab_name(directory, "".join(
+            get_target(target).owner() for target in exercise.spec.targets))
+    _lay_down(workspace, {NAME_MARK: name, PORT_MARK: str(listen or free_local_port())})
     workspace.state.exercise_started(exercise.id)
     _make_start(workspace, on_event)
     return workspace
+
+
+def workspace_lab_name(directory: Path, owner: str = "") -> str:
+    """``ex-<folder>-<hash>``: the folder's name for people, and six hex digits of its
+    absolute path (and of the target's ``owner``: the AWS caller) so that two workspaces in
+    folders of the same name, on one engine or in one AWS account, never share a lab."""
+    digest = hashlib.sha256(f"{directory.resolve()}\0{owner}".encode()).hexdigest()[:6]
+    folder = lab_name_for(directory)[:32 - len("ex--") - len(digest)].rstrip("-")
+    return f"ex-{folder}-{digest}"
 
 
 def _previous(directory: Path) -> Workspace | None:

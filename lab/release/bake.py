@@ -20,7 +20,8 @@ from lab.state import EventKind, Stage
 
 # Host keys and machine identity belong to one server, never to an image (and each server
 # started from it is handed its own host key anyway, or makes one at first boot).
-SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id"
+# `sync`: a cloud snapshot is taken without a reboot (lab/targets/aws.py), from the disk.
+SCRUB = "rm -f /etc/ssh/ssh_host_* && truncate -s 0 /etc/machine-id && sync"
 
 
 def bake(fleet: Fleet, role: str | None = None, version: str | None = None,

@@ -44,7 +44,7 @@ def send(state_dir: Path, command: str) -> str:
     temporary.write_text(json.dumps({"command": command, "at": time.time(),
                                      "pid": os.getpid()}))
     temporary.replace(_path(state_dir))  # whole, or not there: never read half-written
-    return f"{name} ({where}): {command} asked; it acts within a second"
+    return f"{name} ({where}): {command} asked; it acts at the release's next look"
 
 
 def take(state_dir: Path, since: float, wanted: tuple[str, ...] = (PROMOTE, ABORT)

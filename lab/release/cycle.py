@@ -360,7 +360,8 @@ class _Run:
         tests = _Background(lambda: self.gate_verify(new, overrides)) if verify_first else None
         try:
             while True:
-                time.sleep(min(0.5, max(0.0, watch.started + seconds - time.monotonic())))
+                time.sleep(min(self.balancer.poll_seconds,
+                               max(0.0, watch.started + seconds - time.monotonic())))
                 watch.once()
                 if time.monotonic() - watch.started >= seconds and (tests is None or tests.done):
                     break
@@ -423,7 +424,7 @@ class _Run:
                                      f"on, `lab abort` rolls back{until}"))
         self.timeline.moment("pause", f"paused {step.percent}%", percent=step.percent,
                              detail=why)
-        watch = _Watch(self, step, old, new)
+        watch, looked = _Watch(self, step, old, new), time.monotonic()
         while True:
             command = control.take(self.fleet.config.state_dir, since)
             if command == control.ABORT:
@@ -435,8 +436,10 @@ class _Run:
             if seconds is not None and time.monotonic() - watch.started >= seconds:
                 step.resumed_by = f"{seconds:g} s passed"
                 break
-            time.sleep(0.5)
-            watch.once(paused=True)
+            time.sleep(0.5)  # a person's command is read twice a second
+            if time.monotonic() - looked >= self.balancer.poll_seconds:
+                watch.once(paused=True)
+                looked = time.monotonic()
         step.paused = round(time.monotonic() - watch.started, 1)
         self.on_event(Event("pause", f"going on from {step.percent}% ({step.resumed_by})"))
         self.timeline.moment("resumed", step.resumed_by, percent=step.percent)

@@ -353,8 +353,11 @@ class AwsTarget(Target):
                 raise UsageError(f"{server.name}: no such instance in lab {self.config.name}")
             tags = self.tags() | labels | {f"{LABEL_PREFIX}image-tag": tag}
             name = re.sub(r"[^A-Za-z0-9()\[\]./\-'@_]", "-", tag)
+            # NoReboot: without it CreateImage shuts the instance down and boots it again,
+            # in traffic, after its host keys were scrubbed (sshd would have none) and with
+            # its power-off deadline gone (it lived in /run). The scrub ends with `sync`.
             ami = self.aws.ec2.create_image(
-                InstanceId=ids[0], Name=f"{name}-{int(time.time())}",
+                InstanceId=ids[0], Name=f"{name}-{int(time.time())}", NoReboot=True,
                 Description=f"lab {self.config.name}: {tag}",
                 TagSpecifications=tag_specs(tags, "image"))["ImageId"]
             try:
@@ -376,6 +379,19 @@ class AwsTarget(Target):
         return found.images
 
     # what the target needs -------------------------------------------------------------------
+
+    @classmethod
+    def owner(cls) -> str:
+        """The caller's ARN (an IAM user or role): two trainees in one account get labs of
+        their own. "" when AWS cannot be asked; `lab doctor` says why."""
+        region = api.default_region()
+        if not region:
+            return ""
+        try:
+            with translated(region):
+                return str(api.clients(region).sts.get_caller_identity()["Arn"])
+        except LabError:
+            return ""
 
     @classmethod
     def prerequisites(cls) -> list[Check]:

@@ -218,6 +218,13 @@ class Target(ABC):
         return []
 
     @classmethod
+    def owner(cls) -> str:
+        """Who owns what this target makes, beyond this machine: on a cloud, the account's
+        caller (two people in one account must not share a lab); "" where everything a lab
+        makes lives on this machine. Part of a workspace's lab name."""
+        return ""
+
+    @classmethod
     def prepare_image(cls, config: LabConfig | None, rebuild: bool = False,
                       on_event: Listener = ignore) -> str | None:
         """Build what servers start from (`lab image build`): returns its name, or None when

@@ -142,7 +142,10 @@ class AlbStandIn:
         def table() -> list[tuple[int, list[str]]]:
             with stand_in._lock:
                 if time.monotonic() - stand_in._read_at > 0.2:
-                    stand_in.balancer._group_cache = None  # the release makes groups
+                    # The release makes groups and sets weights through its own balancer:
+                    # this one forgets what it read, as a real ALB would follow them.
+                    stand_in.balancer._group_cache = None
+                    stand_in.balancer._weights_known = None
                     weights = stand_in.balancer._weights()
                     stand_in._table = [(weights.get(group, 0), healthy(group))
                                        for group in stand_in.balancer._groups().values()]

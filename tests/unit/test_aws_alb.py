@@ -5,6 +5,7 @@ real release code) that promotes or rolls back and leaves nothing of the old gen
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -255,6 +256,39 @@ def test_a_release_promotes_through_the_alb_and_removes_the_old_generation(
         assert sorted(s.name for s in fleet.live()) == sorted(report.new)
         fleet.destroy()
     assert leftovers("t") == {}
+
+
+def test_a_release_on_aws_leaves_room_for_a_class_in_the_api_rate_limits(
+        lab: LabConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ELBv2 refills 10 Describe calls a second per account and region (40 at once): while
+    traffic is on the new generation, a release asks at most one a second, so ten releases
+    at once (a class doing exercise 09) are not throttled. EC2's calls are counted too."""
+    import botocore.client
+
+    calls: list[tuple[float, str]] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def counted(client: Any, operation: str, params: Any) -> Any:
+        calls.append((time.monotonic(), client.meta.service_model.service_name))
+        return real(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counted)
+    steady = lab.model_copy(update={"release": lab.release.model_copy(
+        update={"steps": [50, 100], "step_seconds": 4.0})})
+    phases: list[tuple[float, str]] = []
+    with Fleet(steady) as fleet:
+        fleet.up()
+        report = release(fleet, probe=QuietProbe, checks=Checks(passing, passing),
+                         on_event=lambda e: phases.append((time.monotonic(), e.message)))
+        fleet.destroy()
+    assert report.outcome == "promoted"
+    began = next(t for t, message in phases if message.startswith("canary 50%"))
+    ended = next(t for t, message in phases if message.startswith("promote"))
+    seconds = ended - began
+    per_second = {service: sum(1 for t, s in calls if began <= t < ended and s == service)
+                  / seconds for service in ("elbv2", "ec2")}
+    assert seconds >= 8 and per_second["elbv2"] <= 1.0, per_second
+    assert per_second["ec2"] <= 1.0, per_second
 
 
 def test_a_failed_release_puts_the_weights_back(lab: LabConfig) -> None:
@@ -769,16 +803,17 @@ def test_a_listener_set_by_hand_is_read_at_aws_defaults(lab: LabConfig) -> None:
         assert listener is not None
         group = balancer._groups()[1]
         elb = boto3.client("elbv2", region_name=REGION)
+        # Each change by hand is read by the next command (a balancer found afresh).
         elb.modify_listener(ListenerArn=listener["ListenerArn"],
                             DefaultActions=[{"Type": "forward", "TargetGroupArn": group}])
-        assert balancer._weights() == {group: 100}
-        assert balancer.members()["web-1"].share == 0.5
+        assert alb_of(lab, fleet)._weights() == {group: 100}
+        assert alb_of(lab, fleet).members()["web-1"].share == 0.5
         elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[
             {"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": group}]}}])
-        assert balancer._weights() == {group: 1}
+        assert alb_of(lab, fleet)._weights() == {group: 1}
         elb.modify_listener(ListenerArn=listener["ListenerArn"], DefaultActions=[  # AWS's echo
             {"Type": "forward", "TargetGroupArn": group, "ForwardConfig": {
                 "TargetGroups": [{"TargetGroupArn": group, "Weight": 7}]}}])
-        assert balancer._weights() == {group: 7}
+        assert alb_of(lab, fleet)._weights() == {group: 7}
         fleet.destroy()
     assert leftovers("t") == {}
