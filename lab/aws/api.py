@@ -96,6 +96,28 @@ NO_CAPACITY = {"InsufficientInstanceCapacity", "InsufficientCapacity",
                "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity"}
 
 
+# Errors AWS documents as eventual consistency: a resource just made is not yet seen by the
+# next call (EC2's "Eventual consistency" page names InvalidGroup.NotFound after
+# CreateSecurityGroup); boto3's retries do not retry them.
+NOT_YET = ("InvalidGroup.NotFound", "InvalidAMIID.NotFound", "InvalidInstanceID.NotFound")
+
+
+def eventually(call: Any, *args: Any, seconds: float = 60.0, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, tried again while AWS answers that something just made is
+    not there yet (:data:`NOT_YET`), backing off up to ``seconds``; any other error at once."""
+    import time
+
+    deadline, delay = time.monotonic() + seconds, 0.5
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except ClientError as exc:
+            if code_of(exc) not in NOT_YET or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 8.0)
+
+
 def code_of(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 

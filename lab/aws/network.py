@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lab.aws.api import Clients, tag_specs
+from lab.aws.api import Clients, eventually, tag_specs
 from lab.aws.resources import NAME, Found, pages
 from lab.errors import ConfigError
 
@@ -101,7 +101,9 @@ def _allow(aws: Clients, group: str, rules: list[dict[str, Any]], quiet: bool = 
 
     for rule in rules:
         try:
-            aws.ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[rule])
+            # Right after CreateSecurityGroup, AWS may not know the group yet.
+            eventually(aws.ec2.authorize_security_group_ingress, GroupId=group,
+                       IpPermissions=[rule])
         except ClientError as exc:
             if not (quiet and "Duplicate" in str(exc)):
                 raise

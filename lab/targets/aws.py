@@ -361,6 +361,9 @@ class AwsTarget(Target):
                 Description=f"lab {self.config.name}: {tag}",
                 TagSpecifications=tag_specs(tags, "image"))["ImageId"]
             try:
+                # An AMI just made may not be known yet, and the waiter gives up at once on
+                # InvalidAMIID.NotFound: it waits only once AWS has seen it.
+                api.eventually(self.aws.ec2.describe_images, ImageIds=[ami])
                 resources.ec2_wait(self.aws.ec2, "image_available", ImageIds=[ami])
                 snapshots = resources.image_snapshots(self.aws, ami)
                 if snapshots:
