@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from lab.aws.api import Clients, clients, code_of, tags_of, translated
 from lab.config import LabConfig
+from lab.errors import TargetError
 from lab.events import Event, Listener, ignore
 from lab.state import EventKind, State
 from lab.targets.base import LABEL_PREFIX, ServerSpec, labels_for
@@ -137,7 +138,7 @@ def remove(aws: Clients, found: Found, on_event: Listener = ignore) -> Found:
         if not _retrying(lambda a=arn: elb.delete_target_group(TargetGroupArn=a)):
             left.target_groups.append(arn)
     if found.instances:
-        ec2_wait(ec2, "instance_terminated", InstanceIds=found.instances)
+        _wait_terminated(ec2, found.instances)
         on_event(Event("destroyed", f"{len(found.instances)} instance(s) terminated"))
     for template in found.launch_templates:
         _quietly(lambda t=template: ec2.delete_launch_template(LaunchTemplateId=t))
@@ -220,6 +221,33 @@ def pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str
     """Every item of a paginated describe call."""
     return [item for page in client.get_paginator(operation).paginate(**kwargs)
             for item in page.get(key, [])]
+
+
+def _wait_terminated(ec2: Any, ids: list[str], seconds: float = 600.0) -> None:
+    """Until every instance of ``ids`` says terminated. botocore's InstanceTerminated waiter
+    gives up at once on a reading of "pending", which an instance launched seconds before
+    may still show after TerminateInstances (eventual consistency): here it is waited out."""
+    import time
+
+    from botocore.exceptions import ClientError
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            states = {i["InstanceId"]: i["State"]["Name"]
+                      for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
+                      for i in r["Instances"]}
+        except ClientError as exc:
+            if code_of(exc) != "InvalidInstanceID.NotFound":
+                raise
+            return  # long gone: AWS forgets terminated instances
+        left = sorted(i for i in ids if states.get(i, "terminated") != "terminated")
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise TargetError(f"instances not terminated after {seconds:g} s: "
+                              f"{', '.join(left)} (`lab aws sweep` finds them)")
+        time.sleep(5)
 
 
 def ec2_wait(client: Any, waiter: str, **kwargs: Any) -> None:

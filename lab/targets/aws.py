@@ -196,6 +196,7 @@ class AwsTarget(Target):
                     groups["servers"])
             host_keys[spec.name] = host_key_for(spec.name, self.config.name)
             ids.append(self._run(spec, template, versions[spec.image], host_keys[spec.name]))
+            made.instances.append(ids[-1])  # undone by id: a listing by tag may lag behind
             on_event(Event("created", f"{spec.name} launched ({ids[-1]})", subject=spec.name))
         on_event(Event("create", f"waiting for {len(ids)} instance(s) to run"))
         resources.ec2_wait(self.aws.ec2, "instance_running", InstanceIds=ids)
@@ -262,11 +263,13 @@ class AwsTarget(Target):
         return str(reservation["Instances"][0]["InstanceId"])
 
     def _undo(self, names: list[str], made: resources.Found, on_event: Listener) -> None:
-        """Remove the instances of ``names`` (found by tag: a launch cut short by Ctrl-C
-        still tagged them) and the key pair, groups and template this command made."""
+        """Remove the instances this command launched (by the ids it was given, and by tag:
+        a launch cut short by Ctrl-C still tagged one whose id never came back; a listing by
+        tag may not show an instance launched seconds ago) and the key pair, groups and
+        template it made."""
         on_event(Event("destroy", "removing what this command made on AWS"))
         with translated(self.aws.region):
-            made.instances = self._instance_ids(names)
+            made.instances = sorted(set(made.instances) | set(self._instance_ids(names)))
             resources.remove(self.aws, made, on_event)
 
     # list / alive / destroy ------------------------------------------------------------------

@@ -72,3 +72,46 @@ def test_a_resource_that_never_appears_is_given_up_on(monkeypatch: pytest.Monkey
     with pytest.raises(ClientError):
         api.eventually(missing, seconds=30)
     assert 15 <= clock[0] <= 30
+
+
+def test_a_launch_that_fails_removes_its_instance_even_before_a_listing_shows_it(
+        target: AwsTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.aws import resources
+    from lab.errors import TargetError
+
+    def never_running(*args: object, **kwargs: object) -> None:
+        raise TargetError("the instance did not start")
+
+    monkeypatch.setattr(resources, "ec2_wait", never_running)
+    monkeypatch.setattr(AwsTarget, "_instance_ids", lambda self, names: [])  # not listed yet
+
+    with pytest.raises(TargetError, match="did not start"):
+        target.create(SPECS)
+
+    assert leftovers("t") == {}  # terminated by the id RunInstances gave
+
+
+def test_an_instance_still_reading_pending_after_terminate_is_waited_for(
+        target: AwsTarget) -> None:
+    target.create(SPECS)
+    readings: list[int] = []
+    by_id: list[bool] = []  # the wait asks by id; a listing asks by tag
+
+    def note(params: dict, **_: object) -> None:
+        by_id.append("InstanceIds" in params and "Filters" not in params)
+
+    def pending_twice(parsed: dict, **_: object) -> None:
+        if not by_id[-1]:
+            return
+        readings.append(1)
+        if len(readings) <= 2:
+            for reservation in parsed.get("Reservations", []):
+                for instance in reservation["Instances"]:
+                    instance["State"] = {"Code": 0, "Name": "pending"}
+
+    events = target.aws.ec2.meta.events
+    events.register("provide-client-params.ec2.DescribeInstances", note)
+    events.register("after-call.ec2.DescribeInstances", pending_twice)
+    target.destroy()  # botocore's InstanceTerminated waiter fails at once on "pending"
+
+    assert len(readings) >= 3 and leftovers("t") == {}
