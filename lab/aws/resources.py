@@ -78,6 +78,11 @@ class Found:
     def empty(self) -> bool:
         return not self.counts()
 
+    def describe(self) -> str:
+        """"security groups sg-1, sg-2; target groups arn:..." for a person to read."""
+        return "; ".join(f"{kind.replace('_', ' ')} {', '.join(ids)}"
+                         for kind, ids in vars(self).items() if ids)
+
 
 def find(aws: Clients, match: Match, images: bool = True) -> Found:
     """Every lab resource ``match`` accepts (by its tags), per service."""
@@ -198,9 +203,8 @@ def sweep(region: str | None = None, now: datetime | None = None,
         on_event(Event("destroy", f"{aws.region}: removing expired " + ", ".join(
             f"{n} {kind.replace('_', ' ')}" for kind, n in found.counts().items())))
         left = remove(aws, found, on_event)
-    for kind, ids in vars(left).items():
-        if ids:
-            on_event(Event("warning", f"still there: {kind.replace('_', ' ')} {', '.join(ids)}"))
+    if not left.empty:
+        on_event(Event("warning", f"still there: {left.describe()}"))
     return found
 
 

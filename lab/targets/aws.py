@@ -34,7 +34,7 @@ from lab.aws.api import Clients, tag_specs, tags_of, translated
 from lab.aws.resources import EXISTING, NAME, pages
 from lab.aws.userdata import user_data
 from lab.config import LabConfig, TargetSettings
-from lab.errors import ConfigError, LabError, UsageError
+from lab.errors import ConfigError, LabError, TargetError, UsageError
 from lab.events import Event, Listener, ignore
 from lab.prerequisites import Check
 from lab.state import Liveness, ServerRecord
@@ -294,12 +294,18 @@ class AwsTarget(Target):
                                        images=False)
             else:
                 found = resources.Found(instances=self._instance_ids(names))
-            resources.remove(self.aws, found, on_event)
+            left = resources.remove(self.aws, found, on_event)
             if names is not None and not self._made.empty and not self._instance_ids(None):
                 resources.remove(self.aws, self._made, on_event)  # what made them failed
             self._made = resources.Found()
         for server in servers:
             on_event(Event("destroyed", f"{server} terminated", subject=server))
+        if not left.empty:
+            # Still billing, or in the way of the next `lab up`: never a silent success.
+            raise TargetError(
+                f"AWS still holds {left.describe()} of lab {self.config.name} (a load "
+                "balancer's network interfaces keep its security group for minutes): run "
+                "`lab destroy` again in a few minutes (`lab aws sweep` finds them too)")
         return servers
 
     def _filters(self, names: list[str] | None = None,

@@ -115,3 +115,25 @@ def test_an_instance_still_reading_pending_after_terminate_is_waited_for(
     target.destroy()  # botocore's InstanceTerminated waiter fails at once on "pending"
 
     assert len(readings) >= 3 and leftovers("t") == {}
+
+
+def test_destroy_says_what_aws_would_not_delete_and_fails_until_it_is_gone(
+        target: AwsTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    from awslab import Clock
+
+    from lab.aws import resources
+    from lab.errors import TargetError
+
+    target.create(SPECS)
+    monkeypatch.setattr(resources, "time", Clock())  # a retried deletion gives up at once
+    refused = fail(target.aws.ec2, "DeleteSecurityGroup", "DependencyViolation")
+
+    with pytest.raises(TargetError) as caught:
+        target.destroy()
+
+    assert refused and str(caught.value).startswith("AWS still holds security groups sg-")
+    assert "run `lab destroy` again in a few minutes" in str(caught.value)
+    assert list(leftovers("t")) == ["security_groups"]  # only what AWS refused
+    # Minutes later AWS lets go (a new command, new clients): `lab destroy` again ends it.
+    AwsTarget(target.config, target.key).destroy()
+    assert leftovers("t") == {}
