@@ -99,9 +99,6 @@ class Pause(_Strict):
 
     seconds: float | None = None
 
-    def describe(self) -> str:
-        return "pause" if self.seconds is None else f"pause {self.seconds:g}s"
-
 
 DURATION = re.compile(r"\A(\d+(?:\.\d+)?)\s*(s|m|h)?\Z")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, None: 1}

@@ -485,11 +485,15 @@ class _Run:
             except Exception as exc:  # the release has ended: warn, nothing more
                 self.on_event(Event("warning", f"the {phase} hook could not run: {exc}"))
 
+    def abort_sent(self) -> bool:
+        """`lab abort` came from another terminal (a promote is left for a pause to take)."""
+        return control.take(self.fleet.config.state_dir, self.report.started,
+                            (control.ABORT,)) == control.ABORT
+
     def abort_asked(self) -> None:
         """`lab abort` from another terminal: refused like a failed gate, at the next check
-        (twice a second in a canary step, else when the running phase ends)."""
-        state_dir = self.fleet.config.state_dir
-        if control.take(state_dir, self.report.started, (control.ABORT,)) == control.ABORT:
+        (at each look in a canary step, else when the running phase ends)."""
+        if self.abort_sent():
             raise ReleaseFailed("aborted by `lab abort`")
 
     def judge(self, step: StepReport, window: Window, own: Tally | None, started: float,
@@ -640,8 +644,7 @@ class _Watch:
         step.canary = own.to_dict() if own is not None else {}
         run.timeline.reading(members, names, self.old, percent, own)
         run._tick(percent, members, window, step.canary)
-        if control.take(run.fleet.config.state_dir, run.report.started,
-                        (control.ABORT,)) == control.ABORT:
+        if run.abort_sent():
             raise run._refuse(step, window, "aborted", f"at {percent}%: aborted by `lab abort`"
                                                        f"{' while paused' if paused else ''}")
         # One cheap question to the target, not a reconcile: this runs twice a second.

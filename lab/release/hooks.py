@@ -21,8 +21,7 @@ if TYPE_CHECKING:
     from lab.events import Listener
     from lab.fleet import Fleet
 
-# The phases, in the order a release meets them; those that stop the release when they fail.
-PHASES = ("pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback")
+# The phases whose hook stops the release when it fails (post-rollout and rollback only warn).
 BLOCKING = ("pre-rollout", "rollout", "confirm-promotion")
 
 
