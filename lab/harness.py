@@ -216,7 +216,8 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
 
 
 def _verify_step(fleet: Fleet, overrides: dict[str, Any] | None, on_event: Listener) -> Outcome:
-    """verify as a step of `lab test`, with how many tests passed and failed."""
+    """verify as a step of `lab test`, with how many tests passed and failed; its detail is
+    the failed tests alone, as the step's name already says "verify failed"."""
     result = verify(fleet, overrides=overrides, on_event=on_event)
-    return Outcome(OK if result.ok else FAILED, result.problem,
+    return Outcome(OK if result.ok else FAILED, result.failed_tests,
                    {"passed": result.passed, "failed": len(result.failures)})

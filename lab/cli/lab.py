@@ -256,7 +256,8 @@ def verify(
         table = Table("host", "test", "result", "message", box=None)
         for o in result.outcomes:
             color = RESULT_COLORS.get(o.status, "white")
-            table.add_row(o.host, o.test, f"[{color}]{o.status}[/{color}]", o.message[:80])
+            table.add_row(o.host, o.test, f"[{color}]{o.status}[/{color}]",
+                          clip(o.message, 100))
         out.print(table)
     if not result.ok:
         raise CheckFailed(result.problem)
