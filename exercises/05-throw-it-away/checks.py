@@ -40,6 +40,12 @@ def promoted(attempt: Attempt) -> Feedback | None:
             expected="a release that passes every gate and is promoted",
             next="`lab report --open` shows where and why it stopped; fix that, then "
                  f"{RELEASE} again")
+    if last.untested:
+        return Feedback(
+            found=f"your last release ({last.id}) ran with --untested: no test had to pass "
+                  "before v2 took customers' traffic",
+            expected="a release your tests gate: the new server proven before it serves",
+            next=f"put `tests: [tests/test_web.py]` back under web in lab.yml, then {RELEASE}")
     return None
 
 

@@ -30,6 +30,9 @@ def release(
         help="Start the new servers from this baked image, without provisioning.")] = None,
     step_by_step: Annotated[bool, typer.Option(
         "--step-by-step", help="Pause after every step until `lab promote`.")] = False,
+    untested: Annotated[bool, typer.Option(
+        "--untested", help="Release even when no test would gate it (recorded in history).")]
+    = False,
 ) -> None:
     """Replace the balanced role with a new generation, canary by canary, under live traffic.
 
@@ -40,7 +43,8 @@ def release(
     get all traffic again. Exit 1 after a rollback. A `pause` step (or --step-by-step) waits,
     still watched, for `lab promote` from another terminal. A release killed outright
     (SIGKILL, power cut) is put right by the next one first, from the journal it keeps in
-    .lab/state.db.
+    .lab/state.db. A release that no test gates (the role has no `tests:`, or none passed)
+    is refused: --untested forces it, and `lab history` says so.
 
     Example:  lab release --set version=v2
     """
@@ -54,7 +58,7 @@ def release(
         with (progress(f"lab release {config.name}") as listener,
               Fleet(config, listener) as fleet, said_where(fleet)):
             report = run(fleet, parse_overrides(set_vars or []), from_image, listener,
-                         step_by_step=step_by_step)
+                         step_by_step=step_by_step, untested=untested)
     except ReleaseFailed as failed:  # the steps' figures say why, before the one-line error
         if failed.report is not None:
             print_release(failed.report)
@@ -164,7 +168,7 @@ def history(
                       str(r.vars.get("version", "")), r.image or "-",
                       str(r.traffic.get("requests", "")), str(r.traffic.get("errors", "")),
                       str(r.traffic.get("p99_ms", "")), "-" if ready is None else f"{ready:.1f}",
-                      f"{took:.1f}", r.reason[:60])
+                      f"{took:.1f}", ("untested; " if r.untested else "") + r.reason[:60])
     out.print(table if releases else "no releases yet (run `lab release`)")
 
 

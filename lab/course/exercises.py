@@ -43,7 +43,8 @@ class Action(_Strict):
     ``verify``, ``bake``, ``release``, ``sweep``) or ``{ssh: web-1, run: COMMAND}``, a shell
     command run as root on one server (how a hand-made change is made). The release forms
     ``{release: {VAR: VALUE}}`` (``lab release --set``), ``{release: baked}`` (``lab release
-    --from-image`` the image the last ``bake`` made), and ``{call: FUNCTION}``, a function of
+    --from-image`` the image the last ``bake`` made), ``untested: true`` beside either
+    (``--untested``), and ``{call: FUNCTION}``, a function of
     checks.py for what only this run knows (the figures ``lab history`` shows)."""
 
     do: Literal["up", "provision", "drift", "destroy", "ssh", "verify", "bake", "release",
@@ -51,6 +52,7 @@ class Action(_Strict):
     ssh: str | None = None
     run: str | None = None
     release: dict[str, Any] | Literal["baked"] | None = None
+    untested: bool = False  # with ``release``: `lab release --untested`
     call: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]*$")
 
     @model_validator(mode="before")

@@ -261,7 +261,7 @@ def _release_action(fleet: Fleet, action: Action, on_event: Listener,
             raise UsageError("`{release: baked}`: no image baked yet (a `bake` action first)")
         overrides = action.release if isinstance(action.release, dict) else None
         try:
-            release(fleet, overrides, image, on_event)
+            release(fleet, overrides, image, on_event, untested=action.untested)
         except ReleaseFailed as exc:
             shown = " ".join(f"{k}={v}" for k, v in (overrides or {}).items()) or "as lab.yml says"
             on_event(Event("phase", f"release ({shown}): {exc}; kept in `lab history`"))

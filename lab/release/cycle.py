@@ -87,9 +87,23 @@ def provision_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | N
 
 def verify_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
                 on_event: Listener) -> str:
-    """lab's verification (testinfra) as a release gate."""
+    """lab's verification (testinfra) as a release gate: a test failed, or none passed (a
+    gate that ran nothing proved nothing; `lab release --untested` to go without)."""
     result = verify(fleet, names, overrides, on_event=on_event)
-    return result.problem
+    if result.problem or result.passed:
+        return result.problem
+    return (f"no test passed on {', '.join(names)} ({len(result.outcomes)} ran, all skipped)"
+            if result.outcomes else f"no tests ran on {', '.join(names)}") + UNTESTED_HINT
+
+
+def untested_gate(fleet: Fleet, names: list[str], overrides: dict[str, Any] | None,
+                  on_event: Listener) -> str:
+    """`--untested`: the tests that exist still gate; none at all is let through."""
+    return verify(fleet, names, overrides, on_event=on_event).problem
+
+
+UNTESTED_HINT = (": add tests (`tests:` of the role in lab.yml), or `lab release --untested` "
+                 "to release without (`lab history` records it)")
 
 
 @dataclass(frozen=True)
@@ -108,30 +122,37 @@ def release(fleet: Fleet, overrides: dict[str, Any] | None = None,
             from_image: str | None = None, on_event: Listener = ignore,
             probe_rate: float = 40.0, *, probe: ProbeFactory | None = None,
             checks: Checks | None = None, rollback_of: str | None = None,
-            step_by_step: bool = False) -> ReleaseReport:
+            step_by_step: bool = False, untested: bool = False) -> ReleaseReport:
     """Replace the balanced role's servers with a new generation; roll back on any failure.
 
     The target is the fleet's and the balancer lab.yml's kind, each found through its
     registry; ``probe`` (default: lab's probe at ``probe_rate``) and ``checks`` (default:
     Ansible and testinfra) may be replaced. Raises :class:`ReleaseFailed` (after rolling
     back) when a gate fails or `lab abort` asks, and lets KeyboardInterrupt through after
-    rolling back. ``step_by_step`` pauses after every step until `lab promote`. The report
-    is saved either way.
+    rolling back. ``step_by_step`` pauses after every step until `lab promote`. A role
+    without tests is refused (a rollback, `lab rollback`'s, is let through: it is the way
+    back) unless ``untested``, which the report records. The report is saved either way.
     """
     config = fleet.config
     if config.balancer is None:
         raise UsageError("lab.yml has no `balancer:`; a release needs one to move traffic")
+    if checks is None:  # testinfra's gate (a caller's own checks judge for themselves)
+        let_through = untested or rollback_of is not None
+        if not let_through and not config.servers[config.balancer.routes_to].tests:
+            raise UsageError(f"servers.{config.balancer.routes_to}.tests: none in lab.yml, so "
+                             f"no test would gate the release{UNTESTED_HINT}")
+        checks = Checks(verify=untested_gate if let_through else verify_gate)
     with ReleaseLock(config.state_dir):
         _end_unfinished(fleet, on_event)
         control.clear(config.state_dir)  # a command no earlier release read is void
         return _release(fleet, overrides, from_image, on_event, probe_rate, probe, checks,
-                        rollback_of, step_by_step)
+                        rollback_of, step_by_step, untested)
 
 
 def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | None,
              on_event: Listener, probe_rate: float, probe: ProbeFactory | None,
              checks: Checks | None, rollback_of: str | None = None,
-             step_by_step: bool = False) -> ReleaseReport:
+             step_by_step: bool = False, untested: bool = False) -> ReleaseReport:
     """The release itself, under the lab's release lock."""
     config = fleet.config
     assert config.balancer is not None  # release() checked
@@ -156,6 +177,7 @@ def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | N
         id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], role=role,
         started=time.time(), vars=config.vars | (overrides or {}), image=from_image,
         previous=previous, old=[s.name for s in old], rollback_of=rollback_of,
+        untested=untested,
     )
     health = config.health_of(role)
     traffic = (probe or (lambda url: Probe(url, rate=probe_rate)))(balancer.url)

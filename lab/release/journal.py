@@ -112,6 +112,7 @@ class ReleaseReport:
     timeline: dict[str, Any] = field(default_factory=dict)  # per second, see lab.release.timeline
     journal: list[JournalEntry] = field(default_factory=list)  # saved before each step acts
     rollback_of: str | None = None  # made by `lab rollback`: the id of the release it rolled back
+    untested: bool = False  # `lab release --untested`: no test had to pass
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
