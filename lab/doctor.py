@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 
+from lab.docker.limits import limit_checks
 from lab.errors import LabError
 from lab.prerequisites import Check
 from lab.targets import registry as targets
@@ -13,10 +14,12 @@ from lab.targets.base import get_target
 
 def run_checks() -> list[Check]:
     """What every lab needs (Python, ssh, Ansible), then what each registered target needs,
-    as the target itself says (:meth:`lab.targets.base.Target.prerequisites`)."""
+    as the target itself says (:meth:`lab.targets.base.Target.prerequisites`), then the
+    limits of this machine that every server on it shares (:mod:`lab.docker.limits`)."""
     common = [_python(), _binary("ssh", "OpenSSH client", "apt-get install -y openssh-client"),
               _ansible()]
-    return common + [check for name in targets.known() for check in _target_checks(name)]
+    return (common + [check for name in targets.known() for check in _target_checks(name)]
+            + limit_checks())
 
 
 def _target_checks(name: str) -> list[Check]:

@@ -48,6 +48,15 @@ class TargetError(LabError):
     exit_code = ExitStatus.CHECK_FAILED
 
 
+class LeftBehind(TargetError):
+    """A whole-lab destroy removed what it could, but the backend still holds ``held`` (a
+    person-readable list): never a silent success, since it may still bill."""
+
+    def __init__(self, message: str, removed: list[str], held: str) -> None:
+        super().__init__(message)
+        self.removed, self.held = removed, held
+
+
 class CheckFailed(LabError):
     """The lab ran, and a check it makes (verify, drift, idempotence) found a problem."""
 

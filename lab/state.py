@@ -106,6 +106,8 @@ class EventKind(StrEnum):
     MISSING = "missing"  # no longer on the target
     DESTROYED = "destroyed"  # one server removed
     DESTROY = "destroy"  # the whole lab taken down (no server; detail: the target's name)
+    # A whole-lab destroy the backend refused in part (detail: "<target>: what it holds").
+    DESTROY_INCOMPLETE = "destroy-incomplete"
     DRIFT = "drift"  # `lab drift` found a task that would change the server (detail: the task)
     BAKED = "baked"  # `lab bake` (detail: the image's tag, or AMI id)
     SWEPT = "swept"  # `lab aws sweep` (no server; detail: JSON of the region and what it found)

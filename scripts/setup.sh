@@ -67,5 +67,9 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
-# 4. The base image (quick when it is current).
+# 4. The limits every server on this machine shares (inotify: 6 instances a server, 128 by
+#    default): raised where a class's servers would not fit, never lowered.
+./scripts/host-limits.sh
+
+# 5. The base image (quick when it is current).
 "$VENV/bin/lab" image build

@@ -22,6 +22,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from lab.docker.engine import EngineFacts, docker_client, engine_facts
+from lab.docker.limits import console_hint
 from lab.docker.runmode import OVERRIDE, RunMode, choose
 from lab.errors import PrerequisiteError
 from lab.events import Event, Listener, ignore
@@ -213,13 +214,14 @@ class DockerEngine:
 
 def console_report(console: str, engine: EngineFacts, mode: RunMode) -> str:
     """Indented lines for a boot failure: the console's last lines (colours and the carriage
-    returns of a terminal removed), the engine, and where to go next."""
+    returns of a terminal removed), the machine's limit it shows was reached if it does, the
+    engine, and where to go next."""
     lines = [line.strip() for line in ANSI.sub("", console).replace("\r", "\n").splitlines()]
     lines = [line for line in lines if line][-CONSOLE_LINES:]
     shown = "\n".join(f"    {line}" for line in lines) if lines else "    (nothing)"
     other = (f"unset {OVERRIDE} to let lab choose" if mode.why.startswith("chosen by")
              else f"{OVERRIDE}=host-cgroup tries another way")
-    return (f"\n  console (last {len(lines)} lines):\n{shown}\n"
+    return (f"\n  console (last {len(lines)} lines):\n{shown}\n{console_hint(console)}"
             f"  engine: {engine.describe()}; run mode {mode.name}\n"
             f"  `lab doctor` shows how lab runs servers on this engine; {other}")
 

@@ -100,10 +100,11 @@ def extra_labels() -> dict[str, str]:
     return labels
 
 
-def boot_timeout() -> float:
-    """How long to wait for a server to boot: 90 s, or ``LAB_BOOT_TIMEOUT`` seconds (a slow
-    VM may need more; a test of a server that never boots wants less)."""
-    text = os.environ.get(BOOT_TIMEOUT, "90")
+def boot_timeout(default: float = 90.0) -> float:
+    """How long to wait for a server to boot: the target's ``default``, or
+    ``LAB_BOOT_TIMEOUT`` seconds (a slow VM may need more; a test of a server that never
+    boots wants less)."""
+    text = os.environ.get(BOOT_TIMEOUT, f"{default:g}")
     try:
         value = float(text)
     except ValueError:
@@ -122,6 +123,8 @@ class Target(ABC):
     settings_model: ClassVar[type[TargetSettings] | None] = None
     # Whether servers here cost money: `lab up` then shows what it will make and asks.
     charges: ClassVar[bool] = False
+    # Seconds a new server may take to accept SSH (LAB_BOOT_TIMEOUT overrides).
+    boot_seconds: ClassVar[float] = 90.0
     # lab.yml's balancer kinds this target runs as another kind (aws: haproxy is an ALB).
     balancer_kinds: ClassVar[dict[str, str]] = {}
 
@@ -167,7 +170,7 @@ class Target(ABC):
         server that will never come up fails at once (:meth:`boot_failure`), and either way
         the error carries what the target saw of its boot (:meth:`boot_report`).
         """
-        timeout = boot_timeout()
+        timeout = boot_timeout(self.boot_seconds)
 
         def wait(server: ServerRecord) -> None:
             started = time.monotonic()
@@ -182,6 +185,12 @@ class Target(ABC):
         if servers:
             with ThreadPoolExecutor(max_workers=min(32, len(servers))) as pool:
                 list(pool.map(wait, servers))
+
+    def check_room(self, count: int) -> None:
+        """Raise (a LabError saying what to raise) when ``count`` more servers would not fit
+        where they run; asked before their names are taken. Targets without limits say
+        nothing."""
+        return None
 
     def boot_failure(self, server: ServerRecord) -> str | None:
         """Why ``server`` will never come up (its container stopped, say), or None while it

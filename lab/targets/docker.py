@@ -22,6 +22,7 @@ from lab.config import DEFAULT_IMAGE, LabConfig
 from lab.docker.cache import PackageCache, cache_check, use_package_cache
 from lab.docker.dockerengine import PUBLISH_ADDRESS, DockerEngine, console_report
 from lab.docker.engine import EngineFacts, docker_client, engine_facts
+from lab.docker.limits import check_room
 from lab.docker.runmode import RunMode, choose
 from lab.errors import LabError, TargetError
 from lab.events import Event, Listener, ignore
@@ -47,6 +48,10 @@ class DockerTarget(Target):
         return self.docker.run_mode
 
     # create --------------------------------------------------------------------------------
+
+    def check_room(self, count: int) -> None:
+        """The machine's shared limits (inotify first): a server past one dies at boot."""
+        check_room(count)
 
     def create(self, specs: list[ServerSpec], on_event: Listener = ignore) -> list[ServerRecord]:
         if not specs:

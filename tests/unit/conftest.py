@@ -41,6 +41,14 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     lab.aws.api._session.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _roomy_host(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No limit of this machine is read (lab.docker.limits: an empty /proc/sys): a unit test
+    that makes servers must not be refused because other programs here hold inotify
+    instances. The tests of the limits give their own."""
+    monkeypatch.setenv("LAB_PROC_SYS", str(tmp_path_factory.getbasetemp() / "no-proc-sys"))
+
+
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     """A fresh fake world behind the fake target (registered by name, as a real target is),

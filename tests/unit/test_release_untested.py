@@ -11,8 +11,8 @@ import pytest
 from release_fakes import FakeProbe, MakeCycle, fake_provision, fake_verify
 
 from lab.errors import UsageError
-from lab.release import release
 from lab.release import cycle as release_cycle
+from lab.release import release
 from lab.release.cycle import Checks, verify_gate
 from lab.verify import TestOutcome, VerifyResult
 
