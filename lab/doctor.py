@@ -29,7 +29,7 @@ def _target_checks(name: str) -> list[Check]:
     except (ImportError, AttributeError, LabError) as exc:
         return [Check(f"target {name}", False, f"cannot be loaded: {exc}",
                       f"reinstall the package that provides target {name!r}", required=False)]
-    return cls.prerequisites()
+    return cls.prerequisites() + cls.standing()
 
 
 def _python() -> Check:

@@ -93,12 +93,16 @@ def nothing_left(attempt: Attempt) -> Feedback | None:
     with api.translated(aws.region):
         left = resources.find(aws, resources.of_lab(attempt.config.name))
     if not left.empty:
-        what = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in left.counts().items())
+        refused = destroy_refused(attempt)
         return Feedback(
-            found=f"still on AWS in {aws.region}, and paying: {what}",
+            found=f"still on AWS in {aws.region}, and paying: {left.describe()}"
+                  + (f" (your last `lab destroy` could not delete {refused} yet)"
+                     if refused else ""),
             expected=f"nothing tagged lab.name={attempt.config.name} left",
-            next="`lab destroy`" + (" --images (AMIs and their snapshots bill too)"
-                                    if left.images or left.snapshots else ""))
+            next=("`lab destroy` again in a few minutes: AWS lets a security group go only "
+                  "once the load balancer's network interfaces have" if refused else
+                  "`lab destroy`" + (" --images (AMIs and their snapshots bill too)"
+                                     if left.images or left.snapshots else "")))
     if last_destroy(attempt) is None:
         return Feedback(found="`lab destroy` was never run after the release",
                         expected="the lab destroyed once you are done",
@@ -140,6 +144,16 @@ def aws_servers(attempt: Attempt) -> set[str]:
     """Servers the logbook says were created on aws (names are never reused)."""
     return {e.server for e in attempt.events(EventKind.CREATED)
             if e.server is not None and e.detail.endswith(" on aws")}
+
+
+def destroy_refused(attempt: Attempt) -> str:
+    """What AWS still held at the last `lab destroy`, when that destroy was the last one and
+    AWS refused part of it ("" otherwise)."""
+    destroys = [e for e in attempt.events() if e.kind in (EventKind.DESTROY,
+                                                           EventKind.DESTROY_INCOMPLETE)]
+    if destroys and destroys[-1].kind == EventKind.DESTROY_INCOMPLETE:
+        return destroys[-1].detail.removeprefix("aws: ")
+    return ""
 
 
 def last_destroy(attempt: Attempt) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,11 @@ RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 8}, connect_
 CREDENTIALS_FIX = ("run `aws configure` (or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
                    "AWS_SECRET_ACCESS_KEY), then `lab doctor`")
 OWN_ADDRESS_HINT = "find yours with `curl -s https://checkip.amazonaws.com` and add /32"
+PERMISSIONS = "docs/aws.md, AWS permissions"  # where a person finds what lab calls
+# ELB makes this role the first time an account makes a load balancer: the caller needs
+# iam:CreateServiceLinkedRole then (AWS's "Elastic Load Balancing service-linked role").
+ELB_ROLE = ("aws iam create-service-linked-role --aws-service-name "
+            "elasticloadbalancing.amazonaws.com")
 
 
 @dataclass(frozen=True)
@@ -142,15 +148,29 @@ def explain(exc: BaseException, region: str = "") -> LabError:
         return PrerequisiteError(f"the account has not enabled region {region}: enable it in "
                                  "the AWS console or set another `aws.region` in lab.yml")
     if code in NOT_ALLOWED:
-        return PrerequisiteError(f"not allowed to {operation}{where} ({code}): ask for an IAM "
-                                 "policy that allows it (docs/aws.md: AWS permissions)")
+        return _not_allowed(code, operation, message, where)
     if code in THROTTLED:
         return PrerequisiteError(f"AWS is throttling requests{where} even after retries: "
                                  "wait a minute and run the command again")
     if code in NO_CAPACITY:
-        return PrerequisiteError(f"AWS has no capacity for this instance type{where} now: "
-                                 "set another `aws.instance_type` or `aws.subnet` (another "
-                                 "zone), or try again later")
+        kind, zone, others = _placement(message)
+        return PrerequisiteError(
+            f"AWS has no capacity for {kind or 'this instance type'}{where} now"
+            + (f" (zone {zone})" if zone else "") + ": set `aws.subnet` to a subnet in another "
+            f"zone{others} or another `aws.instance_type`, or try again later")
+    if code == "Unsupported" and "instance type" in message.lower():
+        kind, zone, others = _placement(message)
+        return ConfigError(
+            f"aws.instance_type: {kind or 'the type'} is not offered in "
+            + (f"zone {zone}" if zone else f"the zone of the subnet{where}") + ": set "
+            f"`aws.subnet` to a subnet in another zone{others} or another `aws.instance_type`")
+    if code == "VcpuLimitExceeded":
+        limit = re.search(r"vCPU limit of (\d+)", message)
+        return PrerequisiteError(
+            f"the account's vCPU quota{where} for this instance family is used up"
+            + (f" ({limit[1]} vCPUs)" if limit else "") + ": set a smaller "
+            "`aws.instance_type` or fewer servers, `lab destroy` labs no longer needed, or ask "
+            "for a higher \"Running On-Demand instances\" quota in Service Quotas")
     if code in ("InvalidInstanceType",) or (code == "InvalidParameterValue"
                                             and "instance type" in message.lower()):
         return ConfigError(f"aws.instance_type: not offered{where}: {message}")
@@ -162,6 +182,30 @@ def explain(exc: BaseException, region: str = "") -> LabError:
     if code.startswith("InvalidSubnetID"):
         return ConfigError(f"aws.subnet: not found{where}: {message}")
     return TargetError(f"AWS{where}: {operation} failed: {code}: {message}")
+
+
+def _not_allowed(code: str, operation: str, message: str, where: str) -> PrerequisiteError:
+    """AccessDenied and its kin. An account's first load balancer (or target group) also
+    makes ELB's service-linked role: IAM's permission, which elasticloadbalancing:* lacks."""
+    if operation in ("CreateLoadBalancer", "CreateTargetGroup") and re.search(
+            r"service-?linked ?role", message, re.IGNORECASE):
+        return PrerequisiteError(
+            f"not allowed to {operation}{where} ({code}): the account's first load balancer "
+            "needs iam:CreateServiceLinkedRole, or an admin to create ELB's service-linked role "
+            f"once (`{ELB_ROLE}`); see {PERMISSIONS}")
+    return PrerequisiteError(f"not allowed to {operation}{where} ({code}): ask for an IAM "
+                             f"policy that allows it ({PERMISSIONS})")
+
+
+def _placement(message: str) -> tuple[str, str, str]:
+    """From RunInstances' Unsupported and InsufficientInstanceCapacity messages: the instance
+    type, its zone, and " (AWS offers it in a, b)" for the zones AWS suggests ("" for what
+    the message does not say)."""
+    kind = re.search(r"instance type \(([^)]+)\)|sufficient (\S+) capacity", message)
+    zone = re.search(r"Availability Zone[^(.]*\(([a-z0-9-]+)\)", message)
+    others = re.search(r"choosing ([a-z0-9-]+(?:,? (?:or )?[a-z0-9-]+)*)", message)
+    return (next((k for k in kind.groups() if k), "") if kind else "",
+            zone[1] if zone else "", f" (AWS offers it in {others[1]})" if others else "")
 
 
 @contextlib.contextmanager

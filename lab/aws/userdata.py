@@ -5,6 +5,11 @@ Two things lab hands an instance at creation: a deadline (the instance powers it
 still stops billing for compute), and its SSH host key, made by lab and recorded in
 ``.lab/known_hosts``, so the first connection already checks it.
 
+The deadline is set again at every boot (cloud-init's ``bootcmd`` runs each time, from the
+instance's own user data): a reboot forgets a scheduled power-off, which lives in /run, and
+an instance rebooted by its owner or by AWS would otherwise bill until someone sweeps. It is
+a transient systemd timer, so an AMI baked from the instance carries none of it.
+
 The launch template carries the deadline-only document (one version per image). Host keys
 are per server: ``AwsTarget._run`` passes each server's own document as ``UserData`` to
 ``run_instances``, which overrides the template's for that one instance. User data can be
@@ -15,18 +20,28 @@ requires IMDSv2 tokens (no unauthenticated, SSRF-reachable reads).
 from __future__ import annotations
 
 import math
+import time
 from datetime import timedelta
 
 import yaml
 
+# At each boot: power off now if the deadline (seconds since the epoch) has passed, else
+# a timer for the seconds left. sh, since cloud-init runs bootcmd before anything else.
+EXPIRY = ('deadline={deadline}; left=$((deadline - $(date +%s))); '
+          'if [ "$left" -le 0 ]; then systemctl poweroff --no-block; '
+          'else systemd-run --unit=lab-expiry --description="lab lifetime over" '
+          '--on-active="${{left}}s" systemctl poweroff; fi')
 
-def user_data(lifetime: timedelta, host_keys: dict[str, str] | None = None) -> str:
-    """A ``#cloud-config`` document: power off after ``lifetime``; install ``host_keys``
-    (cloud-init's ``ssh_keys`` names, e.g. ``ed25519_private``/``ed25519_public``) if any,
-    as the only host keys: the image's are deleted and cloud-init generates none."""
-    minutes = max(1, math.ceil(lifetime.total_seconds() / 60))
+
+def user_data(lifetime: timedelta, host_keys: dict[str, str] | None = None,
+              now: float | None = None) -> str:
+    """A ``#cloud-config`` document: power off ``lifetime`` after ``now`` (at every boot, a
+    reboot included); install ``host_keys`` (cloud-init's ``ssh_keys`` names, e.g.
+    ``ed25519_private``/``ed25519_public``) if any, as the only host keys: the image's are
+    deleted and cloud-init generates none."""
+    deadline = math.ceil((time.time() if now is None else now) + lifetime.total_seconds())
     config: dict[str, object] = {
-        "runcmd": [["shutdown", "-P", f"+{minutes}", "lab lifetime over"]],
+        "bootcmd": [["sh", "-c", EXPIRY.format(deadline=deadline)]],
     }
     if host_keys:
         config["ssh_deletekeys"] = True

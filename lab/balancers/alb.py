@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from lab.aws import network
 from lab.aws.api import Clients, clients, tag_list, tags_of, translated
@@ -65,6 +65,10 @@ class ALB(Balancer):
     # target health (and EC2 at its instances) every 4 s, so ten releases at once fit.
     poll_seconds = 4.0  # an ALB checks its targets' health every 5 s at the most often
     targets = ("aws",)
+    # How long retire waits for deregistered members to leave their target group. AWS keeps
+    # a member "draining" for the group's deregistration delay and then some: with a 5 s
+    # delay, real ones have stayed a minute or two. Past this, retire returns them.
+    drain_ceiling: ClassVar[float] = 180.0
 
     def __init__(self, config: LabConfig, aws: Clients, arn: str, dns: str) -> None:
         self.config, self.aws, self.arn, self.dns = config, aws, arn, dns
@@ -117,7 +121,8 @@ class ALB(Balancer):
             Type="application", IpAddressType="ipv4", Tags=tag_list(labels),
         )["LoadBalancers"][0]
         made.load_balancers.append(found["LoadBalancerArn"])
-        ec2_wait(aws.elbv2, "load_balancer_available", LoadBalancerArns=[found["LoadBalancerArn"]])
+        ec2_wait(aws.elbv2, "load_balancer_available", f"load balancer {short_name(config.name)}",
+                 on_event, LoadBalancerArns=[found["LoadBalancerArn"]])
         return cls(config, aws, found["LoadBalancerArn"], found["DNSName"])
 
     def _take(self, servers: list[ServerRecord]) -> None:
@@ -218,9 +223,10 @@ class ALB(Balancer):
         return None
 
     def retire(self, names: list[str], timeout: float = 10.0) -> list[str]:
-        """Deregister (the drain delay lets requests in flight finish), wait, then delete
-        target groups left empty and take them out of the listener (also an empty one a
-        join cut short left behind at zero weight)."""
+        """Deregister (the drain delay lets requests in flight finish), wait for them to
+        leave (up to :attr:`drain_ceiling`, or ``timeout`` when longer), then delete target
+        groups left empty and take them out of the listener (also an empty one a join cut
+        short left behind at zero weight)."""
         with translated(self.aws.region):
             where = self._group_of_members()
             ids = self._ids()
@@ -232,11 +238,7 @@ class ALB(Balancer):
                 self._where = None
                 self.aws.elbv2.deregister_targets(TargetGroupArn=group, Targets=[
                     {"Id": ids[n]} for n in members if n in ids])
-            deadline = time.monotonic() + max(timeout, 3 * DRAIN_SECONDS)
-            lingering = self._lingering(by_group)
-            while lingering and time.monotonic() < deadline:
-                time.sleep(1)
-                lingering = self._lingering(by_group)
+            lingering = self._drained(by_group, timeout)
             weights = self._weights()
             for group in set(by_group) | set(self._groups().values()):
                 # Emptied now, or left empty and weightless by a join cut short.
@@ -362,8 +364,24 @@ class ALB(Balancer):
                            for name in self._health(group)}
         return dict(self._where)
 
+    def _drained(self, by_group: dict[str, list[str]], timeout: float) -> list[str]:
+        """Wait until the members deregistered from each group have left it, looking every
+        :data:`POLL_SECONDS` (the Describe calls' rate limit is the account's): those still
+        there at the ceiling."""
+        deadline = time.monotonic() + max(timeout, self.drain_ceiling, 3 * DRAIN_SECONDS)
+        lingering = self._lingering(by_group)
+        if lingering:
+            self.on_event(Event("wait", f"waiting for {', '.join(lingering)} to finish "
+                                        "draining (AWS takes a minute or two)"))
+        while lingering and time.monotonic() < deadline:
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            lingering = self._lingering(by_group)
+        return lingering
+
     def _lingering(self, by_group: dict[str, list[str]]) -> list[str]:
-        return [n for group, names in by_group.items() for n in names if n in self._health(group)]
+        """The members of ``by_group`` still in their group: one look per group."""
+        return [n for group, names in by_group.items()
+                for there in [self._health(group)] for n in names if n in there]
 
     def _ids(self) -> dict[str, str]:
         """The lab's running instances: server name -> instance id."""

@@ -84,6 +84,17 @@ class Balancer(ABC):
     # How often a release looks at the members while traffic is on the new generation: a
     # cloud's API has a rate limit per account that a class shares.
     poll_seconds: ClassVar[float] = 0.5
+    # Where a long wait (an ALB's drain) reports its progress: whoever opened the balancer
+    # sets it (a release: its listener), since the verbs below take no listener.
+    _told: Listener | None = None
+
+    @property
+    def on_event(self) -> Listener:
+        return self._told or ignore
+
+    @on_event.setter
+    def on_event(self, listener: Listener) -> None:
+        self._told = listener
 
     # what the balancer adds to the lab ---------------------------------------------------
 

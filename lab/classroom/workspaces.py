@@ -5,6 +5,9 @@ Each student's workspace is an ordinary exercise workspace (lab.course.workspace
 (lab.classroom.seats) and a membership file pointing at the class's page, so that its checks
 report there. Nothing here makes servers itself: start, reset and solve are lab.course.workspace's.
 
+On ``target: aws`` (lab.classroom.cloud) each seat's lab.yml says ``target: aws`` and
+carries the class's ``aws:``; no server is made for it: the attendee runs ``lab up``.
+
 ``up`` works on a few students at a time (a thread each: most of a start is waiting on
 systemd, SSH and Ansible's subprocesses); a student whose start fails is reported and the
 others go on. A workspace that ``up`` (or ``reset``) finished at an exercise carries
@@ -26,7 +29,14 @@ from lab.classroom import membership
 from lab.classroom.config import Classroom
 from lab.classroom.seats import in_class, lab_names, pick_ports, port_is_free
 from lab.course.exercises import find_exercise
-from lab.course.workspace import STATE_DIR, open_workspace, pinned_listen, solve, start
+from lab.course.workspace import (
+    STATE_DIR,
+    Workspace,
+    open_workspace,
+    pinned_listen,
+    solve,
+    start,
+)
 from lab.course.workspace import reset as reset_workspace
 from lab.docker.dockerengine import DockerEngine
 from lab.docker.engine import docker_client
@@ -66,8 +76,10 @@ class ResetResult:
 @dataclass
 class Destroyed:
     labs: list[str] = field(default_factory=list)
-    servers: list[str] = field(default_factory=list)
+    servers: list[str] = field(default_factory=list)  # docker: lab/server of each
     folders: list[Path] = field(default_factory=list)
+    region: str = ""  # aws: where the class's labs were looked for
+    removed: dict[str, int] = field(default_factory=dict)  # aws: how many of each kind
 
 
 # choosing -------------------------------------------------------------------------------------
@@ -95,10 +107,16 @@ def exercise_of(classroom: Classroom, number: int | None) -> int:
     return number
 
 
-def _require_docker(classroom: Classroom) -> None:
-    if classroom.spec.target != "docker":
-        raise UsageError(f"{classroom.directory / 'class.yml'}: target: workspaces of a class "
-                         f"run on 'docker' so far, got {classroom.spec.target!r}")
+def _on_aws(classroom: Classroom) -> bool:
+    return classroom.spec.target == "aws"
+
+
+def _no_servers_on_aws(classroom: Classroom, number: int) -> None:
+    """A class on aws starts only exercises whose start makes no servers (cloud's why)."""
+    if _on_aws(classroom):
+        from lab.classroom.config import require_no_servers
+
+        require_no_servers(number)
 
 
 # up -------------------------------------------------------------------------------------------
@@ -107,12 +125,15 @@ def _require_docker(classroom: Classroom) -> None:
 def up(classroom: Classroom, exercise: int | None = None, students: list[str] | None = None,
        parallel: int = PARALLEL, on_event: Listener = ignore) -> list[Outcome]:
     """Each student's workspace at ``exercise``'s start (the class's first by default), a
-    few at a time; workspaces already there are skipped. Returns one outcome per student."""
-    _require_docker(classroom)
+    few at a time; workspaces already there are skipped. Returns one outcome per student.
+    On aws no server is made: each seat's lab.yml is placed there, for its attendee's
+    `lab up`, and its balancer (an ALB of its own) needs no port of this machine."""
     number = exercise_of(classroom, exercise)
+    _no_servers_on_aws(classroom, number)
     chosen = students_of(classroom, students)
     names = lab_names(classroom.spec)
-    ports = _ports(classroom, chosen)
+    ports: dict[str, int | None] = ({s: None for s in chosen} if _on_aws(classroom)
+                                    else dict(_ports(classroom, chosen)))
 
     def one(student: str) -> Outcome:
         return _bring_up(classroom, student, names[student], ports[student], number, on_event)
@@ -151,7 +172,7 @@ def _published_ports() -> set[int]:
         client.close()
 
 
-def _bring_up(classroom: Classroom, student: str, lab: str, listen: int, number: int,
+def _bring_up(classroom: Classroom, student: str, lab: str, listen: int | None, number: int,
               on_event: Listener) -> Outcome:
     directory = classroom.workspace(student)
     tell = _for_student(student, on_event)
@@ -166,7 +187,8 @@ def _bring_up(classroom: Classroom, student: str, lab: str, listen: int, number:
     _forget_finished(directory)
     tell(Event("phase", f"starting exercise {number:02d} (lab {lab})"))
     try:
-        start(number, directory, lab, tell, listen=listen)
+        workspace = start(number, directory, lab, tell, listen=listen)
+        _place(classroom, workspace)
     except Exception as exc:  # one student's failure must not stop the others
         problem = str(exc) if isinstance(exc, LabError) else f"internal error: {exc!r}"
         tell(Event("warning", f"failed: {problem}"))
@@ -178,6 +200,14 @@ def _bring_up(classroom: Classroom, student: str, lab: str, listen: int, number:
     done = outcome("ready")
     tell(Event("phase", f"ready at exercise {number:02d} ({done.seconds:.0f} s)"))
     return done
+
+
+def _place(classroom: Classroom, workspace: Workspace) -> None:
+    """On aws, the seat's lab.yml says so (target and the class's aws: section)."""
+    if _on_aws(classroom):
+        from lab.classroom.cloud import place
+
+        place(workspace, classroom.spec)
 
 
 def _join(classroom: Classroom, student: str, directory: Path) -> None:
@@ -232,7 +262,9 @@ def reset(classroom: Classroom, student: str, exercise: int | None = None,
     the earlier ones lead to). Their files go to a backup first."""
     if exercise is not None and solved_through is not None:
         raise UsageError("give --exercise or --solved-through, not both")
-    _require_docker(classroom)
+    if _on_aws(classroom) and solved_through is not None:
+        raise UsageError("--solved-through: a solution makes servers (`lab up`), which a "
+                         "class on aws never makes: the attendee runs `lab exercise solve`")
     students_of(classroom, [student])
     directory = classroom.workspace(student)
     if not (directory / STATE_DIR / "state.db").is_file():
@@ -243,6 +275,7 @@ def reset(classroom: Classroom, student: str, exercise: int | None = None,
     tell = _for_student(student, on_event)
     began = time.monotonic()
     workspace = open_workspace(directory)
+    _no_servers_on_aws(classroom, workspace.exercise.number if number is None else number)
     _forget_finished(directory)
     if number is None or number == workspace.exercise.number:
         backup = reset_workspace(workspace, tell)
@@ -250,6 +283,7 @@ def reset(classroom: Classroom, student: str, exercise: int | None = None,
         before = set(_backups(directory))
         workspace = start(number, directory, on_event=tell)
         backup = max(set(_backups(directory)) - before, default=directory / STATE_DIR / "backups")
+    _place(classroom, workspace)
     if solved_through is not None:
         solve(workspace, tell)
     _mark_finished(directory, workspace.exercise.number)
@@ -268,8 +302,22 @@ def _backups(directory: Path) -> list[Path]:
 def destroy(classroom: Classroom, files: bool = False,
             on_event: Listener = ignore) -> Destroyed:
     """Remove every server and network of the class's labs, found by label on the engine
-    (also a workspace's whose folder is gone); the students' folders too with ``files``."""
-    _require_docker(classroom)
+    (also a workspace's whose folder is gone), or on aws everything tagged with one of the
+    class's lab names; the students' folders too with ``files``. On aws, what AWS would not
+    remove is a LeftBehind error, and the folders are then kept."""
+    done = _destroy_on_aws(classroom, on_event) if _on_aws(classroom) else \
+        _destroy_on_docker(classroom, on_event)
+    if files:
+        for student in classroom.spec.students:
+            folder = classroom.workspace(student)
+            if folder.is_dir():
+                shutil.rmtree(folder)
+                done.folders.append(folder)
+                on_event(Event("destroy", f"{folder} removed", subject=student))
+    return done
+
+
+def _destroy_on_docker(classroom: Classroom, on_event: Listener) -> Destroyed:
     done = Destroyed()
     client = docker_client()
     try:
@@ -280,14 +328,14 @@ def destroy(classroom: Classroom, files: bool = False,
             engine.remove_images()
     finally:
         client.close()
-    if files:
-        for student in classroom.spec.students:
-            folder = classroom.workspace(student)
-            if folder.is_dir():
-                shutil.rmtree(folder)
-                done.folders.append(folder)
-                on_event(Event("destroy", f"{folder} removed", subject=student))
     return done
+
+
+def _destroy_on_aws(classroom: Classroom, on_event: Listener) -> Destroyed:
+    from lab.classroom.cloud import destroy as clear
+
+    cleared = clear(classroom, on_event)
+    return Destroyed(labs=cleared.labs, region=cleared.region, removed=cleared.removed)
 
 
 def _class_labs(client: Any, belongs: Callable[[str], bool]) -> set[str]:

@@ -41,22 +41,36 @@ def init(
                                                    "...")] = None,
     exercises: Annotated[str | None, typer.Option(help="Which exercises, in order: 1-4,8 "
                                                        "(default: the whole course).")] = None,
-    target: Annotated[str, typer.Option(help="Where the workspaces' servers run.")] = "docker",
+    target: Annotated[str, typer.Option(
+        help="Where the workspaces' servers run: docker, or aws (each seat its own lab in "
+             "one AWS account; needs --ssh-cidr).")] = "docker",
+    ssh_cidr: Annotated[str | None, typer.Option(
+        help="aws: the addresses that may reach the seats' servers by SSH, e.g. the "
+             "room's: 203.0.113.0/24.")] = None,
+    region: Annotated[str | None, typer.Option(
+        help="aws: the region of every seat's lab (default: AWS_REGION, or the "
+             "profile's).")] = None,
 ) -> None:
     """Write class.yml for a new class, with a fresh join code (never overwrites one).
 
+    On aws the class takes the exercises that start without servers (like 09): `lab class
+    up` makes none there, each attendee runs `lab up`.
+
     Example:  lab class init ~/workshop --students alice,bob,carol --exercises 1-4
+
+    Example:  lab class init ~/aws-day --count 30 --target aws --ssh-cidr 203.0.113.0/24
     """
-    from lab.classroom.config import exercise_numbers, write_class
+    from lab.classroom.config import exercise_numbers, region_of, write_class
     from lab.errors import UsageError
 
     if students and count is not None:
         raise UsageError("give --students or --count, not both")
     who: list[str] | int = _names(students) or (count if count is not None else 1)
     classroom = write_class(directory, name or directory.resolve().name, who,
-                            exercise_numbers(exercises), target)
+                            exercise_numbers(exercises, target), target, ssh_cidr, region)
     spec = classroom.spec
-    out.print(f"class {escape(spec.name)}: {len(spec.students)} students, exercises "
+    where = f" on aws in {region_of(spec)}" if spec.target == "aws" else ""
+    out.print(f"class {escape(spec.name)}: {len(spec.students)} students{where}, exercises "
               f"{', '.join(map(str, spec.exercises))}; join code {spec.code}")
     out.print(f"next: lab class up {directory}")
 
@@ -75,6 +89,11 @@ def up(
 ) -> None:
     """One workspace per student (DIR/STUDENT/), each with its own lab and ports, at an
     exercise's start; workspaces already there are skipped. Exit 1 if any failed.
+
+    On aws (class.yml `target: aws`) it creates no cloud servers: each workspace's lab.yml
+    says `target: aws` with the class's `aws:`, and its lab name (class and student) tags
+    whatever the attendee makes with `lab up` when the exercise says so. Only exercises
+    that start without servers (like 09) can start there.
 
     Example:  lab class up ~/workshop --exercise 1
     """
@@ -96,6 +115,10 @@ def up(
             table.add_row(o.student, o.lab, str(o.listen or ""), f"{o.exercise:02d}", status,
                           f"{o.seconds:.0f}")
         out.print(table)
+        if classroom.spec.target == "aws":
+            out.print(f"no servers created on AWS: each attendee runs `lab up` in their "
+                      f"workspace when the exercise says so; `lab class status {directory}` "
+                      "shows what each seat has there and its cost")
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise CheckFailed(f"{len(failed)} of {len(outcomes)} workspaces failed: "
@@ -115,6 +138,9 @@ def reset(
 ) -> None:
     """A student's workspace back at an exercise's start, or solved through one to catch
     up. Their files are moved to .lab/backups/ first, never deleted.
+
+    On aws the seat's lab is removed from AWS and its lab.yml is on aws again; a solution
+    would make servers there, so --solved-through is refused.
 
     Example:  lab class reset bob ~/workshop --solved-through 2
     """
@@ -140,6 +166,10 @@ def destroy(
     """Remove every server and network of the class's workspaces, found by label (also
     those whose folder was deleted). The students' files stay unless --files.
 
+    On aws: everything tagged with one of the class's lab names, in class.yml's region;
+    exit 1 naming what AWS still holds, if anything. Then, at the end of the day,
+    `lab aws sweep --region REGION` removes what any lab left there once it expired.
+
     Example:  lab class destroy ~/workshop
     """
     from lab.classroom.config import load_class
@@ -148,9 +178,18 @@ def destroy(
     classroom = load_class(directory)
     with progress(f"lab class destroy {classroom.spec.name}") as listener:
         done = run(classroom, files, listener)
-    out.print(f"removed {len(done.servers)} servers of {len(done.labs)} labs"
-              + (f" and {len(done.folders)} folders" if files else
-                 "; the students' folders are kept (--files deletes them)"))
+    if classroom.spec.target == "aws":
+        from lab.classroom.cloud import counted, tally
+
+        what = (f"removed from AWS in {done.region}: {tally(done.removed)} of "
+                f"{counted(len(done.labs), 'labs')}")
+    else:
+        what = f"removed {len(done.servers)} servers of {len(done.labs)} labs"
+    out.print(what + (f" and {len(done.folders)} folders" if files else
+                      "; the students' folders are kept (--files deletes them)"))
+    if classroom.spec.target == "aws":
+        out.print(f"at the end of the day: `lab aws sweep --region {done.region}` removes "
+                  "whatever any lab left there once its lifetime (aws.lifetime) is over")
 
 # Progress: serve, join, status.
 
@@ -234,18 +273,29 @@ def status(
     """The class's grid in the terminal, from class.db (the page need not be running).
 
     Each cell: passed, working (checks, hints, minutes) or not started; then who has been
-    failing the same check longest.
+    failing the same check longest. On aws, also what each seat's lab has on AWS now and
+    about what it costs an hour (one listing of the region for the whole class).
 
     Example:  lab class status ~/workshop --json
     """
     from lab.classroom.config import load_class
     from lab.classroom.store import class_grid
 
-    grid = class_grid(load_class(directory)).to_dict()
+    classroom = load_class(directory)
+    grid = class_grid(classroom).to_dict()
+    cost = None
+    if classroom.spec.target == "aws":
+        from lab.classroom.cloud import costs
+
+        cost = costs(classroom)
     if as_json:
-        out.print_json(json.dumps(grid))
+        out.print_json(json.dumps(grid | ({"aws": cost.to_dict()} if cost else {})))
         return
     _print_grid(grid)
+    if cost is not None:
+        for seat in cost.seats:
+            out.print(f"{escape(seat.student or seat.lab)}: {seat.summary()}", soft_wrap=True)
+        out.print(f"class total in {cost.region}: {cost.summary()}", soft_wrap=True)
 
 
 STATE_STYLE = {"passed": "green", "working": "yellow", "not started": "dim"}

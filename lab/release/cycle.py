@@ -162,6 +162,7 @@ def _release(fleet: Fleet, overrides: dict[str, Any] | None, from_image: str | N
     members = [s for s in live if s.role == role]
     if balancer is None or not members:
         raise UsageError("nothing to release into: run `lab up && lab provision` first")
+    balancer.on_event = on_event  # a long wait (an ALB's drain) shows its progress
     generation = max(s.generation for s in members)
     old = [s for s in members if s.generation == generation]
     in_pool = balancer.members()

@@ -18,6 +18,8 @@ address is known, so even the first connection checks it strictly.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 import re
 import time
@@ -34,7 +36,7 @@ from lab.aws.api import Clients, tag_specs, tags_of, translated
 from lab.aws.resources import EXISTING, NAME, pages
 from lab.aws.userdata import user_data
 from lab.config import LabConfig, TargetSettings
-from lab.errors import ConfigError, LabError, TargetError, UsageError
+from lab.errors import ConfigError, LabError, LeftBehind, UsageError
 from lab.events import Event, Listener, ignore
 from lab.prerequisites import Check
 from lab.state import Liveness, ServerRecord
@@ -45,6 +47,8 @@ DEBIAN_12 = "/aws/service/debian/release/bookworm/latest/amd64"
 LIFETIME = re.compile(r"\A(\d+(?:\.\d+)?)\s*([mhd])\Z")
 UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 STATUS = {"pending": Liveness.CREATING, "running": Liveness.RUNNING}
+HOME = f"{LABEL_PREFIX}home"  # on the key pair: which folder and caller the lab is of
+BOOT_LOOK_SECONDS = 10.0  # between looks at instance states while waiting for SSH
 SERVER, ROLE, GENERATION, PORTS, IMAGE = (f"{LABEL_PREFIX}{k}" for k in (
     "server", "role", "generation", "ports", "image"))
 
@@ -105,6 +109,7 @@ class AwsTarget(Target):
     name = "aws"
     settings_model = AwsSettings
     charges = True
+    boot_seconds = 300.0  # an EC2 instance takes a minute or two to boot and start sshd
     # lab.yml's balancer kinds this target runs as another: a local lab's HAProxy is an ALB.
     balancer_kinds: ClassVar[dict[str, str]] = {"haproxy": "alb"}
 
@@ -115,6 +120,9 @@ class AwsTarget(Target):
         # Lab-wide resources (key pair, groups, template) this command made: should a later
         # step fail (the balancer, the SSH wait), they go with the last of its servers.
         self._made = resources.Found()
+        self._home: str | None = None  # see home()
+        self._boot_look_at = 0.0  # when boot_failure may ask AWS again
+        self._boot_states: dict[str, tuple[str, str]] = {}
 
     @property
     def aws(self) -> Clients:
@@ -128,20 +136,27 @@ class AwsTarget(Target):
     # what `lab up` will create ---------------------------------------------------------------
 
     def plan(self, specs: list[ServerSpec]) -> Plan | None:
-        """What creating ``specs`` makes and costs an hour (None: nothing); checks the
-        instance type and the image first, so a typo stops here, before anything is made."""
+        """What creating ``specs`` makes and costs an hour (None: nothing), and what still
+        bills after aws.lifetime; checks the instance type, the image and the subnets first,
+        so a typo or a private subnet stops here, before anything is made."""
         with translated(self.aws.region):
+            self._refuse_another_home(self._home_of_key())
             self.aws.ec2.describe_instance_types(InstanceTypes=[self.settings.instance_type])
             for image in {s.image for s in specs}:
                 self.image_id(image)
             plan = Plan(f"{self.aws.region}, at us-east-1 on-demand prices")
             if specs:
                 plan.lines.append(pricing.instances_line(self.settings.instance_type, len(specs)))
-            if self.config.balancer is not None and not self._has_balancer():
-                plan.lines.append(pricing.balancer_line())
-            plan.notes.append(f"also (free): key pair, security groups, launch template; all "
-                              f"tagged lab.name={self.config.name}, expiring after "
-                              f"{self.settings.lifetime}")
+            balanced = self.config.balancer is not None
+            if balanced and not self._has_balancer():  # its two public subnets, or stop here
+                place = network.placement(self.aws, self.settings.subnet)
+                plan.lines.append(pricing.balancer_line(len(place.balancer_subnets)))
+            elif specs:
+                network.placement(self.aws, self.settings.subnet)  # a private one stops here
+        # One note: the money first, then the free rest, all tagged to expire.
+        plan.notes.append(f"{pricing.after_expiry(self.settings.lifetime, balanced)}; also "
+                          "made (free): key pair, security groups, launch template; all "
+                          f"tagged lab.name={self.config.name}")
         return plan if plan.lines else None
 
     def _has_balancer(self) -> bool:
@@ -149,12 +164,32 @@ class AwsTarget(Target):
 
     def image_id(self, image: str) -> str:
         """The AMI servers start from: ``image`` when it is an AMI id (a baked one), else
-        lab.yml's ``aws.image`` (an AMI id, or a public parameter naming one)."""
+        lab.yml's ``aws.image`` (an AMI id, or a public parameter naming one). An AMI that
+        ``aws.instance_type`` cannot run (amd64 on a Graviton t4g) stops here, before
+        anything is made, rather than at RunInstances."""
         wanted = image if image.startswith("ami-") else self.settings.image
         if wanted.startswith("/"):
             wanted = self.aws.ssm.get_parameter(Name=wanted)["Parameter"]["Value"]
-        self.aws.ec2.describe_images(ImageIds=[wanted])  # InvalidAMIID.NotFound: one line
+        found = self.aws.ec2.describe_images(ImageIds=[wanted])["Images"]  # NotFound: 1 line
+        arch = next((i["Architecture"] for i in found if i.get("Architecture")), "")
+        runs = self._architectures
+        if arch and runs and arch not in runs:
+            named = wanted if image.startswith("ami-") else f"aws.image ({self.settings.image})"
+            wants = "arm64" if "arm64" in runs else "x86_64"
+            debian = DEBIAN_12.replace("/amd64", "/arm64") if wants == "arm64" else DEBIAN_12
+            raise ConfigError(
+                f"aws.instance_type: {self.settings.instance_type} runs {'/'.join(runs)} but "
+                f"{named} is {arch}: set aws.image to an {wants} one (Debian 12's: {debian}) "
+                f"or aws.instance_type to an {arch} type (t3.small is x86_64, t4g.small arm64)")
         return wanted
+
+    @functools.cached_property
+    def _architectures(self) -> list[str]:
+        """What ``aws.instance_type`` runs (x86_64, arm64): asked once per target, however
+        many images a command starts servers from."""
+        found = self.aws.ec2.describe_instance_types(
+            InstanceTypes=[self.settings.instance_type])["InstanceTypes"]
+        return sorted({a for t in found for a in t["ProcessorInfo"]["SupportedArchitectures"]})
 
     # create --------------------------------------------------------------------------------
 
@@ -199,7 +234,8 @@ class AwsTarget(Target):
             made.instances.append(ids[-1])  # undone by id: a listing by tag may lag behind
             on_event(Event("created", f"{spec.name} launched ({ids[-1]})", subject=spec.name))
         on_event(Event("create", f"waiting for {len(ids)} instance(s) to run"))
-        resources.ec2_wait(self.aws.ec2, "instance_running", InstanceIds=ids)
+        resources.ec2_wait(self.aws.ec2, "instance_running", f"{len(ids)} instance(s)", on_event,
+                           InstanceIds=ids)
         records = [self.record(i) for i in self._instances(InstanceIds=ids)]
         for record in filter(lambda r: r.ssh_host, records):  # no address: nothing to reach
             # The public address is known only now: the first connection is already strict.
@@ -213,16 +249,42 @@ class AwsTarget(Target):
         return {self.config.health_of(self.config.balancer.routes_to).port}
 
     def _ensure_key(self, made: resources.Found) -> str:
-        """The lab's ed25519 public key as a key pair named ``lab-<lab>``, imported once."""
+        """The lab's ed25519 public key as a key pair named ``lab-<lab>``, imported once and
+        tagged with the lab's home: a lab of the same name from another folder or another
+        person in the account is refused before anything is made, not taken over."""
         name = f"lab-{self.config.name}"
-        found = self.aws.ec2.describe_key_pairs(
-            Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]
-        if not found:
+        found = self._key_pairs()
+        if found:
+            self._refuse_another_home(tags_of(found[0]).get(HOME))
+        else:
             self.aws.ec2.import_key_pair(
                 KeyName=name, PublicKeyMaterial=self.key.public_text.encode(),
-                TagSpecifications=tag_specs(self.tags(), "key-pair"))
+                TagSpecifications=tag_specs(self.tags(home=self.home()), "key-pair"))
             made.key_pairs.append(name)
         return name
+
+    def _key_pairs(self) -> list[dict[str, Any]]:
+        return list(self.aws.ec2.describe_key_pairs(
+            Filters=[{"Name": "key-name", "Values": [f"lab-{self.config.name}"]}])["KeyPairs"])
+
+    def _home_of_key(self) -> str | None:
+        found = self._key_pairs()
+        return tags_of(found[0]).get(HOME) if found else None
+
+    def home(self) -> str:
+        """Who runs this lab from where: a hash of lab.yml's folder and the caller's ARN."""
+        if self._home is None:
+            caller = self.aws.sts.get_caller_identity()["Arn"]
+            where = f"{self.config.directory.resolve()}\0{caller}"
+            self._home = hashlib.sha256(where.encode()).hexdigest()[:16]
+        return self._home
+
+    def _refuse_another_home(self, theirs: str | None) -> None:
+        if theirs is not None and theirs != self.home():
+            raise ConfigError(
+                f"name: lab {self.config.name} already runs in this AWS account from another "
+                "folder or for another person (its key pair says so): give this lab another "
+                "`name:` in lab.yml, or run lab from the folder that made it")
 
     def _ensure_template(self, made: resources.Found) -> str:
         """The lab's launch template (its versions are made per image, always whole)."""
@@ -283,6 +345,44 @@ class AwsTarget(Target):
             running = self._instances(Filters=self._filters(names, ["pending", "running"]))
         return {tags_of(i).get(SERVER, "") for i in running}
 
+    # a boot that does not finish -----------------------------------------------------------
+
+    def boot_failure(self, server: ServerRecord) -> str | None:
+        """An instance that stopped or terminated while lab waited for SSH (capacity, a
+        failed boot, its own power-off) will never answer: its state and AWS's reason.
+        One look at all of the lab's instances every :data:`BOOT_LOOK_SECONDS` at most:
+        the wait asks each second, per server, and EC2's rate limits are per account."""
+        now = time.monotonic()
+        if now >= self._boot_look_at:
+            self._boot_look_at = now + BOOT_LOOK_SECONDS
+            with translated(self.aws.region):
+                self._boot_states = {
+                    tags_of(i).get(SERVER, ""): (i["State"]["Name"],
+                                                 i.get("StateReason", {}).get("Message", ""))
+                    for i in self._instances(Filters=self._filters()[:1])}  # any state
+        state, reason = self._boot_states.get(server.name, ("running", ""))
+        if state in STATUS:
+            return None
+        return f"its instance is {state}" + (f" ({reason})" if reason else "")
+
+    def boot_report(self, server: ServerRecord) -> str:
+        """The end of the instance's console (AWS shows it some minutes late, if at all),
+        and the usual cause on AWS: aws.ssh_cidr no longer holding the caller's address."""
+        lines = [f"    SSH to {server.ssh_host}:22 is allowed from aws.ssh_cidr "
+                 f"{self.settings.ssh_cidr} only: if your address changed, set it "
+                 f"({api.OWN_ADDRESS_HINT}) and run `lab up` again"]
+        try:
+            with translated(self.aws.region):
+                ids = self._instance_ids([server.name])
+                output = (self.aws.ec2.get_console_output(InstanceId=ids[0], Latest=True)
+                          .get("Output", "") if ids else "")
+        except LabError:
+            output = ""
+        tail = [line for line in output.splitlines() if line.strip()][-5:]
+        lines += [f"    console: {line}" for line in tail] or ["    console: nothing yet "
+                                                               "(AWS shows it minutes late)"]
+        return "\n" + "\n".join(lines)
+
     def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
         """The named servers' instances, or (``names`` None) everything tagged with the lab's
         name: load balancer, instances, template, groups, key pair. AMIs stay (``--images``)."""
@@ -302,10 +402,11 @@ class AwsTarget(Target):
             on_event(Event("destroyed", f"{server} terminated", subject=server))
         if not left.empty:
             # Still billing, or in the way of the next `lab up`: never a silent success.
-            raise TargetError(
+            raise LeftBehind(
                 f"AWS still holds {left.describe()} of lab {self.config.name} (a load "
                 "balancer's network interfaces keep its security group for minutes): run "
-                "`lab destroy` again in a few minutes (`lab aws sweep` finds them too)")
+                "`lab destroy` again in a few minutes (`lab aws sweep` finds them too)",
+                servers, left.describe())
         return servers
 
     def _filters(self, names: list[str] | None = None,
@@ -373,7 +474,7 @@ class AwsTarget(Target):
                 # An AMI just made may not be known yet, and the waiter gives up at once on
                 # InvalidAMIID.NotFound: it waits only once AWS has seen it.
                 api.eventually(self.aws.ec2.describe_images, ImageIds=[ami])
-                resources.ec2_wait(self.aws.ec2, "image_available", ImageIds=[ami])
+                resources.ec2_wait(self.aws.ec2, "image_available", f"image {ami}", ImageIds=[ami])
                 snapshots = resources.image_snapshots(self.aws, ami)
                 if snapshots:
                     self.aws.ec2.create_tags(Resources=snapshots, Tags=api.tag_list(tags))
@@ -432,6 +533,16 @@ class AwsTarget(Target):
                     Check("aws credentials", False, "not usable", str(exc), required=False)]
         return [Check("aws region", True, region),
                 Check("aws credentials", True, f"{who['Arn']} (account {who['Account']})")]
+
+    @classmethod
+    def standing(cls) -> list[Check]:
+        """What lab made in the region bills now (one look, see resources.billing_check),
+        when AWS can be asked at all: `lab doctor` shows it, an exercise's start does not
+        wait for it."""
+        region = api.default_region()
+        if not region or not all(c.ok for c in cls.prerequisites()):
+            return []
+        return [resources.billing_check(api.clients(region))]
 
 
 def template_data(ami: str, instance_type: str, key_name: str, subnet: str, group: str,

@@ -227,6 +227,12 @@ class Target(ABC):
         return []
 
     @classmethod
+    def standing(cls) -> list[Check]:
+        """What the target holds now that a person should know of (aws: what bills), for
+        `lab doctor` only: never a reason to refuse a command. Most targets say nothing."""
+        return []
+
+    @classmethod
     def owner(cls) -> str:
         """Who owns what this target makes, beyond this machine: on a cloud, the account's
         caller (two people in one account must not share a lab); "" where everything a lab

@@ -14,6 +14,7 @@ import os
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from docker.errors import APIError
 
@@ -24,11 +25,13 @@ from lab.docker.dockerengine import PUBLISH_ADDRESS, DockerEngine, console_repor
 from lab.docker.engine import EngineFacts, docker_client, engine_facts
 from lab.docker.limits import check_room
 from lab.docker.runmode import RunMode, choose
-from lab.errors import LabError, TargetError
+from lab.errors import ConfigError, LabError, TargetError
 from lab.events import Event, Listener, ignore
 from lab.prerequisites import Check
 from lab.state import ServerRecord
 from lab.targets.base import LABEL_PREFIX, ServerSpec, Target, labels_for
+
+HOME = f"{LABEL_PREFIX}home"  # the folder a container's lab is run from
 
 __all__ = ["DockerTarget", "console_report"]
 
@@ -75,7 +78,8 @@ class DockerTarget(Target):
                 spec.image,
                 name=self.container_name(spec.name),
                 hostname=spec.name,
-                labels=labels_for(self.config.name, spec) | {f"{LABEL_PREFIX}image": spec.image},
+                labels=labels_for(self.config.name, spec) | {f"{LABEL_PREFIX}image": spec.image,
+                                                              HOME: self.home},
                 network=self.network_name,
                 ports=ports,
                 detach=True,
@@ -102,7 +106,25 @@ class DockerTarget(Target):
     # list / wait ---------------------------------------------------------------------------
 
     def list(self) -> list[ServerRecord]:
-        return [self.docker.record(c, self.name) for c in self.docker.containers()]
+        return [self.docker.record(c, self.name) for c in self._own(self.docker.containers())]
+
+    @property
+    def home(self) -> str:
+        """The folder of the lab.yml this lab is run from, on each of its containers."""
+        return str(self.config.directory.resolve())
+
+    def _own(self, containers: list[Any]) -> list[Any]:
+        """``containers``, when they are this lab's: a lab of the same name from another
+        folder (two `lab init demo`) is refused, never adopted, nor destroyed from here."""
+        theirs = sorted({c.labels.get(HOME) for c in containers} - {None, self.home})
+        if theirs:
+            name = self.config.name
+            raise ConfigError(
+                f"name: lab {name} already runs on this Docker engine for the lab in "
+                f"{theirs[0]}: give this lab another `name:` in lab.yml (that folder moved or "
+                f"gone? `lab destroy` there, or `docker rm -f` what `docker ps -a --filter "
+                f"label=lab.name={name}` lists)")
+        return containers
 
     def boot_failure(self, server: ServerRecord) -> str | None:
         return self.docker.boot_failure(server.name)
@@ -113,6 +135,7 @@ class DockerTarget(Target):
     # destroy -------------------------------------------------------------------------------
 
     def destroy(self, names: list[str] | None = None, on_event: Listener = ignore) -> list[str]:
+        self._own(self.docker.containers())
         return self.docker.remove(names, on_event)
 
     def bake(self, server: ServerRecord, tag: str, labels: dict[str, str]) -> str:

@@ -79,6 +79,31 @@ def test_systemd_is_running(running_lab: Lab) -> None:
     assert result.stdout.strip() == "running"
 
 
+def test_the_aws_deadline_is_a_systemd_timer_set_at_each_boot(running_lab: Lab) -> None:
+    """The boot command an EC2 instance runs at every boot (lab.aws.userdata), run on a real
+    systemd server: the power-off is a transient timer with the seconds left (stopped after:
+    the server is shared); a deadline already past powers off at once (shown by an echo in
+    its place, not on the shared server)."""
+    from lab.aws.userdata import EXPIRY
+
+    future = EXPIRY.format(deadline=int(time.time()) + 3600)
+    running_lab.run("ssh", "web-1", "--", "sh", "-c", future)
+    try:
+        shown = running_lab.run("ssh", "web-1", "--", "systemctl", "show", "lab-expiry.timer",
+                                "-p", "ActiveState", "-p", "Description").stdout
+        assert "ActiveState=active" in shown and "lab lifetime over" in shown
+        left = running_lab.run("ssh", "web-1", "--", "systemctl", "list-timers",
+                               "lab-expiry.timer", "--no-legend").stdout
+        assert "lab-expiry.timer" in left and ("59min" in left or "1h" in left)
+    finally:
+        running_lab.run("ssh", "web-1", "--", "systemctl", "stop", "lab-expiry.timer",
+                        check=False)
+    past = EXPIRY.format(deadline=int(time.time()) - 5).replace(
+        "systemctl poweroff --no-block", "echo powering off")
+    said = running_lab.run("ssh", "web-1", "--", "sh", "-c", past).stdout
+    assert said.strip() == "powering off"
+
+
 def test_lab_ssh_reaches_the_named_server(running_lab: Lab) -> None:
     assert running_lab.run("ssh", "web-2", "--", "hostname").stdout.strip() == "web-2"
 

@@ -149,6 +149,34 @@ def fail(client: Any, operation: str, code: str, times: int = 1_000_000, status:
     return attempts
 
 
+def saying(client: Any, operation: str, message: str) -> None:
+    """The errors ``operation`` answers (those :func:`fail` injects) carry AWS's own
+    ``message``: lab reads some (a service-linked role, the zones offering a type)."""
+
+    def reword(parsed: dict[str, Any], **_: Any) -> None:
+        if "Error" in parsed:
+            parsed["Error"]["Message"] = message
+
+    service = client.meta.service_model.service_name
+    client.meta.events.register(f"after-call.{service}.{operation}", reword)
+
+
+def answer(client: Any, operation: str, change: Any, times: int = 1_000_000) -> list[int]:
+    """Edit what ``operation`` answers, as AWS would answer where moto skips a state (an
+    ALB provisioning, an AMI pending, a target draining): ``change(parsed)`` edits the parsed
+    answer in place and says whether it applied; it is asked until it has applied ``times``
+    times. Returns a list that grows by one each time it applies."""
+    applied: list[int] = []
+
+    def edit(parsed: dict[str, Any], **_: Any) -> None:
+        if len(applied) < times and "Error" not in parsed and change(parsed):
+            applied.append(1)
+
+    service = client.meta.service_model.service_name
+    client.meta.events.register(f"after-call.{service}.{operation}", edit)
+    return applied
+
+
 class QuietProbe:
     """The probe's stand-in: nothing can send traffic to a moto ALB."""
 

@@ -64,9 +64,17 @@ def joined_generation(lab: LabConfig, fleet: Fleet, balancer: ALB) -> list[str]:
 
 
 def own_vpc() -> tuple[str, list[str]]:
-    """A VPC other than the default one, with a subnet in each of two zones."""
+    """A VPC other than the default one, with a public subnet (its main route table goes
+    to an internet gateway) in each of two zones."""
     ec2 = boto3.client("ec2", region_name=REGION)
     vpc = ec2.create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
+    gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+    [main] = ec2.describe_route_tables(Filters=[
+        {"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}])[
+        "RouteTables"]
+    ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0",
+                     GatewayId=gateway)
     return vpc, [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.7.{i}.0/24",
                                    AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
                  for i, zone in enumerate("ab")]
@@ -398,9 +406,10 @@ class Drain:
 def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
         lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     """Retired members stay in their group while requests in flight finish: retire looks
-    once a second, for at least three drain delays, and returns those still draining; their
-    group is deleted only once it is empty (a later retire does it)."""
+    every POLL_SECONDS, up to its drain ceiling (10 s here, 3 min on AWS), and returns those
+    still draining; their group is deleted only once it is empty (a later retire does it)."""
     monkeypatch.setattr(alb, "DRAIN_SECONDS", 2)
+    monkeypatch.setattr(ALB, "drain_ceiling", 10.0)
     drain = Drain(monkeypatch, clock, seconds=4.5)
     with Fleet(lab) as fleet:
         old = [s.name for s in fleet.up()]
@@ -409,14 +418,14 @@ def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
         draining = {n: m.serving for n, m in balancer.members().items()}
         assert draining == dict.fromkeys(old, True) | dict.fromkeys(names, False)
 
-        assert balancer.retire(names, timeout=0) == []  # drained in 4.5 of 6 s
-        assert clock.naps == [1] * 5
+        assert balancer.retire(names, timeout=0) == []  # drained in 4.5 of 10 s
+        assert clock.naps == [alb.POLL_SECONDS] * 3
         assert weights(balancer) == {1: 100} and sorted(balancer.members()) == old
 
         names = joined_generation(lab, fleet, balancer)
         drain.seconds, clock.naps = 11.5, []
-        assert balancer.retire([*names, "web-9"]) == names  # 10 s by default: still draining
-        assert clock.naps == [1] * 10
+        assert balancer.retire([*names, "web-9"]) == names  # the ceiling: still draining
+        assert clock.naps == [alb.POLL_SECONDS] * 5
         members = balancer.members()
         assert {n: members[n].health for n in names} == dict.fromkeys(names, "draining")
         assert weights(balancer) == {1: 100, 3: 0}  # not empty yet: kept
@@ -428,9 +437,9 @@ def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
         assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
 
         names = joined_generation(lab, fleet, balancer)
-        drain.seconds, clock.naps = 7, []  # longer than three drain delays (6 s)
+        drain.seconds, clock.naps = 11, []  # longer than the ceiling
         assert balancer.retire(names, timeout=0) == names
-        assert clock.naps == [1] * 6
+        assert clock.naps == [alb.POLL_SECONDS] * 5
         fleet.destroy()
     assert leftovers("t") == {}
 
@@ -438,14 +447,15 @@ def test_retire_waits_for_the_drain_then_gives_up_at_its_deadline(
 def test_retire_keeps_a_group_with_members_left_and_waits_its_timeout(
         lab: LabConfig, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     """Retiring one of two members leaves their group (and its weight) in place; a timeout
-    longer than three drain delays is waited in full."""
+    longer than the drain ceiling is waited in full."""
     monkeypatch.setattr(alb, "DRAIN_SECONDS", 1)
+    monkeypatch.setattr(ALB, "drain_ceiling", 4.0)
     Drain(monkeypatch, clock, seconds=8.5)
     with Fleet(lab) as fleet:
         fleet.up()
         balancer = alb_of(lab, fleet)
         assert balancer.retire(["web-2"], timeout=8) == ["web-2"]
-        assert clock.naps == [1] * 8
+        assert clock.naps == [alb.POLL_SECONDS] * 4
         assert weights(balancer) == {1: 100} and sorted(balancer._groups()) == [1]
         members = balancer.members()
         assert (members["web-1"].share, members["web-2"].health) == (1.0, "draining")

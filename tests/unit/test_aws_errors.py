@@ -145,7 +145,7 @@ def test_doctor_checks_the_caller_identity_and_the_region(
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     fresh_sessions(monkeypatch)
-    region, credentials = AwsTarget.prerequisites()
+    region, credentials = AwsTarget.prerequisites()  # no billing look without credentials
     assert region.ok and not credentials.ok and "aws configure" in credentials.fix
 
 

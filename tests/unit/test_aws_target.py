@@ -116,7 +116,8 @@ def test_every_launch_template_version_is_whole(target: AwsTarget, aws_env: str)
         assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
         assert data["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
         boot = base64.b64decode(data["UserData"]).decode()
-        assert boot.startswith("#cloud-config") and "+240" in boot
+        assert boot.startswith("#cloud-config") and "systemctl poweroff" in yaml.safe_load(boot)[
+            "bootcmd"][0][2]
     target.destroy()
     assert leftovers("t") == {}
 

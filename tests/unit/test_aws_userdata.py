@@ -9,13 +9,15 @@ import yaml
 from lab.aws.userdata import user_data
 
 
-def test_the_instance_powers_off_at_its_lifetime() -> None:
-    text = user_data(timedelta(hours=4))
+def test_the_instance_powers_off_at_its_lifetime_set_again_at_every_boot() -> None:
+    text = user_data(timedelta(hours=4), now=1_000_000.4)
     assert text.startswith("#cloud-config\n")
     config = yaml.safe_load(text)
-    assert config["runcmd"] == [["shutdown", "-P", "+240", "lab lifetime over"]]
+    assert "runcmd" not in config  # runcmd runs once: a reboot would forget the deadline
+    [[shell, flag, script]] = config["bootcmd"]  # bootcmd: every boot
+    assert (shell, flag) == ("sh", "-c")
+    assert script.startswith("deadline=1014401;")  # 4 h on, rounded up
     assert "ssh_keys" not in config
-    assert yaml.safe_load(user_data(timedelta(seconds=20)))["runcmd"][0][2] == "+1"
 
 
 def test_host_keys_are_handed_over_at_creation() -> None:

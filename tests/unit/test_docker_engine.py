@@ -311,7 +311,8 @@ def test_create_makes_each_server_with_its_labels_keys_and_loopback_ports(
     records = target.create(specs, events.append)
 
     web, lb = engine.get("shop-web-3"), engine.get("shop-lb-1")
-    assert web.labels == labels_for("shop", specs[0]) | {"lab.image": "lab/base:bookworm"}
+    assert web.labels == labels_for("shop", specs[0]) | {"lab.image": "lab/base:bookworm",
+                                                         "lab.home": str(target.home)}
     assert (web.options["hostname"], web.options["network"], web.options["detach"],
             web.options["command"]) == ("web-3", "lab-shop", True, ["/sbin/init"])
     assert web.options["ports"] == {"22/tcp": ("127.0.0.1", None),

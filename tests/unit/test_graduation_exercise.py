@@ -100,3 +100,43 @@ def test_targets_in_exercise_yml_must_be_known(tmp_path: Path) -> None:
         load_exercise(folder)
     assert "exercise.yml: targets: must be targets lab knows (" in str(caught.value)
     assert "got 'azure'" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_still_paying_names_what_the_last_destroy_could_not_delete(
+        aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ALB's network interfaces hold its security group for minutes after it is deleted:
+    `lab destroy` says so and exits non-zero, its logbook keeps what AWS held, and the
+    grader's "still paying" names the group and says to run destroy again, not "destroy"."""
+    from types import SimpleNamespace
+
+    import boto3
+    from awslab import Clock, fail
+
+    from lab.aws import api, resources
+    from lab.errors import LeftBehind
+    from lab.fleet import Fleet
+
+    exercise = load_exercise(find_exercise(AWS).folder)
+    shutil.copytree(exercise.start_dir, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "lab.yml").write_text((exercise.solution_dir / "lab.yml").read_text()
+                                      .replace("__NAME__", "t").replace("eu-west-1", REGION))
+    config = load_config(tmp_path / "lab.yml")
+    ec2 = boto3.client("ec2", region_name=REGION)
+    group = ec2.create_security_group(
+        GroupName="lab-t-balancer", Description="t",
+        TagSpecifications=api.tag_specs(resources.tags("t", config.settings("aws")
+                                                       .lifetime_delta), "security-group"),
+    )["GroupId"]
+    clock = Clock()
+    monkeypatch.setattr("lab.aws.resources.time", clock)
+    with Fleet(config) as fleet:
+        fail(fleet.target.aws.ec2, "DeleteSecurityGroup", "DependencyViolation")  # type: ignore[attr-defined]
+        with pytest.raises(LeftBehind, match=f"security groups {group}"):
+            fleet.destroy()
+        attempt = SimpleNamespace(config=config, events=lambda kind=None: [
+            e for e in fleet.state.events() if kind is None or e.kind == kind])
+        feedback = exercise.checks["nothing_left"](attempt)
+
+    assert feedback is not None
+    assert f"security groups {group}" in feedback.found
+    assert "could not delete" in feedback.found and "again in a few minutes" in feedback.next

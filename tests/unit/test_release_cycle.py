@@ -62,7 +62,7 @@ def test_report_keeps_its_shape(cycle: Cycle) -> None:
 
     assert list(data) == ["id", "role", "started", "vars", "image", "previous", "old", "new",
                           "steps", "phases", "outcome", "reason", "finished", "traffic",
-                          "timeline", "journal", "rollback_of"]
+                          "timeline", "journal", "rollback_of", "untested"]
     assert list(data["steps"][0]) == ["percent", "window", "gate", "canary", "verdicts",
                                       "paused", "resumed_by"]
     assert list(data["steps"][0]["verdicts"][0]) == ["rule", "value", "limit", "requests",

@@ -222,7 +222,7 @@ def test_lab_rollback_says_where_it_goes_marks_its_release_and_refuses_at_the_en
     # `lab rollback` releases with lab's own probe and checks: the fakes stand in for them.
     monkeypatch.setattr(lab.release.cycle, "Probe", lambda url, rate: FakeProbe(url))
     monkeypatch.setattr(lab.release.cycle, "Checks",
-                        lambda: Checks(fake_provision, fake_verify))
+                        lambda **_: Checks(fake_provision, fake_verify))
     v2 = cycle.release()  # lab.yml's v1 served first
     cycle.overrides = {"version": "v3"}
     v3 = cycle.release()

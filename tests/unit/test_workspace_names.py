@@ -63,3 +63,34 @@ def test_the_aws_owner_is_the_callers_arn_and_nothing_without_a_region(
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(name)
     assert AwsTarget.owner() == ""  # asked nothing: `lab doctor` says what is missing
+
+
+def test_a_lab_of_the_same_name_from_another_folder_is_refused_on_aws(
+        aws_env: str, tmp_path: Path) -> None:
+    """Names a person chose (`lab init` takes the folder's, `name:` any) can still meet in
+    one account: the second lab is refused before it makes anything, never handed the
+    first's key pair, groups and balancer (nor its `lab destroy` the first's servers)."""
+    from awslab import key_for, lab_config, leftovers
+
+    from lab.errors import ConfigError
+    from lab.targets.base import ServerSpec
+
+    spec = [ServerSpec("web-1", "web", 1, "lab/base:bookworm", ports=[80])]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = lab_config(tmp_path / "a", aws_env, name="demo")
+    AwsTarget(first, key_for(first)).create(spec)
+    before = leftovers("demo")
+
+    second = lab_config(tmp_path / "b", aws_env, name="demo")
+    with pytest.raises(ConfigError, match=r"^name: lab demo already runs in this AWS account"):
+        AwsTarget(second, key_for(second)).plan(spec)  # before `lab up` asks to go ahead
+    with pytest.raises(ConfigError, match=r"^name: lab demo already runs in this AWS account"):
+        AwsTarget(second, key_for(second)).create(
+            [ServerSpec("web-2", "web", 1, "lab/base:bookworm", ports=[80])])
+
+    assert leftovers("demo") == before
+    again = AwsTarget(first, key_for(first))  # the folder that made it goes on as before
+    again.create([ServerSpec("web-2", "web", 1, "lab/base:bookworm", ports=[80])])
+    again.destroy()
+    assert leftovers("demo") == {}
