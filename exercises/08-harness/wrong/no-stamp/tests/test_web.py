@@ -1,0 +1,22 @@
+"""Tests for the shop's web server: `lab verify` runs them against each server (testinfra)."""
+
+
+def test_nginx_is_installed(host):
+    assert host.package("nginx").is_installed
+
+
+def test_nginx_is_running(host):
+    assert host.service("nginx").is_running
+
+
+def test_nginx_starts_at_boot(host):
+    assert host.service("nginx").is_enabled
+
+
+def test_listens_on_port_80(host):
+    assert host.socket("tcp://0.0.0.0:80").is_listening
+
+
+def test_page_welcomes_to_the_shop(host):
+    assert host.check_output("curl -fsS http://127.0.0.1/") == "Welcome to the shop"
+
