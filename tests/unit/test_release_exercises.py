@@ -5,9 +5,11 @@ test_exercises.py.)"""
 
 from __future__ import annotations
 
+import base64
 import http.server
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,6 +22,7 @@ from lab.course.exercises import Action, course, find_exercise
 from lab.course.grader import Attempt, Feedback
 from lab.release import ReleaseReport, StepReport
 from lab.state import LogEntry
+from lab.verify import TestOutcome, VerifyResult
 
 THROW_IT_AWAY, PULL_IT_BACK = 5, 6
 
@@ -162,13 +165,59 @@ def test_throw_it_away_reads_the_release_history(history: History, said: str) ->
 
 TESTS = {"tests/test_web.py": "def test_answers(host): ..."}
 MINE = {"tests/test_web.py": "def test_answers(host): ...\ndef test_hours(host): ..."}
-BY_TESTS = "the new generation failed its tests: verify failed: web-2: test_hours"
+BY_TESTS = "the new generation failed its tests: verify failed: web-2: test_web::test_hours: x"
+PAGES = find_exercise(PULL_IT_BACK).start_dir / "pages"
+STARTED_PAGES = {f"pages/{p.relative_to(PAGES)}": p.read_text() for p in PAGES.rglob("*.html")}
+# A test of the attendee's, as the fake server judges it: its name, and its outcome on the
+# pages the server has (passed, failed, skipped).
+Judge = list[tuple[str, Callable[[dict[str, str]], str]]]
+ANSWERS: Judge = [("test_web::test_answers", lambda pages: "passed")]
 
 
-def pull_it_back(releases: list[ReleaseReport], files: dict[str, str] = MINE) -> str:
-    history = History(releases, files=files, started=TESTS)
-    history.run_tests = lambda: type("R", (), {"ok": True, "problem": ""})()  # type: ignore
-    return first_failure(PULL_IT_BACK, history)
+def hours_give(*words: str) -> Callable[[dict[str, str]], str]:
+    return lambda pages: "passed" if all(w in pages["hours.html"] for w in words) else "failed"
+
+
+SOLUTION = [*ANSWERS, ("test_web::test_hours", hours_give("Monday", "9:00 to 18:00"))]
+
+
+class Shop(History):
+    """A history, and a web server as exercise 06's last goal sees it through ssh: its pages
+    (v3's, after the releases), and the attendee's tests as a judge of them."""
+
+    def __init__(self, releases: list[ReleaseReport], files: dict[str, str],
+                 judge: Judge) -> None:
+        super().__init__(releases, servers=["web-3"], files=files,
+                         started=TESTS | STARTED_PAGES)
+        self.config = SimpleNamespace(balancer=SimpleNamespace(routes_to="web"))
+        self.judge = judge
+        self.pages = {"index.html": STARTED_PAGES["pages/v3/index.html"],
+                      "hours.html": STARTED_PAGES["pages/v3/hours.html"]}
+        self.kept: dict[str, str] | None = None
+        self.tried: list[dict[str, str]] = []
+
+    def ssh(self, name: str, command: str) -> tuple[int, str]:
+        if "|| cp -a" in command:  # keep the server's own pages aside
+            self.kept = self.kept or dict(self.pages)
+        elif "base64 -d" in command:
+            for text, path in re.findall(r"printf %s (\S+) \| base64 -d > (\S+)", command):
+                self.pages[path.rsplit("/", 1)[1]] = base64.b64decode(text).decode()
+        elif "rm -rf" in command and self.kept is not None:  # put them back
+            self.pages, self.kept = self.kept, None
+        return 0, ""
+
+    def run_tests(self, names: list[str] | None = None) -> VerifyResult:
+        self.tried.append(dict(self.pages))
+        return VerifyResult([TestOutcome("web-3", test, outcome(self.pages))
+                             for test, outcome in self.judge])
+
+
+def pull_it_back(releases: list[ReleaseReport], files: dict[str, str] = MINE,
+                 judge: Judge = SOLUTION) -> str:
+    return first_failure(PULL_IT_BACK, Shop(releases, files, judge))
+
+
+FIXED_AFTER_A_ROLLBACK = [release("v2", "rolled-back", BY_TESTS), release("v3")]
 
 
 @pytest.mark.parametrize(("releases", "files", "said"), [
@@ -178,16 +227,89 @@ def pull_it_back(releases: list[ReleaseReport], files: dict[str, str] = MINE) ->
     ([release("v2", "rolled-back", "interrupted (Ctrl-C)")], MINE,
      "not by a test or health check of yours: interrupted"),
     ([release("v2", "rolled-back", BY_TESTS)], TESTS, "not by a test or health check of yours"),
+    ([release("v2", "rolled-back", "the new generation failed its tests: no test passed on "
+              "web-2 (7 ran, all skipped): add tests")], MINE,
+     "but because none of your tests ran on it, not because one caught its bug: no test passed "
+     "on web-2 (7 ran, all skipped); expected"),
+    ([release("v2", "rolled-back", "the new generation failed its tests: verify failed: web-2: "
+              "tests/test_web.py:3: ImportError: x (the file could not be loaded, so none of "
+              "its tests ran)")], MINE, "but because none of your tests ran on it"),
+    ([release("v2")], MINE | {"pages/v2/hours.html": "Opening hours: all week\n"},
+     "pages/v2/hours.html was changed"),
     ([release("v3"), release("v2", "rolled-back", BY_TESTS)], MINE,
      "v3, the fixed version, has not been released since"),
     ([release("v2", "rolled-back", BY_TESTS), release("v3", "rolled-back", BY_TESTS)], MINE,
      "the fixed version, was rolled back too"),
-    ([release("v2", "rolled-back", BY_TESTS), release("v3")], MINE, ""),
+    (FIXED_AFTER_A_ROLLBACK, MINE, ""),
 ])
 def test_pull_it_back_wants_the_bug_stopped_by_the_attendees_test(
         releases: list[ReleaseReport], files: dict[str, str], said: str) -> None:
     found = pull_it_back(releases, files)
     assert said in found if said else found == ""
+
+
+def skipped(pages: dict[str, str]) -> str:
+    return "skipped"
+
+
+@pytest.mark.parametrize(("judge", "said"), [
+    (SOLUTION, ""),
+    # loosened after v2's rollback: the page answers with its title
+    ([*ANSWERS, ("test_web::test_hours", hours_give("Opening hours"))],
+     "your tests, as they are now, pass on v2's empty hours page (a server as v3 makes it, "
+     "with v2's /hours.html: 'Opening hours:' and nothing else): test_web::test_hours, which "
+     "stopped v2's release, passes on its bug alone"),
+    (ANSWERS, "test_web::test_hours, which stopped v2's release, is gone from"),
+    ([*ANSWERS, ("test_web::test_hours", skipped)],
+     "test_web::test_hours was skipped, and a skipped test does not fail"),
+    # the bug caught by the version on the home page
+    ([*ANSWERS, ("test_web::test_hours",
+                 lambda pages: "failed" if "v2" in pages["index.html"] else "passed")],
+     "pass on v2's empty hours page"),
+    ([*ANSWERS, ("test_web::test_hours", hours_give("Sunday, 9:00 to 18:00"))],
+     "your tests fail on v1, a good version (what web-1 ran before the releases): "
+     "test_web::test_hours"),
+])
+def test_pull_it_back_tries_the_tests_as_they_are_now_on_the_bug_and_the_good_versions(
+        judge: Judge, said: str) -> None:
+    shop = Shop(FIXED_AFTER_A_ROLLBACK, MINE, judge)
+    before = dict(shop.pages)
+    found = first_failure(PULL_IT_BACK, shop)
+    assert said in found if said else found == ""
+    assert shop.pages == before and shop.kept is None  # the server's own pages are back
+    v2_hours = STARTED_PAGES["pages/v2/hours.html"]
+    assert shop.tried[1] == {"index.html": STARTED_PAGES["pages/v3/index.html"],
+                             "hours.html": v2_hours}  # the bug alone, after the run as it is
+
+
+def test_pull_it_back_tells_tests_that_pass_only_on_a_page_changed_by_hand() -> None:
+    shop = Shop(FIXED_AFTER_A_ROLLBACK, MINE,
+                [*ANSWERS, ("test_web::test_hours", hours_give("Saturday, 9:00 to 18:00"))])
+    shop.pages["hours.html"] = STARTED_PAGES["pages/v1/hours.html"]  # by hand, on web-3
+    found = first_failure(PULL_IT_BACK, shop)
+    assert ("your tests fail on v3's pages as the exercise makes them: test_web::test_hours: "
+            in found) and "changed by hand on the server?" in found
+    assert shop.pages["hours.html"] == STARTED_PAGES["pages/v1/hours.html"]  # left as found
+
+
+def test_pull_it_back_puts_the_servers_pages_back_when_the_tests_cannot_run() -> None:
+    shop = Shop(FIXED_AFTER_A_ROLLBACK, MINE, SOLUTION)
+    before = dict(shop.pages)
+    calls = 0
+
+    def run_tests(names: list[str] | None = None) -> VerifyResult:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # the first run is on the server as it is
+            raise RuntimeError("ssh: connection refused")
+        return VerifyResult([TestOutcome("web-3", "test_web::test_answers", "passed")])
+
+    shop.run_tests = run_tests  # type: ignore[method-assign]
+    exercise = find_exercise(PULL_IT_BACK)
+    with pytest.raises(RuntimeError):
+        for goal in exercise.spec.goals:
+            exercise.checks[goal.check](shop)
+    assert shop.pages == before and shop.kept is None
 
 
 def test_every_balanced_exercise_listens_on_a_port_chosen_at_start() -> None:
