@@ -241,13 +241,13 @@ class LabConfig(_Strict):
         except ValidationError as exc:
             if not models:
                 raise
-            errors += _details(exc)
+            errors += details_of(exc)
         sections: dict[str, TargetSettings] = {}
         for key, model in models.items():
             try:
                 sections[key] = model.model_validate(data[key])
             except ValidationError as exc:
-                errors += _details(exc, (key,))
+                errors += details_of(exc, (key,))
         if errors or config is None:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         config._settings.update(sections)
@@ -448,7 +448,7 @@ def _settings_models(keys: list[str]) -> dict[str, type[TargetSettings]]:
     return models
 
 
-def _details(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[InitErrorDetails]:
+def details_of(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[InitErrorDetails]:
     """A ValidationError's errors, placed under ``prefix``, to raise again as one error."""
     details: list[InitErrorDetails] = []
     for error in exc.errors(include_url=False):

@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from lab.config import TargetSettings, describe, read_mapping
+from lab.config import TargetSettings, describe, details_of, read_mapping
 from lab.course.exercises import course, find_exercise
 from lab.errors import ConfigError, UsageError
 from lab.targets import registry as targets
@@ -89,7 +89,7 @@ class ClassSpec(_Strict):
         try:
             spec = handler(data | {"aws": section})
         except ValidationError as exc:
-            errors += _placed(exc)
+            errors += details_of(exc)
         if errors or spec is None:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return spec
@@ -125,7 +125,7 @@ def _aws_settings(data: dict[str, Any]) -> tuple[TargetSettings | None, list[Ini
     try:
         section = targets.load("aws").settings_model.model_validate(data.get("aws") or {})
     except ValidationError as exc:
-        return None, _placed(exc, ("aws",))
+        return None, details_of(exc, ("aws",))
     if section.region is None:
         return None, [_problem(("aws", "region"), None, "is required for a class: every "
                                "seat's lab, `lab class status` and `destroy` look in it, "
@@ -141,18 +141,6 @@ def _regions() -> frozenset[str]:
     from lab.aws.api import regions
 
     return regions()
-
-
-def _placed(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[InitErrorDetails]:
-    """A ValidationError's errors under ``prefix``, to raise again with others as one."""
-    details: list[InitErrorDetails] = []
-    for error in exc.errors(include_url=False):
-        detail: InitErrorDetails = {"type": error["type"], "loc": (*prefix, *error["loc"]),
-                                    "input": error["input"]}
-        if "ctx" in error:
-            detail["ctx"] = error["ctx"]
-        details.append(detail)
-    return details
 
 
 def _problem(loc: tuple[str, ...], value: Any, message: str) -> InitErrorDetails:
