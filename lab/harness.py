@@ -105,12 +105,20 @@ def check_idempotence(fleet: Fleet, overrides: dict[str, Any] | None = None,
     servers, everyone = fleet.select(names)
     report.second = provision_lab(fleet.lab, servers, fleet.key, overrides,
                                   on_event=on_event, everyone=everyone)
-    if not all(r.ok for r in report.second):
-        report.problem = "second run failed: " + runs_problem(report.second)
-    elif report.not_idempotent:
-        named = "; ".join(f"{t.host}: {t.task}" for t in report.not_idempotent)
-        report.problem = f"not idempotent: changed on the second run: {named}"
+    report.problem = idempotence_problem(report.second)
     return report
+
+
+def idempotence_problem(second: list[RunResult]) -> str:
+    """Molecule's judgement of a second run: it fails, or a task changed something on some
+    host (each named with its host); "" when nothing changed anywhere."""
+    if not all(r.ok for r in second):
+        return "second run failed: " + runs_problem(second)
+    changed = [t for r in second for t in r.changed]
+    if changed:
+        named = "; ".join(f"{t.host}: {t.task}" for t in changed)
+        return f"not idempotent: changed on the second run: {named}"
+    return ""
 
 
 @dataclass
@@ -161,6 +169,7 @@ class TestReport:
 
     lab: str
     steps: Steps = field(default_factory=Steps)
+    notes: list[str] = field(default_factory=list)  # what was done otherwise, or not at all
 
     @property
     def phases(self) -> list[Step]:
@@ -176,7 +185,8 @@ class TestReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"lab": self.lab, "ok": self.ok, "problem": self.problem,
-                "phases": [step.to_dict() for step in self.phases]}
+                "phases": [step.to_dict() for step in self.phases]} | (
+                    {"notes": self.notes} if self.notes else {})
 
 
 def test_lab_name(config: LabConfig) -> str:
@@ -206,13 +216,20 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
                 "verify": lambda: _verify_step(fleet, overrides, on_event),
             })
         finally:
-            if destroy == "always" or (destroy == "passing" and report.ok):
-                steps.run("destroy", fleet.destroy, always=True)
-            else:
-                on_event(Event("phase", f"kept servers of {fleet.config.name} (--destroy "
-                                        f"{destroy}); remove them with `lab test --destroy "
-                                        "always` or `lab destroy -f` on that lab"))
+            end_cycle(fleet, report, destroy, on_event, "`lab test --destroy always` or "
+                                                        "`lab destroy -f` on that lab")
     return report
+
+
+def end_cycle(fleet: Fleet, report: TestReport, destroy: DestroyPolicy, on_event: Listener,
+              remedy: str) -> None:
+    """The last step of a test cycle: destroy the servers as ``destroy`` says, or say they
+    were kept and how to remove them (``remedy``)."""
+    if destroy == "always" or (destroy == "passing" and report.ok):
+        report.steps.run("destroy", fleet.destroy, always=True)
+    else:
+        on_event(Event("phase", f"kept servers of {fleet.config.name} (--destroy {destroy}); "
+                                f"remove them with {remedy}"))
 
 
 def _verify_step(fleet: Fleet, overrides: dict[str, Any] | None, on_event: Listener) -> Outcome:

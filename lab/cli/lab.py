@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lab.cli.base import Names, SetVars, handled, lab_config
+from lab.cli.base import Names, SetVars, current, handled, lab_config
 from lab.cli.output import RESULT_COLORS, clip, err, nonzero, out, progress
 from lab.errors import CheckFailed, ExitStatus
 
@@ -273,21 +273,40 @@ def test_command(
     set_vars: SetVars = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output: one line "
                                           "with each phase, its seconds and figures.")] = False,
+    scenario: Annotated[str | None, typer.Option(
+        "--scenario", help="In a role's folder (no lab.yml): its Molecule scenario "
+        "molecule/NAME/molecule.yml (default: default).")] = None,
 ) -> None:
     """The whole harness cycle on fresh servers: create, provision, idempotence, verify, destroy.
 
     Uses its own lab name (NAME-test), so the servers `lab up` made are never touched.
+
+    In a role's folder with no lab.yml, it runs the role's Molecule scenario as Molecule
+    would (molecule/default/molecule.yml, or --scenario NAME): each platform a server, the
+    scenario's playbooks and tests, its test_sequence.
     """
     from lab.harness import run_test_cycle
+    from lab.molecule import find_scenario
     from lab.provision import parse_overrides
 
     if destroy_policy not in ("always", "passing", "never"):
         raise typer.BadParameter("must be always, passing or never", param_hint="--destroy")
-    config = lab_config(ctx)
-    started = time.monotonic()
-    with progress(f"lab test {config.name}") as listener:
-        report = run_test_cycle(config, destroy_policy,  # type: ignore[arg-type]
-                                parse_overrides(set_vars or []), listener)
+    molecule = find_scenario(current(ctx).file, scenario)
+    if molecule is not None:
+        from lab.molecule.cycle import run_scenario
+
+        overrides = parse_overrides(set_vars or [])
+        started = time.monotonic()
+        with progress(f"lab test {molecule.role.name} (Molecule scenario {molecule.name})"
+                      ) as listener:
+            report = run_scenario(molecule, destroy_policy,  # type: ignore[arg-type]
+                                  overrides, listener)
+    else:
+        config = lab_config(ctx)
+        started = time.monotonic()
+        with progress(f"lab test {config.name}") as listener:
+            report = run_test_cycle(config, destroy_policy,  # type: ignore[arg-type]
+                                    parse_overrides(set_vars or []), listener)
     total = time.monotonic() - started
     if as_json:
         out.print(json.dumps(report.to_dict() | {"seconds": round(total, 2)}), soft_wrap=True)
