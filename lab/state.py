@@ -62,7 +62,9 @@ CREATE TABLE IF NOT EXISTS exercise_progress (
     passes        INTEGER NOT NULL DEFAULT 0,
     hints         INTEGER NOT NULL DEFAULT 0,
     resets        INTEGER NOT NULL DEFAULT 0,
-    passed_at     REAL
+    passed_at     REAL,
+    failing       TEXT,
+    goal_hints    TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
@@ -223,7 +225,12 @@ _COLUMNS = [f.name for f in fields(ServerRecord)]
 @dataclass
 class ExerciseProgress:
     """What an attendee did in one exercise of this workspace: when they began, how many
-    checks they ran and passed, how many hints they read, how often they reset."""
+    checks they ran and passed, how many hints they read, how often they reset; and the goal
+    their last check failed first, which `lab exercise hint` gives hints for.
+
+    ``hints`` counts every hint read; ``goal_hints`` those of each goal's own hints (by the
+    goal's check), so the exercise's general hints read are ``hints`` less their sum.
+    """
 
     exercise: str  # its folder name, 02-servers-as-code
     started: float
@@ -234,6 +241,13 @@ class ExerciseProgress:
     hints: int = 0
     resets: int = 0
     passed_at: float | None = None
+    failing: str | None = None  # the first goal the last check failed (its check's name)
+    goal_hints: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def general_hints(self) -> int:
+        """The exercise's own hints read (those not of a goal): where the next one is."""
+        return self.hints - sum(self.goal_hints.values())
 
     @property
     def seconds(self) -> float:
@@ -244,8 +258,10 @@ class ExerciseProgress:
         return asdict(self) | {"seconds": round(self.seconds, 1), "passed": bool(self.passes)}
 
 
-# A state.db made before the course existed gains the table on open (CREATE IF NOT EXISTS).
+# A state.db made before the course existed gains the table on open (CREATE IF NOT EXISTS);
+# one made before a column was added gains the column (_migrate).
 _PROGRESS_COLUMNS = [f.name for f in fields(ExerciseProgress)]
+_PROGRESS_ADDED = {"failing": "TEXT", "goal_hints": "TEXT NOT NULL DEFAULT '{}'"}
 
 
 class State:
@@ -344,39 +360,49 @@ class State:
     # exercise progress: the course, in this workspace (see lab.course.workspace) -----------
 
     def exercise_started(self, exercise: str) -> ExerciseProgress:
-        """The exercise becomes this workspace's current one (its first start is kept)."""
+        """The exercise becomes this workspace's current one (its first start is kept; the
+        goal its last check failed is forgotten: the start is laid down again)."""
         now = time.time()
         with self._connect() as db:
             db.execute(
                 "INSERT INTO exercise_progress (exercise, started, active_since, last_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(exercise) DO UPDATE SET "
-                "active_since = excluded.active_since, last_at = excluded.last_at",
+                "active_since = excluded.active_since, last_at = excluded.last_at, "
+                "failing = NULL",
                 (exercise, now, now, now))
         return self.exercise_progress(exercise)  # type: ignore[return-value]
 
     def record_exercise(self, exercise: str, *, check: bool | None = None,
-                        hint: bool = False, reset: bool = False) -> ExerciseProgress:
-        """Count a check (passed or not), a hint read, or a reset."""
+                        failing: str | None = None, hint: bool = False,
+                        goal: str | None = None, reset: bool = False) -> ExerciseProgress:
+        """Count a check (passed or not; ``failing``: the first goal it failed, kept for the
+        hints), a hint read (``goal``: one of that goal's own), or a reset (which forgets
+        the failing goal)."""
         now = time.time()
         passed = bool(check)
+        checked = check is not None
         with self._connect() as db:
             db.execute(
                 "UPDATE exercise_progress SET last_at = ?, checks = checks + ?, "
                 "passes = passes + ?, hints = hints + ?, resets = resets + ?, "
-                "passed_at = COALESCE(passed_at, CASE WHEN ? THEN ? END) WHERE exercise = ?",
-                (now, int(check is not None), int(passed), int(hint), int(reset), passed, now,
-                 exercise))
+                "passed_at = COALESCE(passed_at, CASE WHEN ? THEN ? END), "
+                "failing = CASE WHEN ? THEN ? WHEN ? THEN NULL ELSE failing END, "
+                "goal_hints = CASE WHEN ? IS NULL THEN goal_hints ELSE json_set(goal_hints, "
+                "'$.' || json_quote(?), COALESCE(json_extract(goal_hints, '$.' || "
+                "json_quote(?)), 0) + 1) END WHERE exercise = ?",
+                (now, int(checked), int(passed), int(hint), int(reset), passed, now,
+                 checked, failing, reset, goal if hint else None, goal, goal, exercise))
         return self.exercise_progress(exercise)  # type: ignore[return-value]
 
     def exercise_progress(self, exercise: str) -> ExerciseProgress | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM exercise_progress WHERE exercise = ?",
                              (exercise,)).fetchone()
-        return ExerciseProgress(**{c: row[c] for c in _PROGRESS_COLUMNS}) if row else None
+        return _progress(row) if row else None
 
     def keep_progress(self, progress: ExerciseProgress) -> None:
         """Store a progress row as it is (carried into a fresh state.db on reset)."""
-        values = progress.__dict__
+        values = progress.__dict__ | {"goal_hints": json.dumps(progress.goal_hints)}
         with self._connect() as db:
             db.execute(f"INSERT OR REPLACE INTO exercise_progress ({', '.join(_PROGRESS_COLUMNS)})"
                        f" VALUES ({', '.join('?' for _ in _PROGRESS_COLUMNS)})",
@@ -385,7 +411,7 @@ class State:
     def all_progress(self) -> list[ExerciseProgress]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM exercise_progress ORDER BY exercise").fetchall()
-        return [ExerciseProgress(**{c: row[c] for c in _PROGRESS_COLUMNS}) for row in rows]
+        return [_progress(row) for row in rows]
 
     def current_exercise(self) -> ExerciseProgress | None:
         """The exercise this workspace was last started on."""
@@ -423,7 +449,13 @@ OLD_STATUS: dict[str, tuple[Liveness, Stage]] = {
 
 def _migrate(db: sqlite3.Connection) -> None:
     """A state.db written by an older lab gains the columns added since (with defaults), and
-    its single ``status`` column becomes ``liveness`` and ``stage``."""
+    its single ``status`` column becomes ``liveness`` and ``stage``; its exercise progress
+    gains the failing goal (none yet) and the hints read per goal (none: every hint it
+    counted was one of the exercise's own)."""
+    progress = {row["name"] for row in db.execute("PRAGMA table_info(exercise_progress)")}
+    for column, kind in _PROGRESS_ADDED.items():
+        if progress and column not in progress:
+            db.execute(f"ALTER TABLE exercise_progress ADD COLUMN {column} {kind}")
     have = {row["name"] for row in db.execute("PRAGMA table_info(servers)")}
     defaults = {f.name: f.default for f in fields(ServerRecord)}
     for column in _COLUMNS:
@@ -441,6 +473,12 @@ def _migrate(db: sqlite3.Connection) -> None:
                        (liveness, stage, row["name"]))
         with contextlib.suppress(sqlite3.OperationalError):  # SQLite before 3.35: it stays,
             db.execute("ALTER TABLE servers DROP COLUMN status")  # unread, with its default
+
+
+def _progress(row: sqlite3.Row) -> ExerciseProgress:
+    values = {column: row[column] for column in _PROGRESS_COLUMNS}
+    values["goal_hints"] = json.loads(values["goal_hints"] or "{}")
+    return ExerciseProgress(**values)
 
 
 def _record(row: sqlite3.Row) -> ServerRecord:

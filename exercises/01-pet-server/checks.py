@@ -15,8 +15,8 @@ def page_changed(attempt: Attempt) -> Feedback | None:
             return Feedback(
                 found=f'{name} still serves "{page}"' if page else f"{name} serves no page",
                 expected='a page that says "Welcome to the shop - now open on Sundays"',
-                next=f"`lab ssh {name}`, then change /var/www/html/index.html (the file nginx "
-                     "serves; `lab exercise hint` shows how)")
+                next=f"change /var/www/html/index.html, the file nginx serves, over "
+                     f"`lab ssh {name}`")
     return None
 
 
@@ -25,8 +25,8 @@ def changed_by_hand(attempt: Attempt) -> Feedback | None:
         return Feedback(
             found="you changed playbooks/web.yml: the change went through the code",
             expected="this time, the change made by hand on the server, as a pet's owner would",
-            next="`lab exercise reset` and make the change over `lab ssh web-1`; exercise 2 "
-                 "is where the code takes over")
+            next="`lab exercise reset` brings back playbooks/web.yml as it was (yours is kept "
+                 "in .lab/backups/): exercise 2 is where the code takes over")
     return None
 
 

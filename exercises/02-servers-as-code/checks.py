@@ -47,7 +47,7 @@ def provisioned(attempt: Attempt) -> Feedback | None:
                 found=f"{PLAYBOOK} changed after the last `lab provision` on {name}: {name} "
                       "is behind the code, still what the playbook was before",
                 expected=f"{name} provisioned from {PLAYBOOK} as it is now",
-                next="`lab provision`, then check again")
+                next="`lab provision`: it runs the playbook as it is now")
     return None
 
 

@@ -13,8 +13,8 @@ def code_unchanged(attempt: Attempt) -> Feedback | None:
             found=f"you changed {PLAYBOOK}: the code now follows the server",
             expected="the server brought back to the code, not the code to the server: "
                      "nobody reviewed that hand-made change",
-            next="undo your edit (`lab exercise reset` keeps a copy in .lab/backups/), then "
-                 "`lab drift` and `lab provision`")
+            next="`lab exercise reset` brings back the playbook as given (your edit is kept in "
+                 ".lab/backups/)")
     return None
 
 
@@ -28,7 +28,7 @@ def no_drift(attempt: Attempt) -> Feedback | None:
             found=f"{first.host}: the task '{first.task}' differs from the code "
                   f"({len(report.drifted)} task(s) in all)",
             expected="`lab drift` saying the servers match the code",
-            next="`lab drift` shows the difference; `lab provision` puts the code's back")
+            next="`lab provision`: it puts back on the server what the code says")
     return None
 
 

@@ -25,7 +25,7 @@ def released(attempt: Attempt) -> Feedback | None:
                   f"changed in place ({how})",
             expected="v2 on a new server built from the code, put into traffic step by step, "
                      "the old server thrown away",
-            next=f"{RESET}, change the page in playbooks/web.yml, then {RELEASE}")
+            next=f"{RESET}: it starts again from v1, on a server nobody changed")
     return Feedback(
         found=f"no release yet: the shop serves {page or 'nothing'!r}",
         expected=f"v2 ({NEW_PAGE!r}) released with `lab release`",
@@ -38,8 +38,7 @@ def promoted(attempt: Attempt) -> Feedback | None:
         return Feedback(
             found=f"your last release ({last.id}) was {last.outcome}: {last.reason}",
             expected="a release that passes every gate and is promoted",
-            next="`lab report --open` shows where and why it stopped; fix that, then "
-                 f"{RELEASE} again")
+            next="`lab report --open` shows where and why it stopped")
     if last.untested:
         return Feedback(
             found=f"your last release ({last.id}) ran with --untested: no test had to pass "
@@ -69,7 +68,7 @@ def no_failed_requests(attempt: Attempt) -> Feedback | None:
             found=f"the probe saw {traffic['errors']} failed request(s) of "
                   f"{traffic.get('requests')} during your last release",
             expected="no customer request failing while servers are replaced",
-            next=f"`lab report --open` shows when they failed; then {RELEASE} again")
+            next="`lab report --open` shows when they failed")
     return None
 
 
@@ -81,7 +80,7 @@ def old_generation_gone(attempt: Attempt) -> Feedback | None:
             found=f"{', '.join(left)} still run(s), but the last release made "
                   f"{', '.join(last.new)}",
             expected="only the servers of the last release: the old generation thrown away",
-            next=f"{RESET}, then release again")
+            next=f"{RESET}: it starts again from web-1 alone")
     return None
 
 
@@ -92,7 +91,7 @@ def serves_v2(attempt: Attempt) -> Feedback | None:
     if not page:
         return Feedback(
             found="nothing answers through the balancer (its port is lab.yml's `listen:`)",
-            expected=f"{NEW_PAGE!r}", next=f"`lab status`; or {RESET}")
+            expected=f"{NEW_PAGE!r}", next="`lab status` shows whether lb-1, the balancer, runs")
     if "Sundays" not in page:
         return Feedback(
             found=f"the release ran, but the shop serves {page!r}: playbooks/web.yml still "

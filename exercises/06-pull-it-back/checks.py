@@ -27,9 +27,8 @@ PAGES = ("index.html", "hours.html")  # what pages/<version>/ holds
 HOURS = "hours.html"
 WEB_ROOT = "/var/www/html"
 KEPT = "/root/.lab-check-pages"  # the server's own pages, while the exercise's are on it
-RELEASE_WITH_A_TEST = (f"`lab release --set version={BUGGY}` again, with a test in {TESTS} that "
-                       "fails when /hours.html does not give the hours (`lab verify` shows it "
-                       "passing on web-1 first)")
+RELEASE_WITH_A_TEST = (f"a test in {TESTS} that fails when /hours.html does not give the hours, "
+                       f"then `lab release --set version={BUGGY}` again")
 # A rollback whose tests gate ran nothing: no test caught anything.
 NOTHING_RAN = ("no test passed", "no tests ran", "none of its tests ran", "could not start")
 
@@ -178,7 +177,7 @@ def _fails_on_a_good_version(version: str, result: VerifyResult,
         expected=f"a test that fails on the bug alone: every good version ({GOOD}, {FIXED}) "
                  "passes it",
         next="test what every good version has (the days and the times), not one version's "
-             f"words or its version string: `cat pages/{version}/{HOURS}`")
+             f"words nor its version string: `cat pages/{version}/{HOURS}`")
 
 
 # the exercise's pages, on the running servers ------------------------------------------------

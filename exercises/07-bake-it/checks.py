@@ -30,18 +30,18 @@ def released_from_scratch(attempt: Attempt) -> Feedback | None:
         return Feedback(
             found=f"your release {scratch[-1].id} was rolled back: {scratch[-1].reason}",
             expected="one promoted release whose new server was provisioned from scratch",
-            next="`lab history` shows why; fix that, then `lab release --set version=v2`")
+            next="`lab history` shows why it was rolled back")
     if attempt.releases():
         return Feedback(
             found="every release so far started from an image: none shows what provisioning "
                   "from scratch costs",
             expected="a promoted release that provisions its new server from scratch too",
-            next="`lab release --set version=v2` (without --from-image), then `lab history`")
+            next="`lab release --set version=v2`, without --from-image")
     return Feedback(
         found="no release yet: web-1 is still the server the exercise started",
         expected="a promoted release that provisions its new server from scratch (the figure "
                  "to beat)",
-        next="`lab release --set version=v2`, then `lab history`")
+        next="`lab release --set version=v2`: its new server is provisioned from scratch")
 
 
 def baked_verified(attempt: Attempt) -> Feedback | None:
@@ -50,7 +50,8 @@ def baked_verified(attempt: Attempt) -> Feedback | None:
         return Feedback(
             found="no image baked yet",
             expected="an image baked from a server that passed its tests",
-            next="`lab verify`, then `lab bake`: it prints the image's name")
+            next="`lab bake`: it takes the server your release made (its tests passed) and "
+                 "prints the image's name")
     newest = baked[-1]
     server, image = newest.server, newest.detail
     stage = _stage_before(attempt, server, newest.at)
@@ -59,7 +60,8 @@ def baked_verified(attempt: Attempt) -> Feedback | None:
             found=f"{image} was baked from {server}, whose last result before the bake was "
                   f"'{stage or 'none'}', not 'verified'",
             expected="an image baked only from a server that passed `lab verify`",
-            next="`lab verify`, then `lab bake` again")
+            next="`lab bake` again, from a server that passed its tests (a release's new one "
+                 "has)")
     if server is not None and server in attempt.server_names():
         result = attempt.run_tests([server])
         if not result.ok:
@@ -69,8 +71,8 @@ def baked_verified(attempt: Attempt) -> Feedback | None:
                 expected="an image of a server that passes its tests: the image carries "
                          "whatever the server had, a change made by hand after `lab verify` "
                          "included",
-                next="never change a server by hand; `lab release --set version=v2` makes a "
-                     "fresh one, then `lab bake` it at once")
+                next="`lab release --set version=v2`: a fresh server, nobody's hands on it, "
+                     "to bake")
     return None
 
 
@@ -85,8 +87,7 @@ def released_from_image(attempt: Attempt) -> Feedback | None:
             found=f"your release from {images[-1].image} was rolled back: "
                   f"{images[-1].reason}",
             expected="a promoted release started from a baked image",
-            next="`lab history` shows why; bake a server that passes its tests, then "
-                 "`lab release --from-image IMAGE`")
+            next="`lab history` shows why it was rolled back")
     after = [r for r in attempt.releases() if r.started > newest.at]
     if after:
         return Feedback(
@@ -127,7 +128,7 @@ def _compare(found: float | None, label: str,
     if found is None:
         return Feedback(found=f"{ANSWERS}: '{label}' has no figure yet",
                         expected=f"the 'ready s' figure `lab history` shows ({shown})",
-                        next="`lab history`, then write the figure in place of the `?`")
+                        next="write the 'ready s' figure of `lab history` in place of the `?`")
     if any(abs(found - r) <= TOLERANCE for r in ready):
         return None
     totals = [_seconds(r) for r in releases]
@@ -151,7 +152,8 @@ def _faster(text: str, scratch: float, image: float) -> Feedback | None:
             found=f"{ANSWERS}: 'faster:' says {said.group(1) if said else 'nothing'}",
             expected=f"`{truth}`: your figures say {scratch:g} s from scratch and "
                      f"{image:g} s from the image",
-            next="write `scratch` or `image` after `faster:`")
+            next="after `faster:`, write `image` if its figure is the smaller, else "
+                 "`scratch`")
     return None
 
 

@@ -42,10 +42,10 @@ def lab_test_passes(attempt: Attempt) -> Feedback | None:
                  "then `lab test`")
     failed = next(p for p in report.phases if not p.ok)
     advice = {
-        "idempotence": "a shell or command task reports a change on every run: make it a "
+        "idempotence": "a task that runs a command reports a change on every run: make it a "
                        "module that compares (ansible.builtin.copy with `content:`)",
-        "verify": "`lab test --destroy never` keeps the servers so you can look (`lab ssh`)",
-        "provision": "read the failed task's message above; fix the playbook",
+        "verify": "`lab test --destroy never` keeps the fresh servers for you to look at",
+        "provision": "fix the playbook's failed task: its message is above",
     }.get(failed.name, "run `lab test` and read its phases")
     return Feedback(found=f"lab test: {failed.name} failed: {failed.detail or failed.outcome}",
                     expected="every phase ok", next=advice)

@@ -32,8 +32,10 @@ def on_aws(attempt: Attempt) -> Feedback | None:
         return Feedback(
             found=f"aws.ssh_cidr {network} lets {network.num_addresses:,} addresses try SSH on "
                   "your servers",
-            expected="your own address and /32 (at most a /24: your office's)",
-            next=f"{api.OWN_ADDRESS_HINT}, then `lab up` again: the security group follows")
+            expected="your own address and /32 (at most a /24: your office's); the next "
+                     "`lab up` narrows the security group to it",
+            next=f"narrow `aws.ssh_cidr` in lab.yml to your own address: "
+                 f"{api.OWN_ADDRESS_HINT}")
     return None
 
 
@@ -67,7 +69,7 @@ def verified_on_aws(attempt: Attempt) -> Feedback | None:
         return Feedback(
             found=f"{', '.join(sorted(servers))} ran on AWS but never passed `lab verify`",
             expected="your tests passing on the EC2 instance, as they did on the laptop",
-            next="`lab up`, `lab provision`, `lab verify`")
+            next="`lab verify`, on the servers you brought up and provisioned")
     return None
 
 
@@ -81,11 +83,11 @@ def released_on_aws(attempt: Attempt) -> Feedback | None:
         return Feedback(
             found=f"the release on AWS was {last.outcome}: {last.reason or '?'}",
             expected="a release promoted behind the load balancer",
-            next="`lab history` shows why; fix it, then `lab release --set version=v2`")
+            next="`lab history` shows why it was not promoted")
     return Feedback(
         found="no release was promoted on AWS",
         expected="a new generation released behind the load balancer before the lab goes",
-        next="`lab up`, `lab provision`, then `lab release --set version=v2`")
+        next="`lab release --set version=v2`, with the lab up and provisioned on AWS")
 
 
 def nothing_left(attempt: Attempt) -> Feedback | None:
@@ -127,7 +129,7 @@ def swept(attempt: Attempt) -> Feedback | None:
     if attempt.config.name in found["labs"]:
         return Feedback(found="the sweep found this lab's resources: `lab destroy` left them",
                         expected="a sweep that finds nothing of this lab",
-                        next="`lab destroy`, then `lab aws sweep` again")
+                        next="`lab destroy`: the sweep after it must find nothing")
     return None
 
 

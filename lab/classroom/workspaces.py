@@ -10,7 +10,9 @@ carries the class's ``aws:``; no server is made for it: the attendee runs ``lab 
 
 ``up`` works on a few students at a time (a thread each: most of a start is waiting on
 systemd, SSH and Ansible's subprocesses); a student whose start fails is reported and the
-others go on. A workspace that ``up`` (or ``reset``) finished at an exercise carries
+others go on. The first seat starts alone: when the engine has no start snapshot of the
+exercise yet, that start makes it, and the others start from it (lab.course.snapshots).
+A workspace that ``up`` (or ``reset``) finished at an exercise carries
 ``.lab/class-up.json``; ``up`` skips it while the workspace is still on that exercise.
 """
 
@@ -28,6 +30,7 @@ from typing import Any
 from lab.classroom import membership
 from lab.classroom.config import Classroom
 from lab.classroom.seats import in_class, lab_names, pick_ports, port_is_free
+from lab.course import snapshots
 from lab.course.exercises import find_exercise
 from lab.course.workspace import (
     STATE_DIR,
@@ -138,12 +141,21 @@ def up(classroom: Classroom, exercise: int | None = None, students: list[str] | 
     def one(student: str) -> Outcome:
         return _bring_up(classroom, student, names[student], ports[student], number, on_event)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(chosen))))
+    done: dict[str, Outcome] = {}
+    rest = list(chosen)
+    if not _on_aws(classroom) and snapshots.worth_keeping(find_exercise(number).spec.start):
+        # One seat first, alone: it makes the exercise's start snapshot if this engine has
+        # none (lab.course.snapshots), and every other seat starts from it.
+        while rest and not any(o.status == "ready" for o in done.values()):
+            student = rest.pop(0)
+            done[student] = one(student)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(rest) or 1)))
     try:
-        futures = [pool.submit(one, student) for student in chosen]
-        return [future.result() for future in futures]
+        futures = {student: pool.submit(one, student) for student in rest}
+        done |= {student: future.result() for student, future in futures.items()}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: no new student starts
+    return [done[student] for student in chosen]
 
 
 def _ports(classroom: Classroom, chosen: list[str]) -> dict[str, int]:

@@ -11,11 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from lab.cli.base import current, handled
-from lab.cli.output import err, out, print_step, progress
+from lab.cli.output import out, print_step, progress
 from lab.errors import CheckFailed, UsageError
 
 if TYPE_CHECKING:
     from lab.course.grader import CheckReport
+    from lab.course.snapshots import Snapshot
     from lab.course.workspace import Workspace
 
 app = typer.Typer(
@@ -66,7 +67,8 @@ def start(
     name: Annotated[str | None, typer.Option(help="The lab's name (default: from "
                                                   "DIRECTORY).")] = None,
 ) -> None:
-    """Make a workspace: the exercise's files, and its servers in the starting state.
+    """Make a workspace: the exercise's files and README.md, its servers in the starting
+    state; then print the README's first step.
 
     Example:  lab exercise start 1 ~/ex && cd ~/ex
     """
@@ -76,10 +78,19 @@ def start(
     with progress(f"lab exercise start {number}") as listener:
         workspace = run(number, directory, name, listener)
         report_start(workspace, listener)
+    _print_start(workspace, f"cd {directory}, do that, then `lab exercise check`")
+
+
+def _print_start(workspace: Workspace, then: str) -> None:
+    """The exercise begun, where to read it (its README.md, in the workspace) and its first
+    step (lab.course.exercises.first_step), so the attendee can begin before opening it."""
     exercise = workspace.exercise
-    out.print(f"exercise {exercise.number:02d}: {exercise.title} ({exercise.spec.minutes} min)")
-    out.print(f"read {exercise.folder / 'README.md'}")
-    out.print(f"next: cd {directory} && lab exercise check")
+    out.print(f"exercise {exercise.number:02d}: {escape(exercise.title)} "
+              f"({exercise.spec.minutes} min): read {workspace.directory / 'README.md'}")
+    step = exercise.first_step()
+    if step:
+        out.print(f"first step: {escape(step)}", soft_wrap=True)
+    out.print(f"next: {escape(then)}")
 
 
 @app.command()
@@ -134,7 +145,8 @@ def hint(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="The hint as JSON.")] = False,
 ) -> None:
-    """The next hint of this exercise (each is counted in your progress).
+    """The next hint for the first goal your last check failed, gentle first, the fix last
+    (before any check: the exercise's own hints). Each is counted in your progress.
 
     Example:  lab exercise hint
     """
@@ -143,10 +155,12 @@ def hint(
 
     workspace = _workspace(ctx)
     step = next_hint(workspace)
+    goal = workspace.exercise.goal(step.figures.get("goal"))
     if as_json:
-        out.print_json(json.dumps({"exercise": workspace.exercise.id} | step.to_dict()))
+        out.print_json(json.dumps({"exercise": workspace.exercise.id,
+                                   "goal": goal.check if goal else None} | step.to_dict()))
     else:
-        print_step(step)
+        print_step(step, f"{step.name}, for: {goal.goal}" if goal else None)
     if step.ok:
         report_hint(workspace)  # to the class, if any; never fails
 
@@ -204,7 +218,80 @@ def next_command(ctx: typer.Context) -> None:
     with progress("lab exercise next") as listener:
         moved = next_exercise(workspace, listener)
         report_start(moved, listener)
-    exercise = moved.exercise
-    out.print(f"exercise {exercise.number:02d}: {exercise.title} ({exercise.spec.minutes} min)")
-    out.print(f"read {exercise.folder / 'README.md'}")
-    err.print("next: lab exercise check")
+    _print_start(moved, "do that, then `lab exercise check`")
+
+
+@app.command()
+@handled
+def snapshots(
+    ctx: typer.Context,
+    number: Annotated[int | None, typer.Argument(help="Only this exercise's.")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove them (an image servers "
+                                                          "still run from is kept).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The exercises' start snapshots on this Docker engine: list them, or remove them.
+
+    An exercise's first start on an engine is made the usual way (servers provisioned by
+    Ansible, changed by hand) and then kept as images, one per server: every later start or
+    reset of that exercise, in any workspace, creates its servers from them in a few seconds
+    and provisions nothing. `lab class up` makes one with its first seat. A changed exercise
+    or base image makes a new one at the next start (state `stale` is the old). They need no
+    registry; LAB_SNAPSHOTS=0 turns them off.
+
+    Example:  lab exercise snapshots
+
+    Example:  lab exercise snapshots 4 --remove
+    """
+    import time
+
+    from lab.course import snapshots as kept
+    from lab.course.exercises import course, find_exercise
+    from lab.docker.engine import docker_client
+
+    exercise = find_exercise(number).id if number is not None else None
+    client = docker_client()
+    try:
+        found = [s for s in kept.listing(client) if exercise in (None, s.exercise)]
+        current = kept.current_keys(client, course())
+        removed = kept.remove(client, exercise) if remove else None
+    finally:
+        client.close()
+    if removed is not None:
+        if as_json:
+            out.print_json(json.dumps({"removed": removed.tags, "kept": removed.kept}))
+            return
+        for tag in removed.tags:
+            out.print(f"removed {tag}")
+        for tag, why in removed.kept.items():
+            out.print(f"kept {tag}: {escape(why)} (`lab exercise reset` or `lab class destroy` "
+                      "the labs that run from it first)")
+        if not removed.tags and not removed.kept:
+            out.print("no start snapshot to remove")
+        return
+    states = {s.key: _snapshot_state(s, current) for s in found}
+    if as_json:
+        out.print_json(json.dumps([s.to_dict() | {"state": states[s.key]} for s in found]))
+        return
+    if not found:
+        out.print("no start snapshot on this engine: an exercise's first start makes one")
+        return
+    table = Table(box=None, title_justify="left")
+    for column in ("exercise", "snapshot", "servers", "size", "made", "state"):
+        table.add_column(column)
+    for snapshot in found:
+        servers = ", ".join(f"{name} (provisioned again)" if name in snapshot.again else name
+                            for name in snapshot.servers)
+        table.add_row(snapshot.exercise, snapshot.short, servers,
+                      f"{snapshot.size / 1e6:.0f} MB",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(snapshot.made)),
+                      states[snapshot.key])
+    out.print(table)
+
+
+def _snapshot_state(snapshot: Snapshot, current: dict[str, str]) -> str:
+    """current (the next start uses it), stale (its exercise or base image changed since),
+    or incomplete (an image is missing: the next start makes it again)."""
+    if not snapshot.complete:
+        return "incomplete"
+    return "current" if current.get(snapshot.exercise) == snapshot.key else "stale"

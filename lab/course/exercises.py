@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,9 @@ from pydantic import (
 from lab.config import describe, read_mapping
 from lab.errors import ConfigError, UsageError
 from lab.targets import registry as targets
+
+if TYPE_CHECKING:
+    from lab.state import ExerciseProgress
 
 FOLDER = re.compile(r"\A(\d\d)-([a-z0-9]+(?:-[a-z0-9]+)*)\Z")
 SERVER = re.compile(r"\A[a-z][a-z0-9_]{0,19}-\d+\Z")
@@ -100,6 +103,9 @@ class Action(_Strict):
 class Goal(_Strict):
     check: str  # a function in checks.py
     goal: str = Field(min_length=1)  # what the attendee reads beside pass / FAIL
+    # `lab exercise hint` while this goal is the first the last check failed: gentle first,
+    # the literal fix last (the feedback's `next:` only says where to look).
+    hints: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
 
 class WrongAnswer(_Strict):
@@ -167,11 +173,90 @@ class Exercise:
     def wrong_dir(self, name: str) -> Path:
         return self.folder / "wrong" / name
 
+    @property
+    def readme(self) -> Path:
+        """What the attendee reads; copied into the workspace as its README.md."""
+        return self.folder / "README.md"
+
+    def goal(self, check: str | None) -> Goal | None:
+        """The goal whose check is named ``check`` (None for None, or a goal the exercise
+        no longer has)."""
+        return next((g for g in self.spec.goals if g.check == check), None)
+
+    def hints_for(self, progress: ExerciseProgress) -> tuple[Goal | None, list[str], int]:
+        """The hints `lab exercise hint` gives now, and how many of them were read: the own
+        hints of the first goal the last check failed, else (no check yet, a goal without
+        hints) the exercise's, with goal None."""
+        goal = self.goal(progress.failing)
+        if goal is not None and goal.hints:
+            return goal, goal.hints, progress.goal_hints.get(goal.check, 0)
+        return None, self.spec.hints, progress.general_hints
+
+    def first_step(self) -> str:
+        """The first thing to do, from README.md: see :func:`first_step`."""
+        return first_step(self.readme.read_text(encoding="utf-8")) if self.readme.is_file() \
+            else ""
+
     def wrong_answer(self, name: str) -> WrongAnswer:
         for answer in self.spec.wrong:
             if answer.name == name:
                 return answer
         raise UsageError(f"exercise {self.number:02d} has no wrong answer {name!r}")
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A hint as `lab exercise hint` gives it: its number from 1, of how many, and the goal
+    it helps with (None: one of the exercise's own). Number 0 when none is left; the text
+    then says where to go from there."""
+
+    number: int
+    of: int
+    text: str
+    goal: Goal | None = None
+
+
+_STEP = re.compile(r"^\d+\. +(\S.*)$")
+_FENCE = "```"
+_SHELL = ("", "sh", "bash", "console", "shell")
+
+
+def first_step(readme: str) -> str:
+    """The first thing an exercise asks, as `lab exercise start` prints it, from its README:
+    the first numbered step (a line ``N. ...``) that is not starting the exercise (one naming
+    `lab exercise start` is skipped: that is done), its first paragraph on one line. When
+    that paragraph ends with ``:`` before a code block, a shell block (sh, bash, console)
+    gives its first command (not a comment, not a ``cd``: the attendee is in the workspace),
+    other code (yaml, python) is pointed at: ``: see README.md``. "" without a numbered step."""
+    lines = readme.splitlines()
+    for i, line in enumerate(lines):
+        match = _STEP.match(line)
+        if match is None or "lab exercise start" in line:
+            continue
+        words = [match.group(1).strip()]
+        rest = lines[i + 1:]
+        while rest and rest[0].strip() and not rest[0].strip().startswith(_FENCE):
+            words.append(rest.pop(0).strip())
+        step = " ".join(words)
+        while rest and not rest[0].strip():
+            rest.pop(0)
+        if not step.endswith(":") or not rest or not rest[0].strip().startswith(_FENCE):
+            return step
+        language = rest[0].strip()[len(_FENCE):].strip().lower()
+        command = _first_command(rest[1:]) if language in _SHELL else ""
+        return f"{step} `{command}`" if command else f"{step} see README.md"
+    return ""
+
+
+def _first_command(block: list[str]) -> str:
+    for line in block:
+        text = line.strip()
+        if text.startswith(_FENCE):
+            return ""
+        text = re.split(r"\s+#", text, maxsplit=1)[0].strip()
+        if text and not text.startswith("#") and not text.startswith("cd "):
+            return text
+    return ""
 
 
 # The course as data of the package: in a checkout a link to its top-level exercises/ (the

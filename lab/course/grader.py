@@ -565,7 +565,10 @@ def check(workspace: Workspace, on_event: Listener = ignore) -> CheckReport:
     finally:
         if attempt is not None:
             attempt.close()
-    workspace.state.record_exercise(exercise.id, check=report.ok)
+    failed = report.first_failure
+    workspace.state.record_exercise(  # the goal `lab exercise hint` then gives hints for
+        exercise.id, check=report.ok,
+        failing=failed.name if failed is not None and failed.name in exercise.checks else None)
     return report
 
 
@@ -574,16 +577,19 @@ SHOWN = "shown"  # a hint step's expected outcome; "none left" once every hint w
 
 def hint(workspace: Workspace, on_event: Listener = ignore) -> Step:
     """The next hint, as a step of the runner ``check`` and `lab demo` use: named ``hint
-    N/TOTAL``, its text in the detail, its number in the figures; counted in progress.
-    Once every hint was shown, the step's outcome is ``none left``, and its detail says
-    where to go from there."""
-    total = len(workspace.exercise.spec.hints)
-    used = workspace.progress.hints
+    N/TOTAL``, its text in the detail, its number in the figures (and ``goal``, the check of
+    the goal it helps with, when it is one of that goal's: the first goal the last check
+    failed); counted in progress. Once every hint was shown, the step's outcome is ``none
+    left``, and its detail says where to go from there."""
+    _, hints, used = workspace.exercise.hints_for(workspace.progress)
+    total = len(hints)
     steps = Steps(on_event)
 
     def show() -> Outcome:
-        number, text = next_hint(workspace)
-        return Outcome(SHOWN if number else "none left", text, {"hint": number, "of": total})
+        given = next_hint(workspace)
+        return Outcome(SHOWN if given.number else "none left", given.text,
+                       {"hint": given.number, "of": given.of}
+                       | ({"goal": given.goal.check} if given.goal else {}))
 
     step = steps.run(f"hint {used + 1}/{total}" if used < total else "hint", show, SHOWN)
     assert step is not None  # the only step: never skipped

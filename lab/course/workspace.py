@@ -12,6 +12,10 @@ lab's servers when the attendee's lab.yml no longer loads.
 A workspace started with ``listen`` (one of a class's: many on one machine) keeps that port
 in ``.lab/placement.json``: every lab.yml it lays down from then on (start, reset, solve,
 next) has its balancer, if it has one, on that port instead of the exercise's.
+
+A start (and a reset) comes from the exercise's start snapshot when this engine has one
+(lab.course.snapshots): servers created from its images, its logbook lines written again;
+else it is made the usual way, and kept as the snapshot for the next.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,8 @@ import yaml
 from lab.access.ports import free_local_port
 from lab.access.ssh import run_as_root
 from lab.config import CONFIG_FILE, LAB_NAME, LabConfig, load_config
-from lab.course.exercises import Action, Exercise, course, find_exercise
+from lab.course import snapshots
+from lab.course.exercises import Action, Exercise, Hint, course, find_exercise
 from lab.errors import (
     CheckFailed,
     ConfigError,
@@ -196,62 +201,72 @@ def next_exercise(workspace: Workspace, on_event: Listener = ignore) -> Workspac
     return start(later[0].number, workspace.directory, workspace.start_config().name, on_event)
 
 
-def hint(workspace: Workspace) -> tuple[int, str]:
-    """The next hint (its number from 1, and its text); counted in progress."""
-    hints = workspace.exercise.spec.hints
-    used = workspace.progress.hints
+def hint(workspace: Workspace) -> Hint:
+    """The next hint for the first goal the last `lab exercise check` failed (that goal's
+    own hints, gentle first, the literal fix last), else the exercise's own (no check yet,
+    or a goal without hints); counted in progress, per goal."""
+    goal, hints, used = workspace.exercise.hints_for(workspace.progress)
     if used >= len(hints):
-        return 0, (f"no more hints ({len(hints)} shown): `lab exercise solve` applies the "
-                   "solution, and the README explains each step")
-    workspace.state.record_exercise(workspace.exercise.id, hint=True)
-    return used + 1, hints[used]
+        where = "for this goal " if goal else ""
+        return Hint(0, len(hints), f"no more hints {where}({len(hints)} shown): README.md "
+                    "explains each step, and `lab exercise solve` applies the solution", goal)
+    workspace.state.record_exercise(workspace.exercise.id, hint=True,
+                                    goal=goal.check if goal else None)
+    return Hint(used + 1, len(hints), hints[used], goal)
 
 
 # actions -------------------------------------------------------------------------------------
 
 
 def run_actions(config: LabConfig, actions: list[Action], on_event: Listener = ignore,
-                calls: Mapping[str, Callable[[Fleet], object]] | None = None) -> None:
+                calls: Mapping[str, Callable[[Fleet], object]] | None = None,
+                only: Collection[str] | None = None) -> None:
     """``up``, ``provision``, ``drift``, ``destroy``, ``ssh``, ``verify``, ``bake``,
     ``release``, ``call`` and ``sweep`` actions, in order (exercise.yml); ``calls`` are the
-    exercise's functions that ``call:`` names."""
+    exercise's functions that ``call:`` names. With ``only`` (server names), the start's
+    actions again on those servers of a lab made from a snapshot: `up` is done, an ``ssh``
+    on another server is skipped, provision, drift and verify reach only them."""
     if not actions:
         return
+    names = sorted(only) if only is not None else None
     with Fleet(config, on_event) as fleet:
         for action in actions:
             if action.do == "ssh" and action.ssh and action.run:
+                if names is not None and action.ssh not in names:
+                    continue
                 on_event(Event("phase", f"on {action.ssh}: {action.run}"))
                 result = run_as_root(fleet.find(action.ssh), fleet.key, action.run)
                 if result.returncode != 0:
                     raise TargetError(f"{action.ssh}: `{action.run}` exited "
                                       f"{result.returncode}: {result.stderr.strip()[:200]}")
-            elif action.do in ("verify", "bake", "release", "call"):
+            elif action.do == "verify":
+                checked = verify(fleet, names, on_event=on_event)
+                if not checked.ok:
+                    raise CheckFailed(f"verifying the exercise's lab failed: {checked.problem}")
+            elif action.do in ("bake", "release", "call"):
                 _release_action(fleet, action, on_event, calls or {})
             elif action.do == "up":
-                fleet.up()
+                if names is None:
+                    fleet.up()
             elif action.do == "destroy":
                 fleet.destroy()
             elif action.do == "drift":
-                drift(fleet, on_event=on_event)  # recorded in state, as `lab drift` does
+                drift(fleet, names, on_event=on_event)  # recorded in state, as `lab drift` does
             elif action.do == "sweep":
                 _sweep(fleet, on_event)
             else:
-                report = provision(fleet, on_event=on_event)
+                report = provision(fleet, names, on_event=on_event)
                 if not report.ok:
                     raise CheckFailed(f"provisioning the exercise's lab failed: {report.problem}")
 
 
 def _release_action(fleet: Fleet, action: Action, on_event: Listener,
                     calls: Mapping[str, Callable[[Fleet], object]]) -> None:
-    """``verify`` (`lab verify`; a failure stops with its message), ``bake`` (`lab bake`),
-    ``release`` (`lab release`, with ``--set`` vars, or ``--from-image`` the last baked image)
-    and ``call``. A release that rolls back is kept in the history, as when the attendee runs
-    it, and does not stop the actions: some wrong answers are one."""
-    if action.do == "verify":
-        checked = verify(fleet, on_event=on_event)
-        if not checked.ok:
-            raise CheckFailed(f"verifying the exercise's lab failed: {checked.problem}")
-    elif action.do == "bake":
+    """``bake`` (`lab bake`), ``release`` (`lab release`, with ``--set`` vars, or
+    ``--from-image`` the last baked image) and ``call``. A release that rolls back is kept in
+    the history, as when the attendee runs it, and does not stop the actions: some wrong
+    answers are one."""
+    if action.do == "bake":
         bake(fleet, on_event=on_event)
     elif action.do == "call":
         calls[action.call or ""](fleet)
@@ -295,13 +310,17 @@ def check_targets(exercise: Exercise) -> None:
 
 def _lay_down(workspace: Workspace, marks: dict[str, str], *overlays: Path) -> None:
     """The start files (then each overlay's) into the workspace, lab.yml's marks filled in
-    (the lab's name, a balancer's port); the pristine copy is refreshed from start/ alone."""
+    (the lab's name, a balancer's port), and last the exercise's README.md at its root (what
+    the attendee reads; an overlay's README.md never replaces it); the pristine copy is
+    refreshed from start/ alone."""
     exercise = workspace.exercise
     shutil.rmtree(workspace.pristine, ignore_errors=True)
     _copy_tree(exercise.start_dir, workspace.pristine, marks)
     for source in (exercise.start_dir, *overlays):
         if source.is_dir():
             _copy_tree(source, workspace.directory, marks)
+    if exercise.readme.is_file():  # what the attendee reads, beside their files
+        shutil.copyfile(exercise.readme, workspace.directory / "README.md")
     listen = pinned_listen(workspace.directory)
     place_balancer(workspace.pristine / CONFIG_FILE, listen)
     place_balancer(workspace.directory / CONFIG_FILE, listen)
@@ -407,6 +426,16 @@ def _fresh_state(state_dir: Path, backup: Path) -> None:
 
 
 def _make_start(workspace: Workspace, on_event: Listener) -> None:
-    run_actions(workspace.config(), workspace.exercise.spec.start, on_event,
-                workspace.exercise.calls)
+    """The start's actions, or the exercise's start snapshot when this engine has one (a
+    start made the usual way is then kept as one: see lab.course.snapshots)."""
+    exercise, config = workspace.exercise, workspace.config()
+    plan = snapshots.plan(exercise, config, on_event)
+    if plan is not None and plan.found is not None:
+        again = snapshots.start_from(config, plan.found, on_event)
+        if again:
+            run_actions(config, exercise.spec.start, on_event, exercise.calls, only=again)
+        return
+    run_actions(config, exercise.spec.start, on_event, exercise.calls)
+    if plan is not None:
+        snapshots.keep(config, exercise, plan.key, on_event)
 

@@ -34,6 +34,12 @@ from lab.targets.base import LABEL_PREFIX, labels_for
 PUBLISH_ADDRESS = "127.0.0.1"
 CONSOLE_LINES = 12  # of a server's console, in the report of a boot that did not finish
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's colours, in console output
+# Docker's default address pools give some 30 bridge networks per engine, one per lab.
+NO_ADDRESS_POOL = (
+    "Docker has no address range left for network {network} (its default pools hold about 30 "
+    "networks, one per lab): `lab destroy` labs you are done with, or `docker network prune`; "
+    "a classroom engine wants smaller pools, e.g. dockerd --default-address-pool "
+    "base=10.200.0.0/16,size=24 (256 networks)")
 # "created" is a container that was never started (a `lab up` killed between create and
 # start, or a start that failed): it has no published ports and will not start by itself, so
 # it counts as dead and `lab up` replaces it instead of waiting 90 s for SSH on port 0.
@@ -107,9 +113,14 @@ class DockerEngine:
         # Docker's name filter matches substrings: lab-t would find lab-t2 and skip creation.
         found = self.client.networks.list(names=[self.network_name])
         if not any(n.name == self.network_name for n in found):
-            self.client.networks.create(
-                self.network_name, driver="bridge", labels=labels_for(self.lab)
-            )
+            try:
+                self.client.networks.create(
+                    self.network_name, driver="bridge", labels=labels_for(self.lab)
+                )
+            except APIError as exc:
+                if "address pool" not in str(exc.explanation):
+                    raise
+                raise PrerequisiteError(NO_ADDRESS_POOL.format(network=self.network_name)) from None
 
     def containers(self) -> list[Container]:
         """Every container with the lab's label, running or not."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from labhelpers import RUN_LABEL, Lab, lab_for_module, new_lab, teardown_lab
 
 from lab.config import DEFAULT_IMAGE
@@ -88,6 +88,10 @@ def remove_labelled(client: docker.DockerClient, label: str) -> None:
     for volume in client.volumes.list(filters={"label": label}):
         with contextlib.suppress(NotFound):
             volume.remove(force=True)
+    # Images the run made (bakes, exercise start snapshots) carry the label too.
+    for image in client.images.list(filters={"label": label}):
+        with contextlib.suppress(NotFound, APIError):
+            client.images.remove(image.id, force=True)
 
 
 @pytest.fixture

@@ -511,3 +511,25 @@ def test_the_base_image_is_built_through_the_package_cache_of_the_same_engine(
     assert asked["client"] is engine and asked["rebuild"] is True
     assert asked["cache"].client is engine
     assert closed == [engine]
+
+
+def test_an_engine_out_of_address_pools_is_one_line_not_a_bug(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Docker answers 404 "could not find an available, non-overlapping IPv4 address pool"
+    when its ~30 default networks are taken (a class's seats, other projects): exit 3, what
+    to do, and no container made."""
+    from lab.targets.base import ServerSpec
+
+    engine = Engine()
+    engine.pictures = [Image("1", ["lab/base:bookworm"], {})]
+    target = shop_target(engine, monkeypatch, tmp_path)
+
+    def out_of_pools(*args: Any, **kwargs: Any) -> None:
+        raise NotFound("404", explanation="could not find an available, non-overlapping "
+                       "IPv4 address pool among the defaults to assign to the network")
+
+    monkeypatch.setattr(engine.networks, "create", out_of_pools)
+    with pytest.raises(PrerequisiteError, match=r"^Docker has no address range left for "
+                                                r"network lab-shop .*default-address-pool"):
+        target.create([ServerSpec("web-1", "web", 1, "lab/base:bookworm")])
+    assert engine.boxes == []

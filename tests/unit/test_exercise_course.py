@@ -111,9 +111,10 @@ def test_start_refuses_a_directory_with_files_of_someone_else(tmp_path: Path) ->
 def test_hints_come_in_order_and_are_counted(tmp_path: Path) -> None:
     workspace = start(HARNESS, tmp_path / "ws", name="ex-unit")
     hints = workspace.exercise.spec.hints
-    assert [hint(workspace) for _ in hints] == list(enumerate(hints, start=1))
-    number, text = hint(workspace)
-    assert number == 0 and "no more hints" in text
+    assert [(h.number, h.text) for h in (hint(workspace) for _ in hints)] == list(
+        enumerate(hints, start=1))
+    last = hint(workspace)
+    assert last.number == 0 and "no more hints" in last.text
     assert workspace.progress.hints == len(hints)
 
 
