@@ -30,17 +30,25 @@ demo: setup
 engine26:
 	@./scripts/engine26.sh start
 
-# Lint and both passes run even when one fails, so one run shows every failure. Without
+# Lint and every pass run even when one fails, so one run shows every failure. Without
 # root the second engine cannot start: a developer's run says so and skips it; CI fails.
+# The unit tests (CPU, no engine) run beside the Docker 26 pass (mostly waiting), never
+# beside the first pass, whose latency gates must not share the machine; their output is
+# shown when both are done.
 test: setup
 	@status=0; \
 	$(VENV)/bin/ruff check $(LINTED) || status=1; \
 	host=$$(./scripts/engine26.sh start) || { [ -z "$$CI" ] || exit 3; host=; }; \
-	$(VENV)/bin/pytest -p no:cacheprovider --durations=25 tests || status=1; \
+	$(VENV)/bin/pytest -p no:cacheprovider --durations=25 tests/integration || status=1; \
+	unit_log=$$(mktemp); \
+	$(VENV)/bin/pytest -p no:cacheprovider --durations=10 tests/unit >"$$unit_log" 2>&1 & unit=$$!; \
 	if [ -n "$$host" ]; then \
 	  printf '\033[1m==> again on Docker 26 with cgroup v2 (%s)\033[0m\n' "$$host"; \
 	  DOCKER_HOST=$$host $(VENV)/bin/pytest -p no:cacheprovider $(ENGINE26_TESTS) || status=1; \
 	else echo "note: Docker 26 (cgroup v2) not available here; its pass was not run"; fi; \
+	wait $$unit || status=1; \
+	printf '\033[1m==> unit tests (run beside the Docker 26 pass)\033[0m\n'; \
+	cat "$$unit_log"; rm -f "$$unit_log"; \
 	exit $$status
 
 # Runs both hosts even when the first fails; exit 1 if either did.
