@@ -145,12 +145,13 @@ def _run_pytest(lab: Lab, server: ServerRecord, report: Path,
     proc = subprocess.run(argv, cwd=config.directory, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, check=False)
     outcomes = read_junit(report, server.name, config.directory) if report.is_file() else []
-    return outcomes or [_no_report(server.name, proc, config.directory)]
+    return outcomes or [no_report(server.name, proc, config.directory)]
 
 
-def _no_report(host: str, proc: subprocess.CompletedProcess[str], root: Path) -> TestOutcome:
+def no_report(host: str, proc: subprocess.CompletedProcess[str], root: Path) -> TestOutcome:
     """pytest stopped before it wrote a report: most often a conftest.py that does not load,
-    told by where it broke; otherwise (a bad option) by pytest's last line."""
+    told by where it broke; otherwise (a bad option, no test collected) by pytest's last
+    line. Also Molecule's verifier's (lab.molecule.verifier)."""
     output = (proc.stdout + proc.stderr).strip()
     crash = crash_site(output, root)
     if crash is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from lab.molecule.inventory import inventory_file
 from lab.molecule.scenario import Scenario
-from lab.verify import TestOutcome, VerifyResult, crash_site, read_junit
+from lab.verify import TestOutcome, VerifyResult, no_report, read_junit
 
 ALL_HOSTS = "all"  # a test that names no host (testinfra's local one, or a plain function)
 _HOST = re.compile(r"\[(?:\w+://)?([^\]]+)\]")
@@ -62,7 +62,7 @@ def run_testinfra(scenario: Scenario, tests: list[Path], run_dir: Path) -> Verif
                           text=True, stdin=subprocess.DEVNULL, check=False)
     outcomes = by_host(report, scenario.directory) if report.is_file() else []
     if not outcomes:
-        outcomes = [_no_outcome(proc, scenario.directory)]
+        outcomes = [no_report(ALL_HOSTS, proc, scenario.directory)]
     return VerifyResult(outcomes, {ALL_HOSTS: report}, time.monotonic() - started)
 
 
@@ -73,17 +73,3 @@ def by_host(report: Path, root: Path) -> list[TestOutcome]:
     hosts = [_HOST.search(case.get("name", "")) for case in cases]
     return [replace(outcome, host=found[1]) if found else outcome
             for outcome, found in zip(outcomes, hosts, strict=True)]
-
-
-def _no_outcome(proc: subprocess.CompletedProcess[str], root: Path) -> TestOutcome:
-    """pytest ran no test: it could not start (a conftest.py that does not load), or it
-    collected none (exit 5, a failure for Molecule too)."""
-    output = (proc.stdout + proc.stderr).strip()
-    crash = crash_site(output, root)
-    if crash is not None:
-        where, exception = crash
-        return TestOutcome(ALL_HOSTS, where or "(pytest)", "error",
-                           f"{exception} (pytest could not start, so no test ran)")
-    tail = output.splitlines()[-1:] or ["no output"]
-    return TestOutcome(ALL_HOSTS, "(pytest)", "error", f"pytest exited {proc.returncode}: "
-                                                       f"{tail[0]}")
