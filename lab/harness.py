@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -206,19 +207,47 @@ def run_test_cycle(config: LabConfig, destroy: DestroyPolicy = "always",
     with Fleet(test_config, on_event) as fleet:
         try:
             fleet.destroy()  # leftovers of an earlier, interrupted test
-            steps.run("create", fleet.up)
-            steps.run("provision", lambda: provision(fleet, overrides=overrides,
-                                                     on_event=on_event))
-            # The second run changes nothing on servers that pass it, so the tests may read
-            # them meanwhile; on servers that fail it, the cycle has failed anyway.
-            steps.run_together({
-                "idempotence": lambda: check_idempotence(fleet, overrides, on_event),
-                "verify": lambda: _verify_step(fleet, overrides, on_event),
-            })
+            converge_and_verify(fleet, steps, fleet.up, overrides, on_event)
         finally:
             end_cycle(fleet, report, destroy, on_event, "`lab test --destroy always` or "
                                                         "`lab destroy -f` on that lab")
     return report
+
+
+@dataclass
+class CycleRuns:
+    """What each run of :func:`converge_and_verify` reported (None: it did not run)."""
+
+    converge: ProvisionReport | None = None  # the first run, on fresh servers
+    second: ProvisionReport | None = None  # the idempotence run
+    verified: VerifyResult | None = None
+
+
+def converge_and_verify(fleet: Fleet, steps: Steps, create: Callable[[], object],
+                        overrides: dict[str, Any] | None = None,
+                        on_event: Listener = ignore) -> CycleRuns:
+    """The heart of `lab test` (and of a grader's rebuild): ``create`` fresh servers,
+    provision them, then idempotence and verify side by side, each a step of ``steps``."""
+    runs = CycleRuns()
+
+    def converge() -> ProvisionReport:
+        runs.converge = provision(fleet, overrides=overrides, on_event=on_event)
+        return runs.converge
+
+    def second() -> ProvisionReport:
+        runs.second = check_idempotence(fleet, overrides, on_event)
+        return runs.second
+
+    def tests() -> Outcome:
+        runs.verified = verify(fleet, overrides=overrides, on_event=on_event)
+        return verify_outcome(runs.verified)
+
+    steps.run("create", create)
+    steps.run("provision", converge)
+    # The second run changes nothing on servers that pass it, so the tests may read them
+    # meanwhile; on servers that fail it, the cycle has failed anyway.
+    steps.run_together({"idempotence": second, "verify": tests})
+    return runs
 
 
 def end_cycle(fleet: Fleet, report: TestReport, destroy: DestroyPolicy, on_event: Listener,
@@ -232,9 +261,8 @@ def end_cycle(fleet: Fleet, report: TestReport, destroy: DestroyPolicy, on_event
                                 f"remove them with {remedy}"))
 
 
-def _verify_step(fleet: Fleet, overrides: dict[str, Any] | None, on_event: Listener) -> Outcome:
-    """verify as a step of `lab test`, with how many tests passed and failed; its detail is
-    the failed tests alone, as the step's name already says "verify failed"."""
-    result = verify(fleet, overrides=overrides, on_event=on_event)
+def verify_outcome(result: VerifyResult) -> Outcome:
+    """verify as a step of a test cycle, with how many tests passed and failed; its detail
+    is the failed tests alone, as the step's name already says "verify failed"."""
     return Outcome(OK if result.ok else FAILED, result.failed_tests,
                    {"passed": result.passed, "failed": len(result.failures)})

@@ -141,7 +141,7 @@ class AwsTarget(Target):
         so a typo or a private subnet stops here, before anything is made."""
         with translated(self.aws.region):
             self._refuse_another_home(self._home_of_key())
-            self.aws.ec2.describe_instance_types(InstanceTypes=[self.settings.instance_type])
+            self._architectures  # noqa: B018 - an unknown instance type stops here
             for image in {s.image for s in specs}:
                 self.image_id(image)
             plan = Plan(f"{self.aws.region}, at us-east-1 on-demand prices")
@@ -212,7 +212,7 @@ class AwsTarget(Target):
 
     def _create(self, specs: list[ServerSpec], made: resources.Found,
                 on_event: Listener) -> list[ServerRecord]:
-        self.aws.ec2.describe_instance_types(InstanceTypes=[self.settings.instance_type])
+        self._architectures  # noqa: B018 - an unknown instance type stops here
         place = network.placement(self.aws, self.settings.subnet)
         key_name = self._ensure_key(made)
         listen = self.config.balancer.listen if self.config.balancer else None

@@ -14,7 +14,6 @@ import pytest
 
 import lab.harness
 from lab.config import load_config
-from lab.events import ignore
 from lab.loaded import Lab
 from lab.scaffold import init_lab
 from lab.state import ServerRecord
@@ -120,14 +119,13 @@ def test_frames_of_a_virtualenv_inside_the_lab_are_not_the_users_line(tmp_path: 
     assert crash_site(traceback, tmp_path) == ("tests/test_web.py:7", "RuntimeError: no inventory")
 
 
-def test_verify_failed_is_said_once_by_lab_test(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_failed_is_said_once_by_lab_test() -> None:
     """`lab test` names its step "verify"; the step's detail must not say it again."""
     failing = VerifyResult([TestOutcome("web-2", "tests/test_web.py:7", "error",
                                         MOLECULE_KEYERROR)])
-    monkeypatch.setattr(lab.harness, "verify", lambda *args, **kwargs: failing)
     steps = Steps()
 
-    steps.run("verify", lambda: lab.harness._verify_step(None, None, ignore))  # type: ignore[arg-type]
+    steps.run("verify", lambda: lab.harness.verify_outcome(failing))
 
     assert steps.problem == f"verify failed: web-2: tests/test_web.py:7: {MOLECULE_KEYERROR}"
 
